@@ -1,0 +1,1 @@
+"""Small shared utilities: logging, settings, durations, task supervision, clocks, retries."""

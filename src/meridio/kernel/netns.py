@@ -1,0 +1,72 @@
+"""Network namespaces: create, remove, run a command or a function inside one.
+
+Names are the ones ``ip netns`` uses (files under ``/run/netns``). Everything here is synchronous and
+small; callers that need many netlink operations open a pyroute2 ``NetNS``/``IPRoute`` themselves.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from typing import Iterator, Sequence
+
+__all__ = ["NETNS_DIR", "exists", "create", "remove", "list_names", "exec_argv", "run", "entered"]
+
+NETNS_DIR = "/run/netns"
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def create(name: str, *, loopback_up: bool = True) -> None:
+    """Create namespace ``name`` (idempotent) and bring its loopback up."""
+    if not exists(name):
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, text=True)
+    if loopback_up:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+
+
+def remove(name: str) -> None:
+    """Delete namespace ``name`` if it exists (its veth ends go with it)."""
+    if exists(name):
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def list_names() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def exec_argv(name: str | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` prefixed so it runs inside namespace ``name`` (unchanged for ``None``)."""
+    return list(argv) if name is None else ["ip", "netns", "exec", name, *argv]
+
+
+def run(name: str | None, argv: Sequence[str], *, check: bool = True, input: str | None = None,
+        timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` inside namespace ``name`` and capture its output."""
+    return subprocess.run(exec_argv(name, argv), check=check, capture_output=True, text=True, input=input,
+                          timeout=timeout)
+
+
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Switch the calling *thread* into namespace ``name`` and back (setns on the thread).
+
+    Only safe in a process or thread that does nothing else meanwhile (e.g. a forked helper or a
+    dedicated thread): sockets opened inside stay in ``name``.
+    """
+    with open(f"/proc/self/task/{_tid()}/ns/net") as own, open(os.path.join(NETNS_DIR, name)) as target:
+        os.setns(target.fileno(), os.CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            os.setns(own.fileno(), os.CLONE_NEWNET)
+
+
+def _tid() -> int:
+    import threading
+    return threading.get_native_id()
