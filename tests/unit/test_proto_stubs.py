@@ -30,4 +30,4 @@ def test_services_keep_meridio_wire_names() -> None:
     assert gw["bgpAuth"].number == 13 and gw["bfdSpec"].number == 11 and gw["holdTime"].number == 9
     target = targetregistry_pb2.Target.DESCRIPTOR
     assert [v.name for v in target.enum_types_by_name["Status"].values] == ["ENABLED", "DISABLED", "ANY"]
-    assert [v.name for v in target.enum_types_by_name["Type"].values] == ["DEFAULT", "FRONTEND"]
+    assert [v.name for v in target.enum_types_by_name["Type"].values] == ["DEFAULT", "FRONTEND", "LOADBALANCER"]

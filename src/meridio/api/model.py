@@ -139,6 +139,8 @@ class TargetStatus(enum.IntEnum):
 class TargetType(enum.IntEnum):
     DEFAULT = 0
     FRONTEND = 1
+    LOADBALANCER = 2
+    """Ours (appended to nsp.v1): an LB replica announcing itself to its conduit's proxies."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from meridio.api.pb.nsp.v1 import model_pb2 as nsp_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnsp/v1/targetregistry.proto\x12\x06nsp.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x12nsp/v1/model.proto\"1\n\x0eTargetResponse\x12\x1f\n\x07targets\x18\x01 \x03(\x0b\x32\x0e.nsp.v1.Target\"\xae\x02\n\x06Target\x12\x0b\n\x03ips\x18\x01 \x03(\t\x12,\n\x07\x63ontext\x18\x02 \x03(\x0b\x32\x1b.nsp.v1.Target.ContextEntry\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.nsp.v1.Target.Status\x12!\n\x04type\x18\x04 \x01(\x0e\x32\x13.nsp.v1.Target.Type\x12\x1e\n\x06stream\x18\x05 \x01(\x0b\x32\x0e.nsp.v1.Stream\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x06Status\x12\x0b\n\x07\x45NABLED\x10\x00\x12\x0c\n\x08\x44ISABLED\x10\x01\x12\x07\n\x03\x41NY\x10\x02\"!\n\x04Type\x12\x0b\n\x07\x44\x45\x46\x41ULT\x10\x00\x12\x0c\n\x08\x46RONTEND\x10\x01\x32\xad\x01\n\x0eTargetRegistry\x12\x32\n\x08Register\x12\x0e.nsp.v1.Target\x1a\x16.google.protobuf.Empty\x12\x34\n\nUnregister\x12\x0e.nsp.v1.Target\x1a\x16.google.protobuf.Empty\x12\x31\n\x05Watch\x12\x0e.nsp.v1.Target\x1a\x16.nsp.v1.TargetResponse0\x01\x42&Z$github.com/nordix/meridio/api/nsp/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnsp/v1/targetregistry.proto\x12\x06nsp.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x12nsp/v1/model.proto\"1\n\x0eTargetResponse\x12\x1f\n\x07targets\x18\x01 \x03(\x0b\x32\x0e.nsp.v1.Target\"\xc0\x02\n\x06Target\x12\x0b\n\x03ips\x18\x01 \x03(\t\x12,\n\x07\x63ontext\x18\x02 \x03(\x0b\x32\x1b.nsp.v1.Target.ContextEntry\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.nsp.v1.Target.Status\x12!\n\x04type\x18\x04 \x01(\x0e\x32\x13.nsp.v1.Target.Type\x12\x1e\n\x06stream\x18\x05 \x01(\x0b\x32\x0e.nsp.v1.Stream\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x06Status\x12\x0b\n\x07\x45NABLED\x10\x00\x12\x0c\n\x08\x44ISABLED\x10\x01\x12\x07\n\x03\x41NY\x10\x02\"3\n\x04Type\x12\x0b\n\x07\x44\x45\x46\x41ULT\x10\x00\x12\x0c\n\x08\x46RONTEND\x10\x01\x12\x10\n\x0cLOADBALANCER\x10\x02\x32\xad\x01\n\x0eTargetRegistry\x12\x32\n\x08Register\x12\x0e.nsp.v1.Target\x1a\x16.google.protobuf.Empty\x12\x34\n\nUnregister\x12\x0e.nsp.v1.Target\x1a\x16.google.protobuf.Empty\x12\x31\n\x05Watch\x12\x0e.nsp.v1.Target\x1a\x16.nsp.v1.TargetResponse0\x01\x42&Z$github.com/nordix/meridio/api/nsp/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,13 +40,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGETRESPONSE']._serialized_start=88
   _globals['_TARGETRESPONSE']._serialized_end=137
   _globals['_TARGET']._serialized_start=140
-  _globals['_TARGET']._serialized_end=442
+  _globals['_TARGET']._serialized_end=460
   _globals['_TARGET_CONTEXTENTRY']._serialized_start=315
   _globals['_TARGET_CONTEXTENTRY']._serialized_end=361
   _globals['_TARGET_STATUS']._serialized_start=363
   _globals['_TARGET_STATUS']._serialized_end=407
   _globals['_TARGET_TYPE']._serialized_start=409
-  _globals['_TARGET_TYPE']._serialized_end=442
-  _globals['_TARGETREGISTRY']._serialized_start=445
-  _globals['_TARGETREGISTRY']._serialized_end=618
+  _globals['_TARGET_TYPE']._serialized_end=460
+  _globals['_TARGETREGISTRY']._serialized_start=463
+  _globals['_TARGETREGISTRY']._serialized_end=636
 # @@protoc_insertion_point(module_scope)

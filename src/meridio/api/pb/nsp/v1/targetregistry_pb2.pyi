@@ -29,8 +29,10 @@ class Target(_message.Message):
         __slots__ = ()
         DEFAULT: _ClassVar[Target.Type]
         FRONTEND: _ClassVar[Target.Type]
+        LOADBALANCER: _ClassVar[Target.Type]
     DEFAULT: Target.Type
     FRONTEND: Target.Type
+    LOADBALANCER: Target.Type
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
