@@ -1,0 +1,175 @@
+"""The one owner of the IPAM state: the prefix tree in memory and its sqlite store.
+
+Every operation plans its changes with the pure planners of :mod:`meridio.ipam.tree`, stores them in
+one transaction, and only then applies them to memory, without awaiting in between: so concurrent
+RPCs never see half an operation, and a failed write changes nothing. Callers: the gRPC servicer
+(Allocate/Release), the NSP conduit watcher (:meth:`Registry.set_conduits`) and the garbage collector.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Collection, Iterable
+
+from meridio.common import log as logmod
+from meridio.common.clock import Clock, SystemClock
+from meridio.common.retry import PermanentError
+from meridio.ipam import tree
+from meridio.ipam.store import Store
+
+__all__ = ["ChildRequest", "RequestError", "Registry", "collect_garbage_forever", "NODE_REFRESH_S"]
+
+NODE_REFRESH_S = 60.0
+"""A node's ``updated_at`` is refreshed at most once a minute (Meridio damps it the same way)."""
+
+
+class RequestError(PermanentError, ValueError):
+    """The request cannot be served by this IPAM (bad input): ``INVALID_ARGUMENT``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildRequest:
+    """An ``ipam.v1.Child`` parsed at the edge: non-empty names, family kept raw (checked here)."""
+
+    name: str
+    trench: str
+    conduit: str
+    node: str
+    family: int
+    """The ``ipam.v1.IPFamily`` number (0 = IPV4, 1 = IPV6); other values are refused."""
+
+
+class Registry:
+    """Allocations of one trench, for the families of ``layouts``."""
+
+    def __init__(self, store: Store, *, trench: str, layouts: Iterable[tree.Layout], clock: Clock | None = None,
+                 log: logmod.Logger = logmod.null, node_refresh: float = NODE_REFRESH_S) -> None:
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._log = log.bind(trench=trench)
+        self._node_refresh = node_refresh
+        self.trench = trench
+        self.layouts = {layout.family: layout for layout in layouts}
+        self._tree = tree.Tree(store.load())
+        self._unplaced: dict[tree.Family, set[str]] = {family: set() for family in self.layouts}
+        self._conduits_changed = asyncio.Event()
+        changes: list[tree.Change] = []
+        for layout in self.layouts.values():
+            changes += tree.plan_trench(self._tree, layout, trench, self._clock.time())
+        self._commit(changes)
+
+    def close(self) -> None:
+        """Close the store (the registry is unusable afterwards)."""
+        self._store.close()
+
+    def entries(self) -> list[tree.Entry]:
+        """A snapshot of every entry (all families, all trenches in the store)."""
+        return list(self._tree)
+
+    def conduits(self, family: tree.Family) -> dict[str, tree.Entry]:
+        """The conduit prefixes of this trench in ``family``, by conduit name."""
+        root = tree.trench_path(self.trench, family)
+        return {e.path[-1]: e for e in self._tree.children(root)}
+
+    async def allocate(self, request: ChildRequest, timeout: float | None = None) -> tree.Allocation:
+        """Allocate (idempotently) ``request``; wait up to ``timeout`` seconds (None: no limit) for the
+        conduit prefix to appear. Raises :class:`RequestError`, :class:`tree.NoMorePrefix`,
+        :class:`tree.ConduitNotFound` (still unknown at the timeout) or ``StoreError``."""
+        layout, path = self._resolve(request)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if request.conduit in self._unplaced[layout.family]:
+                raise tree.NoMorePrefix(f"no more prefix available: conduit {request.conduit!r} got no "
+                                        f"/{layout.conduit_length} in trench prefix {layout.prefix}")
+            try:
+                allocation, changes = tree.plan_allocate(self._tree, layout, path, self._clock.time(),
+                                                         node_refresh=self._node_refresh)
+            except tree.ConduitNotFound:
+                await self._wait_for_conduits(request.conduit,
+                                              None if deadline is None else deadline - loop.time())
+                continue
+            self._commit(changes)
+            self._log.debug("prefixAllocated", conduit=request.conduit, node=request.node, child=request.name,
+                            family=layout.family.name, prefix=str(allocation))
+            return allocation
+
+    def release(self, request: ChildRequest) -> None:
+        """Release the child of ``request``; unknown conduit, node or child is not an error."""
+        layout, path = self._resolve(request)
+        changes = tree.plan_release(self._tree, path, self._clock.time(), node_refresh=self._node_refresh)
+        self._commit(changes)
+        if any(isinstance(c, tree.Delete) for c in changes):
+            self._log.debug("prefixReleased", conduit=request.conduit, node=request.node, child=request.name,
+                            family=layout.family.name)
+
+    def set_conduits(self, names: Collection[str]) -> None:
+        """Make the conduit prefixes of every family exactly ``names`` (the NSP's current list)."""
+        changes: list[tree.Change] = []
+        for family, layout in self.layouts.items():
+            before = set(self.conduits(family))
+            planned, unplaced = tree.plan_conduits(self._tree, layout, self.trench, names, self._clock.time())
+            changes += planned
+            self._unplaced[family] = set(unplaced)
+            self._log_conduit_changes(family, before, planned, unplaced)
+        self._commit(changes)
+        self._conduits_changed.set()
+        self._conduits_changed = asyncio.Event()
+
+    def collect_garbage(self, threshold: float) -> int:
+        """Remove node and child prefixes idle for more than ``threshold`` seconds; return how many."""
+        changes = tree.plan_collect(self._tree, self._clock.time(), threshold)
+        self._commit(changes)
+        for change in changes:
+            self._log.info("prefixCollected", path="/".join(change.path))  # type: ignore[union-attr]
+        return len(changes)
+
+    def _resolve(self, request: ChildRequest) -> tuple[tree.Layout, tree.Path]:
+        try:
+            family = tree.Family(request.family)
+            layout = self.layouts[family]
+        except (ValueError, KeyError):
+            served = ", ".join(f.name for f in self.layouts)
+            raise RequestError(f"cannot allocate in this ip family: subnet.ipFamily {request.family} is not "
+                               f"served by this IPAM (serves {served})") from None
+        if request.trench != self.trench:
+            raise RequestError(f"no corresponding trench: subnet.conduit.trench.name {request.trench!r} is not "
+                               f"the trench of this IPAM ({self.trench!r})")
+        path = tree.trench_path(self.trench, family) + (request.conduit, request.node, request.name)
+        return layout, path
+
+    async def _wait_for_conduits(self, conduit: str, timeout: float | None) -> None:
+        missing = tree.ConduitNotFound(f"conduit {conduit!r} has no prefix yet (not announced by the NSP)")
+        if timeout is not None and timeout <= 0:
+            raise missing
+        try:
+            async with asyncio.timeout(timeout):
+                await self._conduits_changed.wait()
+        except TimeoutError:
+            raise missing from None
+
+    def _commit(self, changes: list[tree.Change]) -> None:
+        # Store first: if the write fails, memory is untouched and the caller gets the error.
+        self._store.apply(changes)
+        self._tree.apply(changes)
+
+    def _log_conduit_changes(self, family: tree.Family, before: set[str], planned: list[tree.Change],
+                             unplaced: list[str]) -> None:
+        for change in planned:
+            if isinstance(change, tree.Put):
+                self._log.info("conduitPrefixCreated", conduit=change.entry.path[-1], family=family.name,
+                               prefix=str(change.entry.network))
+            elif len(change.path) == tree.Level.CONDUIT and change.path[-1] in before:
+                self._log.info("conduitPrefixRemoved", conduit=change.path[-1], family=family.name)
+        for name in unplaced:
+            self._log.error("conduitPrefixUnavailable", conduit=name, family=family.name,
+                            reason="noMorePrefixAvailable")
+
+
+async def collect_garbage_forever(registry: Registry, *, interval: float, threshold: float,
+                                  log: logmod.Logger = logmod.null) -> None:
+    """Run :meth:`Registry.collect_garbage` every ``interval`` seconds (until cancelled)."""
+    while True:
+        await asyncio.sleep(interval)
+        removed = registry.collect_garbage(threshold)
+        log.debug("garbageCollected", removed=removed)
