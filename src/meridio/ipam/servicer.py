@@ -1,0 +1,89 @@
+"""``ipam.v1.Ipam`` over gRPC: parse the request, call the registry, map errors to status codes.
+
+Status codes (Meridio answers every error as UNKNOWN; the messages keep Meridio's wording first):
+
+==========================================  ======================
+bad request (nil/empty fields, ip family,   ``INVALID_ARGUMENT``
+other trench)
+``no more prefix available``                ``RESOURCE_EXHAUSTED``
+conduit not announced by the NSP before     ``UNAVAILABLE``
+the call's deadline; registry write failed
+anything else (a bug)                       ``INTERNAL`` (logged)
+==========================================  ======================
+"""
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+import grpc.aio
+from google.protobuf import empty_pb2
+
+from meridio.api.pb.ipam.v1 import ipam_pb2, ipam_pb2_grpc
+from meridio.common import log as logmod
+from meridio.common.retry import TemporaryError
+from meridio.ipam import tree
+from meridio.ipam.registry import ChildRequest, Registry, RequestError
+from meridio.ipam.store import StoreError
+
+__all__ = ["IpamServicer", "child_from_pb", "status_for"]
+
+
+def child_from_pb(m: ipam_pb2.Child) -> ChildRequest:
+    """Parse an ``ipam.v1.Child``; raise :class:`RequestError` naming the missing or empty field."""
+    if not m.HasField("subnet"):
+        raise RequestError("subnet cannot be nil: child.subnet is missing")
+    subnet = m.subnet
+    if not subnet.HasField("conduit"):
+        raise RequestError("conduit cannot be nil: child.subnet.conduit is missing")
+    if not subnet.conduit.HasField("trench"):
+        raise RequestError("trench cannot be nil: child.subnet.conduit.trench is missing")
+    for field, value in (("child.name", m.name), ("child.subnet.conduit.name", subnet.conduit.name),
+                         ("child.subnet.conduit.trench.name", subnet.conduit.trench.name),
+                         ("child.subnet.node", subnet.node)):
+        if not value.strip():
+            raise RequestError(f"{field} cannot be empty")
+    return ChildRequest(name=m.name, trench=subnet.conduit.trench.name, conduit=subnet.conduit.name,
+                        node=subnet.node, family=int(subnet.ipFamily))
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    """The status code of an error raised while serving a request (see the module docstring)."""
+    if isinstance(exc, RequestError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, tree.NoMorePrefix):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, (TemporaryError, StoreError)):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+class IpamServicer(ipam_pb2_grpc.IpamServicer):
+    def __init__(self, registry: Registry, *, log: logmod.Logger = logmod.null) -> None:
+        self._registry = registry
+        self._log = log
+
+    async def Allocate(self, request: ipam_pb2.Child, context: grpc.aio.ServicerContext) -> ipam_pb2.Prefix:
+        try:
+            child = child_from_pb(request)
+            # Wait for the conduit only as long as the caller does (Meridio waits without limit).
+            allocation = await self._registry.allocate(child, timeout=context.time_remaining())
+        except Exception as exc:  # noqa: BLE001 - every error is mapped to a status code
+            await self._abort(context, "Allocate", exc)
+        return ipam_pb2.Prefix(address=allocation.address, prefixLength=allocation.prefix_length)
+
+    async def Release(self, request: ipam_pb2.Child, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        try:
+            self._registry.release(child_from_pb(request))
+        except Exception as exc:  # noqa: BLE001 - every error is mapped to a status code
+            await self._abort(context, "Release", exc)
+        return empty_pb2.Empty()
+
+    async def _abort(self, context: grpc.aio.ServicerContext, rpc: str, exc: Exception) -> NoReturn:
+        code = status_for(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            self._log.exception("rpcFailed", rpc=rpc, error=repr(exc))
+            await context.abort(code, f"internal error in {rpc}: {exc.__class__.__name__}: {exc}")
+        self._log.debug("rpcRejected", rpc=rpc, code=code.name, error=str(exc))
+        await context.abort(code, str(exc))
+        raise AssertionError("unreachable: context.abort raises")
