@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 import pytest
 

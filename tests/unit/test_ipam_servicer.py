@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import pathlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
@@ -20,6 +20,7 @@ from meridio.ipam import servicer as servicermod
 from meridio.ipam import store as storemod
 from meridio.ipam import tree
 from meridio.ipam.registry import Registry
+
 
 @pytest.fixture
 def node_length() -> int:

@@ -8,7 +8,8 @@ they are (a restarting NSP must not wipe the allocations) and the watch is retri
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
 
 from meridio.api import model
 from meridio.common import log as logmod

@@ -7,11 +7,11 @@ after that sibling. Collisions are overlaps, so siblings of other lengths are ha
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Union
+from collections.abc import Iterable
 
-__all__ = ["Network", "NoMorePrefix", "first_fit", "edge_addresses", "parse_network", "capacity"]
+__all__ = ["Network", "NoMorePrefix", "capacity", "edge_addresses", "first_fit", "parse_network"]
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class NoMorePrefix(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Collection, Iterable
+from collections.abc import Collection, Iterable
 
 from meridio.common import log as logmod
 from meridio.common.clock import Clock, SystemClock
@@ -17,7 +17,7 @@ from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 from meridio.ipam.store import Store
 
-__all__ = ["ChildRequest", "RequestError", "Registry", "collect_garbage_forever", "NODE_REFRESH_S"]
+__all__ = ["NODE_REFRESH_S", "ChildRequest", "Registry", "RequestError", "collect_garbage_forever"]
 
 NODE_REFRESH_S = 60.0
 """A node's ``updated_at`` is refreshed at most once a minute (Meridio damps it the same way)."""

@@ -13,12 +13,12 @@ import ipaddress
 import json
 import os
 import sqlite3
-from typing import Sequence
+from collections.abc import Sequence
 
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 
-__all__ = ["Store", "StoreError", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "Store", "StoreError"]
 
 SCHEMA_VERSION = 1
 _TABLE = "prefixes"
@@ -43,7 +43,7 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: str) -> "Store":
+    def open(cls, path: str) -> Store:
         """Open (creating it and its directory if missing) the registry at ``path`` (``:memory:`` too)."""
         try:
             if path != ":memory:":

@@ -16,16 +16,33 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Collection, Iterable, Iterator, Sequence, Union
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.ipam import prefixes
 from meridio.ipam.prefixes import Network, NoMorePrefix
 
 __all__ = [
-    "Family", "Level", "Path", "Layout", "LayoutError", "LayoutConflict", "ConduitNotFound", "NoMorePrefix",
-    "Entry", "Put", "Delete", "Change", "Tree", "Allocation", "trench_path",
-    "plan_trench", "plan_conduits", "plan_allocate", "plan_release", "plan_collect",
+    "Allocation",
+    "Change",
+    "ConduitNotFound",
+    "Delete",
+    "Entry",
+    "Family",
+    "Layout",
+    "LayoutConflict",
+    "LayoutError",
+    "Level",
+    "NoMorePrefix",
+    "Path",
+    "Put",
+    "Tree",
+    "plan_allocate",
+    "plan_collect",
+    "plan_conduits",
+    "plan_release",
+    "plan_trench",
+    "trench_path",
 ]
 
 Path = tuple[str, ...]
@@ -110,7 +127,7 @@ class Delete:
     path: Path
 
 
-Change = Union[Put, Delete]
+Change = Put | Delete
 
 
 @dataclasses.dataclass(frozen=True)
