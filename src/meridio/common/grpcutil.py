@@ -1,0 +1,204 @@
+"""Small gRPC (``grpc.aio``) helpers shared by every component's servers and clients.
+
+- :func:`create_server` / :func:`add_listener`: an aio server with sane options, listening on
+  ``host:port`` (``[::]:7778``, ``127.0.0.1:0``) or a unix socket (``unix:PATH`` / ``unix:///PATH``);
+  a stale socket file is removed and its directory created first, as Meridio does.
+- :func:`insecure_channel`: a client channel whose reconnect backoff is short (the default grows to
+  120 s, far too slow to notice that a restarted NSP is back).
+- :func:`map_errors`: a decorator for servicer methods (unary and server-streaming) that maps the
+  project's error classes to status codes: :class:`InvalidArgument` / ``PermanentError`` →
+  ``INVALID_ARGUMENT``, :class:`NotFound` → ``NOT_FOUND``, :class:`FailedPrecondition` →
+  ``FAILED_PRECONDITION``, ``TemporaryError`` → ``UNAVAILABLE``; anything else is logged with its
+  traceback and answered ``INTERNAL`` with a one-line message.
+- :func:`error_from_rpc`: the client side of the same mapping (an ``AioRpcError`` back to
+  ``PermanentError`` / ``TemporaryError``).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import pathlib
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+import grpc.aio
+
+from meridio.common import log as logmod
+from meridio.common.retry import PermanentError, TemporaryError
+
+__all__ = [
+    "SERVER_OPTIONS", "CLIENT_OPTIONS", "InvalidArgument", "NotFound", "FailedPrecondition",
+    "ListenError", "create_server", "add_listener", "unix_path", "insecure_channel", "status_for",
+    "map_errors", "error_from_rpc", "call_with_errors", "TEMPORARY_CODES",
+]
+
+# Keepalive: the server tolerates client pings every 10 s even without calls in flight (a long-lived
+# watch is "a call in flight", but an idle client channel must not be punished with GOAWAY).
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+]
+
+# Clients ping every 30 s so a vanished peer (host down, netns deleted) is noticed within ~40 s
+# even on an otherwise silent watch; reconnect backoff stays between 0.5 s and 5 s.
+CLIENT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+    ("grpc.enable_retries", 0),
+]
+
+# Status codes that mean "the peer is not there (yet)": retry later.
+TEMPORARY_CODES = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
+})
+
+
+class InvalidArgument(PermanentError):
+    """The request is malformed; the message names the field and the rule."""
+
+
+class NotFound(PermanentError):
+    """The request names something that does not exist."""
+
+
+class FailedPrecondition(TemporaryError):
+    """A dependency is not there yet (retry later)."""
+
+
+class ListenError(OSError):
+    """The server could not listen on the requested address."""
+
+
+def create_server(*, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Server:
+    """A ``grpc.aio`` server with :data:`SERVER_OPTIONS` (plus ``options``); add listeners next."""
+    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])])
+
+
+def unix_path(address: str) -> str | None:
+    """The socket path of ``unix:PATH`` / ``unix://PATH`` / ``unix:///PATH``; ``None`` for TCP addresses."""
+    if not address.startswith("unix:"):
+        return None
+    rest = address[len("unix:"):]
+    if rest.startswith("//"):
+        rest = rest[2:]
+    return rest
+
+
+def add_listener(server: grpc.aio.Server, address: str) -> int:
+    """Listen on ``address``; returns the bound TCP port (useful with port 0), or 0 for a unix socket.
+
+    Raises :class:`ListenError` naming the address if it cannot be bound.
+    """
+    path = unix_path(address)
+    if path is not None:
+        if not path:
+            raise ListenError(f"{address!r}: a unix socket address needs a path")
+        sock = pathlib.Path(path)
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        if sock.is_socket() or sock.is_symlink():
+            sock.unlink()  # a stale socket of a previous run
+        elif sock.exists():
+            raise ListenError(f"{address!r}: {path} exists and is not a socket")
+        target = f"unix:{os.path.abspath(path)}"
+    else:
+        target = address
+    try:
+        port = server.add_insecure_port(target)
+    except RuntimeError as exc:
+        raise ListenError(f"cannot listen on {address!r}: {exc}") from None
+    if path is None and port == 0:
+        raise ListenError(f"cannot listen on {address!r}")
+    return 0 if path is not None else port
+
+
+def insecure_channel(address: str, *, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+    """A client channel to ``host:port`` or ``unix:PATH`` with :data:`CLIENT_OPTIONS`.
+
+    Create it inside the event loop that will use it (``grpc.aio`` channels bind to the running loop).
+    """
+    return grpc.aio.insecure_channel(address, options=[*CLIENT_OPTIONS, *(options or [])])
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    """The status code an exception maps to (see the module docstring)."""
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, (InvalidArgument, PermanentError)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, FailedPrecondition):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, TemporaryError):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def map_errors(log: logmod.Logger = logmod.null) -> Callable[[F], F]:
+    """Decorate a servicer method so project errors become status codes (see the module docstring).
+
+    Works for ``async def`` unary methods and ``async def ... yield`` server-streaming methods.
+    """
+
+    def decorate(method: F) -> F:
+        name = method.__name__
+
+        async def abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+            code = status_for(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("rpcFailed", rpc=name, error=repr(exc))
+                await context.abort(code, f"internal error in {name}: {exc.__class__.__name__}: {exc}")
+            log.debug("rpcRejected", rpc=name, code=code.name, error=str(exc))
+            await context.abort(code, str(exc))
+
+        if inspect.isasyncgenfunction(method):
+            @functools.wraps(method)
+            async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for item in method(self, request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped by class, INTERNAL is logged
+                    await abort(context, exc)
+            return stream_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(method)
+        async def unary_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await method(self, request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped by class, INTERNAL is logged
+                await abort(context, exc)
+        return unary_wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError, what: str) -> Exception:
+    """Turn a failed call into ``PermanentError`` (bad request) or ``TemporaryError`` (retry later)."""
+    code = exc.code()
+    detail = exc.details() or code.name
+    if code in TEMPORARY_CODES:
+        return TemporaryError(f"{what}: {code.name}: {detail}")
+    return PermanentError(f"{what}: {code.name}: {detail}")
+
+
+async def call_with_errors(what: str, call: Awaitable[Any]) -> Any:
+    """Await a unary call, converting an ``AioRpcError`` with :func:`error_from_rpc`."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise error_from_rpc(exc, what) from None

@@ -1,0 +1,132 @@
+"""NSP daemon: serves the trench configuration and the target registry over gRPC (``meridio run nsp``).
+
+One ``grpc.aio`` server on ``NSP_LISTEN_ADDRESS:NSP_PORT`` hosts ``nsp.v1.ConfigurationManager``,
+``nsp.v1.TargetRegistry`` and ``grpc.health.v1.Health`` (probe ``Liveness`` = sub-service ``NSP``, as
+Meridio; optionally also on ``NSP_HEALTH_ADDRESS``, e.g. Meridio's ``unix:///tmp/health.sock``).
+Configuration: the ConfigMap-format file ``NSP_CONFIG_FILE``, polled every
+``NSP_CONFIG_POLL_INTERVAL``. Registry: sqlite at ``NSP_DATASOURCE``; entries expire after
+``NSP_ENTRY_TIMEOUT`` without a refresh. SIGTERM/SIGINT: stop accepting calls, end the watch streams,
+close the database, exit 0. A fatal start problem (port taken, database unusable) exits 1 after one
+``critical`` log line.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from typing import Any, Coroutine
+
+from meridio.common import clock, grpcutil, health
+from meridio.common import log as logmod
+from meridio.common import settings as settingsmod
+from meridio.common import tasks
+from meridio.common.settings import setting
+from meridio.nsp import config, registry, service, source, store, targets
+
+__all__ = ["ENV_PREFIX", "Settings", "run", "serve"]
+
+ENV_PREFIX = "NSP_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    port: int = setting(7778, "gRPC port (ConfigurationManager, TargetRegistry, health)")
+    listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too)")
+    config_file: str = setting("/etc/meridio/nsp/configuration.yaml",
+                               "ConfigMap-format YAML file with the trench configuration (watched)")
+    config_poll_interval: float = setting(0.2, "how often the configuration file is checked", duration=True)
+    datasource: str = setting(store.DEFAULT_PATH, "sqlite file of the target registry (parents created)")
+    entry_timeout: float = setting(registry.DEFAULT_TIMEOUT,
+                                   "a target not re-registered within this time is removed", duration=True)
+    health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
+    log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run(settings: Settings) -> int:
+    log = logmod.setup("nsp", level=settings.log_level)
+    log.info("nspStarting", settings=settingsmod.describe(settings))
+    return tasks.run_until_signalled(lambda stop: serve(settings, stop, log=log))
+
+
+@dataclasses.dataclass
+class _Parts:
+    manager: config.ConfigurationManager
+    targets: targets.Targets
+    health: health.Health
+    server: Any
+    port: int
+
+
+async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
+    db, restored = store.open_store(settings.datasource, log=log)
+    reg = registry.Registry(clock=clock.SystemClock(), timeout=settings.entry_timeout)
+    reg.restore(restored)
+    registry_ = targets.Targets(reg, db, log=log)
+    manager = config.ConfigurationManager()
+    hc = health.Health({health.LIVENESS: [health.NSP]}, log=log)
+    server = grpcutil.create_server()
+    service.add_to_server(server, manager, registry_, log=log)
+    hc.add_to(server)
+    try:
+        port = grpcutil.add_listener(server, f"{settings.listen_address}:{settings.port}")
+        await server.start()
+        if settings.health_address:
+            await hc.serve(settings.health_address)
+    except BaseException:
+        registry_.close()
+        await server.stop(None)
+        raise
+    if restored:
+        log.info("targetsRestored", count=len(restored))
+    return _Parts(manager, registry_, hc, server, port)
+
+
+async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
+    """Run the NSP until ``stop`` is set; returns the exit code."""
+    try:
+        parts = await _start(settings, log)
+    except (store.StoreError, grpcutil.ListenError, OSError) as exc:
+        log.critical("nspStartFailed", error=str(exc))
+        return 1
+    files = source.FileSource(settings.config_file, interval=settings.config_poll_interval, log=log)
+    first = files.poll()  # serve the file's configuration from the very first watch
+    if first is not None:
+        parts.manager.update(first)
+    loops: list[Coroutine[Any, Any, Any]] = [
+        tasks.guard(files.run(_applier(parts.manager, log)), "configSource", log),
+        tasks.guard(parts.targets.run_expiry(), "targetExpiry", log),
+    ]
+    running = [asyncio.ensure_future(c) for c in loops]
+    parts.health.set_serving(health.NSP)
+    log.info("nspStarted", address=settings.listen_address, port=parts.port)
+    stopped = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([stopped, *running], return_when=asyncio.FIRST_COMPLETED)
+    code = 0 if stopped in done else 1
+    for t in [stopped, *running]:
+        t.cancel()
+    for t in running:
+        with contextlib.suppress(BaseException):
+            await t
+    await _shutdown(parts, log)
+    log.info("nspStopped", exitCode=code)
+    return code
+
+
+def _applier(manager: config.ConfigurationManager, log: logmod.Logger) -> Any:
+    def apply(cfg: Any) -> None:
+        notified = manager.update(cfg)
+        log.debug("configServed", watchersNotified=notified)
+    return apply
+
+
+async def _shutdown(parts: _Parts, log: logmod.Logger) -> None:
+    parts.health.shutdown()
+    # Stop accepting calls first, then end the watch streams so the grace period is not spent
+    # waiting for streams that never end by themselves; unary calls in flight still complete.
+    stopping = asyncio.ensure_future(parts.server.stop(2.0))
+    await asyncio.sleep(0)
+    parts.manager.close()
+    parts.targets.close_watchers()
+    await stopping
+    await parts.health.stop(0.5)
+    parts.targets.close()

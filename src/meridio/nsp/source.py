@@ -1,0 +1,102 @@
+"""Where the NSP's configuration comes from: a ConfigMap-format YAML file (local runtime).
+
+A source is anything with ``async run(apply)`` that calls ``apply(configuration)`` whenever a new
+valid configuration is available (:class:`ConfigSource`); the Kubernetes operator work can add a
+ConfigMap watcher beside :class:`FileSource` without touching the rest of the NSP.
+
+:class:`FileSource` polls the file every ``interval`` seconds (200 ms by default). It compares the
+file's *content* with what it saw last, not its stat data: a ConfigMap-sized file costs microseconds
+to read, and content comparison catches everything — in-place rewrites, atomic rename-replace (as
+editors and ``kubectl``-like tools do, a new inode), two same-size writes within one timestamp tick —
+while ignoring a bare ``touch``. Rules:
+
+- a changed, valid file → ``apply(config)`` (one ``configLoaded`` log line);
+- a changed, invalid file → the last good configuration stays; one ``configInvalid`` line with the
+  error (no traceback), not repeated until the content changes again;
+- a missing file → the last good configuration stays (an empty one at start); one
+  ``configFileMissing`` line; the file is picked up when it appears.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Callable, Protocol
+
+from meridio.api import model
+from meridio.common import log as logmod
+
+__all__ = ["ConfigSource", "FileSource", "Parser", "default_parser"]
+
+Parser = Callable[[str, str], model.Configuration]
+"""``parse(text, source_name) -> Configuration``; raises on invalid input."""
+
+_MISSING = "missing"
+
+
+def default_parser(text: str, source: str) -> model.Configuration:
+    """The ConfigMap codec's reader (:func:`meridio.api.configmap.loads`)."""
+    from meridio.api import configmap  # imported late: the codec is optional for the pure core
+
+    return configmap.loads(text, source)
+
+
+class ConfigSource(Protocol):
+    async def run(self, apply: Callable[[model.Configuration], None]) -> None:
+        """Call ``apply`` with every new valid configuration, forever."""
+
+
+class FileSource:
+    def __init__(self, path: str, *, parse: Parser = default_parser, interval: float = 0.2,
+                 log: logmod.Logger = logmod.null) -> None:
+        self.path = path
+        self.interval = interval
+        self._parse = parse
+        self._log = log.bind(file=path)
+        self._seen: str | None = None  # digest of the content last looked at, or _MISSING
+        self.loaded = False
+
+    def poll(self) -> model.Configuration | None:
+        """Look at the file once; the configuration to serve if it changed and is valid, else ``None``."""
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            self._note_missing()
+            return None
+        except OSError as exc:
+            return self._rejected(f"unreadable:{exc.errno}", f"cannot read: {exc.strerror or exc}")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._seen:
+            return None
+        self._seen = digest
+        try:
+            config = self._parse(data.decode("utf-8"), self.path)
+        except Exception as exc:  # noqa: BLE001 - any parse failure keeps the last good configuration
+            self._log.error("configInvalid", error=str(exc), reason="keepingLastGoodConfiguration"
+                            if self.loaded else "servingEmptyConfiguration")
+            return None
+        self.loaded = True
+        self._log.info("configLoaded", trench=config.trench.name if config.trench else None,
+                       conduits=len(config.conduits), streams=len(config.streams), flows=len(config.flows),
+                       vips=len(config.vips), attractors=len(config.attractors), gateways=len(config.gateways))
+        return config
+
+    def _note_missing(self) -> None:
+        if self._seen != _MISSING:
+            self._seen = _MISSING
+            self._log.warning("configFileMissing", reason="keepingLastGoodConfiguration"
+                              if self.loaded else "servingEmptyConfiguration")
+
+    def _rejected(self, key: str, error: str) -> None:
+        if self._seen != key:
+            self._seen = key
+            self._log.error("configInvalid", error=error, reason="keepingLastGoodConfiguration"
+                            if self.loaded else "servingEmptyConfiguration")
+        return None
+
+    async def run(self, apply: Callable[[model.Configuration], None]) -> None:
+        while True:
+            config = self.poll()
+            if config is not None:
+                apply(config)
+            await asyncio.sleep(self.interval)
