@@ -1,0 +1,319 @@
+"""The process supervisor of the local runtime: one OS process per container, restarted with backoff.
+
+Each :class:`ProcessSpec` names a process (``<pod>/<component>``), its argv, the network namespace it
+runs in (through ``ip netns exec``, which execs the command: the pid we hold is the component's own),
+its environment and its log file. The supervisor owns one guarded task per process that starts it,
+waits for its exit and restarts it after a backoff (reset once the process stayed up long enough).
+Stopping sends SIGTERM, then SIGKILL to the process group after a timeout. Only processes started here
+are ever signalled, always by pid (or by the process group the supervisor created for them).
+
+Pid files (``<pid_dir>/<pod>__<component>.pid``: pid and kernel start time) let a new runtime daemon
+or ``meridio down`` stop processes a crashed daemon left behind, without ever signalling a reused pid.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import time
+from typing import Callable, Mapping
+
+from meridio.common import log as logmod
+from meridio.common import retry, tasks
+from meridio.kernel import netns as netnsmod
+
+__all__ = ["ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "stop_leftovers", "process_start_time"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessSpec:
+    pod: str
+    component: str
+    argv: tuple[str, ...]
+    log_path: pathlib.Path
+    netns: str | None = None
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    restart: bool = True
+    """Restart after an exit (with backoff). False: an exit leaves the process ``exited``."""
+    stop_timeout_s: float = 10.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.pod}/{self.component}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes iff the process would run differently (argv, namespace or environment)."""
+        blob = json.dumps([self.argv, self.netns, sorted(self.env.items())]).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ProcessState(str, enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    EXITED = "exited"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessStatus:
+    name: str
+    pod: str
+    component: str
+    pid: int | None
+    state: ProcessState
+    restarts: int
+    exit_code: int | None
+    since: float
+    """Wall-clock time of the last state change."""
+    log_path: str
+
+    def to_dict(self) -> dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["state"] = self.state.value
+        return d
+
+
+class _Entry:
+    def __init__(self, spec: ProcessSpec, backoff: retry.Backoff) -> None:
+        self.spec = spec
+        self.backoff = backoff
+        self.proc: asyncio.subprocess.Process | None = None
+        self.state = ProcessState.STARTING
+        self.restarts = 0
+        self.exit_code: int | None = None
+        self.since = time.time()
+        self.stopping = asyncio.Event()
+        self.started = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def set_state(self, state: ProcessState) -> None:
+        self.state, self.since = state, time.time()
+
+    def status(self) -> ProcessStatus:
+        pid = self.proc.pid if self.proc and self.state in (ProcessState.RUNNING, ProcessState.STOPPING) else None
+        return ProcessStatus(self.spec.name, self.spec.pod, self.spec.component, pid, self.state, self.restarts,
+                             self.exit_code, self.since, str(self.spec.log_path))
+
+
+class Supervisor:
+    """Starts, restarts and stops processes; one task per process, all owned by this object."""
+
+    def __init__(self, *, pid_dir: pathlib.Path | None = None, log: logmod.Logger = logmod.null,
+                 backoff: Callable[[], retry.Backoff] = lambda: retry.Backoff(initial=0.5, cap=30.0),
+                 stable_after_s: float = 10.0) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._pid_dir = pid_dir
+        self._log = log
+        self._backoff = backoff
+        self._stable_after = stable_after_s
+        if pid_dir:
+            pid_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ public API
+
+    def ensure(self, spec: ProcessSpec) -> bool:
+        """Run ``spec``: start it if absent, keep it if identical. Returns True if it was started.
+
+        A process of the same name with a different fingerprint must be stopped first
+        (:meth:`stop`); ensure refuses to silently replace it.
+        """
+        current = self._entries.get(spec.name)
+        if current is not None:
+            if current.spec.fingerprint != spec.fingerprint:
+                raise ValueError(f"process {spec.name} runs with another spec: stop it first")
+            return False
+        entry = _Entry(spec, self._backoff())
+        self._entries[spec.name] = entry
+        entry.task = asyncio.create_task(
+            tasks.guard(self._run(entry), f"supervise:{spec.name}", self._log, expect_end=True))
+        return True
+
+    def get(self, name: str) -> ProcessSpec | None:
+        entry = self._entries.get(name)
+        return entry.spec if entry else None
+
+    def names(self) -> set[str]:
+        return set(self._entries)
+
+    def status(self) -> list[ProcessStatus]:
+        return [e.status() for _, e in sorted(self._entries.items())]
+
+    async def wait_started(self, name: str, timeout: float = 10.0) -> int:
+        """Wait until the process has been spawned at least once; return its pid."""
+        entry = self._entries[name]
+        await asyncio.wait_for(entry.started.wait(), timeout)
+        assert entry.proc is not None
+        return entry.proc.pid
+
+    async def stop(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        entry.stopping.set()
+        await self._terminate(entry)
+        if entry.task:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await entry.task
+        self._entries.pop(name, None)
+
+    async def stop_many(self, names: list[str]) -> None:
+        await asyncio.gather(*(self.stop(n) for n in names))
+
+    async def stop_all(self) -> None:
+        await self.stop_many(list(self._entries))
+
+    def signal(self, name: str, sig: int) -> bool:
+        """Send ``sig`` to a running process (for tests and chaos: SIGKILL a component)."""
+        entry = self._entries.get(name)
+        if entry is None or entry.proc is None or entry.proc.returncode is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            entry.proc.send_signal(sig)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the per-process task
+
+    async def _run(self, entry: _Entry) -> None:
+        log = self._log.bind(process=entry.spec.name)
+        while not entry.stopping.is_set():
+            started = time.monotonic()
+            try:
+                entry.proc = await self._spawn(entry.spec)
+            except OSError as exc:
+                log.error("processSpawnFailed", error=str(exc))
+                entry.exit_code = None
+            else:
+                entry.set_state(ProcessState.RUNNING)
+                entry.started.set()
+                self._write_pid(entry)
+                log.info("processStarted", pid=entry.proc.pid, restarts=entry.restarts)
+                entry.exit_code = await entry.proc.wait()
+                self._remove_pid(entry)
+                _kill_group(entry.proc.pid)  # what the component left behind (e.g. its BIRD), as a pod restart would
+                if entry.stopping.is_set():
+                    break
+                log.warning("processExited", pid=entry.proc.pid, exit_code=entry.exit_code)
+            if not entry.spec.restart:
+                entry.set_state(ProcessState.EXITED)
+                return
+            if time.monotonic() - started >= self._stable_after:
+                entry.backoff.reset()
+            entry.restarts += 1
+            entry.set_state(ProcessState.BACKOFF)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(entry.stopping.wait(), entry.backoff.next_delay())
+        entry.set_state(ProcessState.STOPPED)
+
+    async def _spawn(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_path, "ab") as out:
+            return await asyncio.create_subprocess_exec(
+                *netnsmod.exec_argv(spec.netns, spec.argv), stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                stderr=asyncio.subprocess.STDOUT, env={**os.environ, **spec.env}, start_new_session=True)
+
+    async def _terminate(self, entry: _Entry) -> None:
+        proc = entry.proc
+        if proc is None or proc.returncode is not None:
+            return
+        entry.set_state(ProcessState.STOPPING)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), entry.spec.stop_timeout_s)
+        except asyncio.TimeoutError:
+            self._log.warning("processKilled", process=entry.spec.name, pid=proc.pid, reason="stopTimeout")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        _kill_group(proc.pid)
+
+    # ------------------------------------------------------------------ pid files
+
+    def _pid_file(self, spec: ProcessSpec) -> pathlib.Path | None:
+        if self._pid_dir is None:
+            return None
+        return self._pid_dir / f"{spec.pod}__{spec.component}.pid"
+
+    def _write_pid(self, entry: _Entry) -> None:
+        path = self._pid_file(entry.spec)
+        if path is None or entry.proc is None:
+            return
+        start = process_start_time(entry.proc.pid)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{entry.proc.pid} {start}\n")
+        tmp.replace(path)
+
+    def _remove_pid(self, entry: _Entry) -> None:
+        path = self._pid_file(entry.spec)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what remains of the process group we created for a process that has been reaped.
+
+    Safe: the kernel does not hand out a pid that is still in use as a process group id, so the group
+    is ours for as long as it has members.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel start time of ``pid`` (clock ticks since boot), or None if it does not exist."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def stop_leftovers(pid_dir: pathlib.Path, log: logmod.Logger = logmod.null, timeout_s: float = 5.0) -> list[int]:
+    """Stop the processes recorded in ``pid_dir`` that are still the very processes recorded.
+
+    A pid is signalled only if its kernel start time matches the recorded one (so a reused pid is never
+    touched): SIGTERM to its process group (the supervisor made every process a group leader), then
+    SIGKILL to the group after ``timeout_s``.
+    """
+    victims: list[tuple[int, int]] = []
+    for path in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
+        try:
+            pid_text, start_text = path.read_text().split()
+            pid, start = int(pid_text), int(start_text)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if process_start_time(pid) == start:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+                victims.append((pid, start))
+                log.info("leftoverStopped", pid=pid, pidfile=path.name)
+        path.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while victims and time.monotonic() < deadline and any(_alive(p) for p, _ in victims):
+        time.sleep(0.05)
+    for pid, _ in victims:
+        # The group was verified ours when signalled; pid space wraps far slower than this timeout.
+        _kill_group(pid)
+    return [pid for pid, _ in victims]
+
+
+def _alive(pid: int) -> bool:
+    stat = process_start_time(pid)
+    if stat is None:
+        return False
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

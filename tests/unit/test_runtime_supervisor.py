@@ -1,0 +1,174 @@
+"""The supervisor with real, short-lived child processes (no root, no namespaces)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from meridio.common import retry
+from meridio.runtime.local import supervisor as supmod
+
+PY = sys.executable
+
+
+def _spec(tmp: pathlib.Path, code: str, *, component: str = "c", **kw: object) -> supmod.ProcessSpec:
+    return supmod.ProcessSpec(pod="pod", component=component, argv=(PY, "-c", code),
+                              log_path=tmp / "logs" / f"{component}.log", **kw)  # type: ignore[arg-type]
+
+
+def _fast() -> retry.Backoff:
+    return retry.Backoff(initial=0.05, cap=0.2)
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_process_runs_with_its_environment_and_writes_its_log(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, "import os,sys; print('hello', os.environ['X']); sys.stdout.flush(); import time; time.sleep(30)",
+                 env={"X": "42"})
+    assert sup.ensure(spec)
+    pid = await sup.wait_started(spec.name)
+    await _until(lambda: "hello 42" in spec.log_path.read_text())
+    [status] = sup.status()
+    assert status.pid == pid and status.state is supmod.ProcessState.RUNNING and status.component == "c"
+    await sup.stop_all()
+    assert sup.status() == []
+
+
+async def test_a_crashing_process_is_restarted_with_backoff_and_its_restarts_counted(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, "print('run'); raise SystemExit(3)")
+    sup.ensure(spec)
+    await _until(lambda: sup.status()[0].restarts >= 3)
+    status = sup.status()[0]
+    assert status.exit_code == 3
+    assert spec.log_path.read_text().count("run") >= 3
+    await sup.stop_all()
+
+
+async def test_a_process_without_restart_stays_exited(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, "raise SystemExit(0)", restart=False)
+    sup.ensure(spec)
+    await _until(lambda: sup.status()[0].state is supmod.ProcessState.EXITED)
+    await asyncio.sleep(0.2)
+    assert sup.status()[0].restarts == 0 and sup.status()[0].exit_code == 0
+    await sup.stop_all()
+
+
+async def test_stop_sends_sigterm_and_the_process_exits_cleanly(tmp_path: pathlib.Path) -> None:
+    marker = tmp_path / "terminated"
+    code = ("import signal,sys,time,pathlib\n"
+            f"signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(marker)!r}).write_text('x'), sys.exit(0)))\n"
+            "print('up', flush=True)\n"
+            "time.sleep(30)\n")
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, code)
+    sup.ensure(spec)
+    await sup.wait_started(spec.name)
+    await _until(lambda: "up" in spec.log_path.read_text())
+    await sup.stop(spec.name)
+    assert marker.read_text() == "x"
+    assert spec.name not in sup.names()
+
+
+async def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout(tmp_path: pathlib.Path) -> None:
+    code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(30)"
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, code, stop_timeout_s=0.3)
+    sup.ensure(spec)
+    pid = await sup.wait_started(spec.name)
+    await _until(lambda: "up" in spec.log_path.read_text())
+    started = time.monotonic()
+    await sup.stop(spec.name)
+    assert time.monotonic() - started < 3
+    assert supmod.process_start_time(pid) is None
+
+
+async def test_ensure_keeps_an_identical_process_and_refuses_a_different_one(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    assert sup.ensure(spec) is True
+    pid = await sup.wait_started(spec.name)
+    assert sup.ensure(spec) is False
+    assert sup.status()[0].pid == pid
+    with pytest.raises(ValueError, match="stop it first"):
+        sup.ensure(_spec(tmp_path, "import time; time.sleep(31)"))
+    await sup.stop_all()
+
+
+async def test_a_pid_file_records_the_running_process_and_goes_with_it(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    sup.ensure(spec)
+    pid = await sup.wait_started(spec.name)
+    pid_file = tmp_path / "pids" / "pod__c.pid"
+    await _until(pid_file.exists)
+    assert pid_file.read_text().split() == [str(pid), str(supmod.process_start_time(pid))]
+    await sup.stop_all()
+    assert not pid_file.exists()
+
+
+async def test_children_left_by_a_crashed_process_are_killed_before_the_restart(tmp_path: pathlib.Path) -> None:
+    child_pid_file = tmp_path / "child.pid"
+    code = ("import subprocess,sys,pathlib\n"
+            f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(30)'])\n"
+            f"pathlib.Path({str(child_pid_file)!r}).write_text(str(p.pid))\n"
+            "sys.exit(1)\n")
+    sup = supmod.Supervisor(backoff=lambda: retry.Backoff(initial=5, cap=5))
+    spec = _spec(tmp_path, code)
+    sup.ensure(spec)
+    await _until(lambda: sup.status()[0].state is supmod.ProcessState.BACKOFF)
+    child = int(child_pid_file.read_text())
+    await _until(lambda: supmod.process_start_time(child) is None or _zombie(child))
+    await sup.stop_all()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_leftovers_are_stopped_only_when_the_recorded_start_time_matches(tmp_path: pathlib.Path) -> None:
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    ours = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    other = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        (pid_dir / "a__x.pid").write_text(f"{ours.pid} {supmod.process_start_time(ours.pid)}\n")
+        (pid_dir / "b__y.pid").write_text(f"{other.pid} {supmod.process_start_time(other.pid) + 1}\n")  # type: ignore[operator]
+        stopped = supmod.stop_leftovers(pid_dir, timeout_s=2)
+        assert stopped == [ours.pid]
+        assert ours.wait(5) == -signal.SIGTERM
+        assert other.poll() is None
+        assert list(pid_dir.iterdir()) == []
+    finally:
+        for p in (ours, other):
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+async def test_signal_reaches_a_running_process_and_it_is_restarted(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    sup.ensure(spec)
+    first = await sup.wait_started(spec.name)
+    assert sup.signal(spec.name, signal.SIGKILL)
+    await _until(lambda: sup.status()[0].pid not in (None, first))
+    assert sup.status()[0].restarts == 1
+    await sup.stop_all()
