@@ -15,7 +15,7 @@ def _minimal(**extra: object) -> dict[str, object]:
         "name": "lab",
         "networks": [{"name": "seg", "ipv4": "169.254.100.0/24", "ipv6": "2001:db8:100::/64",
                       "attachments": ["nad-1"], "vlan": 100}],
-        "routers": [{"name": "gw", "trench": "trench-a", "interfaces": [{"network": "seg", "ipv4": "169.254.100.150"}],
+        "routers": [{"name": "gw", "trench": "trench-a", "network": "seg", "ipv4": "169.254.100.150",
                      "bgp": {}, "traffic-generator": {"ipv4": "192.0.2.0/24"}}],
     }
     data.update(extra)
@@ -26,13 +26,14 @@ def test_default_environment_mirrors_meridio_e2e_dual_stack() -> None:
     env = envmod.load_default()
     assert env.nodes == ("node-1", "node-2")
     assert {d.name: d.replicas for d in env.deployments} == {"target-a": 4, "target-b": 4}
-    gw_a, gw_b = env.router_for_trench("trench-a"), env.router_for_trench("trench-b")
-    assert gw_a is not None and gw_b is not None
-    assert [i.network for i in gw_a.interfaces] == ["vlan-100", "vlan-101", "vlan-102"]
-    assert all(i.ipv4 and i.ipv6 for r in env.routers for i in r.interfaces)
+    assert [r.network for r in env.trench_routers("trench-a")] == ["vlan-100", "vlan-101", "vlan-102"]
+    assert [r.network for r in env.trench_routers("trench-b")] == ["vlan-200"]
+    assert all(r.ipv4 and r.ipv6 and r.traffic_generator for r in env.routers)
     # trench-b reuses trench-a's external addresses on its own segment
     assert env.network("vlan-200").ipv4 == env.network("vlan-100").ipv4  # type: ignore[union-attr]
-    assert gw_a.bgp is not None and gw_a.bgp.bfd == envmod.Bfd(300, 300, 5) and gw_a.bgp.port == 10179
+    assert env.router("gw-b1").ipv4 == env.router("gw-a1").ipv4  # type: ignore[union-attr]
+    bgp = env.router("gw-a1").bgp  # type: ignore[union-attr]
+    assert bgp is not None and bgp.bfd == envmod.Bfd(300, 300, 5) and bgp.port == 10179 and bgp.hold_time_s == 24
     assert [p.name for p in env.resources] == ["init-trench-a.yaml", "init-trench-b.yaml"]
 
 
@@ -92,17 +93,17 @@ def test_invalid_top_level_fields_are_rejected_with_the_field_path(change: dict[
 
 
 @pytest.mark.parametrize(("router", "message"), [
-    ({"interfaces": [{"network": "seg", "ipv4": "169.254.100.150"}]}, "routers[0]: exactly one of bgp and static"),
-    ({"interfaces": [{"network": "seg"}], "bgp": {}, "static": {}}, "routers[0]: exactly one of bgp and static"),
-    ({"interfaces": [{"network": "nope"}], "bgp": {}}, "routers[0].interfaces[0].network: no network named 'nope'"),
-    ({"interfaces": [{"network": "seg", "ipv4": "169.254.1.1"}], "bgp": {}},
-     "routers[0].interfaces[0].ipv4: 169.254.1.1 is not in network seg's ipv4 subnet"),
-    ({"interfaces": [{"network": "seg"}], "bgp": {"hold-time": "2s"}}, "routers[0].bgp.hold-time: must be at least 3s"),
-    ({"interfaces": [{"network": "seg"}], "bgp": {"bfd": {"min-rx": "fast"}}},
+    ({"network": "seg", "ipv4": "169.254.100.150"}, "routers[0]: exactly one of bgp and static"),
+    ({"network": "seg", "ipv4": "169.254.100.150", "bgp": {}, "static": {}}, "routers[0]: exactly one of bgp and static"),
+    ({"network": "nope", "ipv4": "169.254.100.150", "bgp": {}}, "routers[0].network: no network named 'nope'"),
+    ({"network": "seg", "ipv4": "169.254.1.1", "bgp": {}}, "routers[0].ipv4: 169.254.1.1 is not in network seg's ipv4 subnet"),
+    ({"network": "seg", "ipv4": "169.254.100.150", "bgp": {"hold-time": "2s"}}, "routers[0].bgp.hold-time: must be at least 3s"),
+    ({"network": "seg", "ipv4": "169.254.100.150", "bgp": {"bfd": {"min-rx": "fast"}}},
      "routers[0].bgp.bfd.min-rx: 'fast' is not a duration"),
-    ({"interfaces": [], "bgp": {}}, "routers[0].interfaces: a router needs at least one interface"),
+    ({"network": "seg", "bgp": {}}, "routers[0]: a router needs an ipv4 or an ipv6 address"),
+    ({"network": "seg", "ipv6": "169.254.100.150", "bgp": {}}, "routers[0].ipv6: '169.254.100.150' is not an IPv6 address"),
 ], ids=["neither-bgp-nor-static", "both", "unknown-network", "address-outside-subnet", "hold-time-too-short",
-        "bad-bfd-duration", "no-interface"])
+        "bad-bfd-duration", "no-address", "wrong-family"])
 def test_invalid_routers_are_rejected_with_the_field_path(router: dict[str, object], message: str) -> None:
     data = _minimal()
     data["routers"] = [{"name": "gw", "trench": "trench-a", **router}]
@@ -111,11 +112,8 @@ def test_invalid_routers_are_rejected_with_the_field_path(router: dict[str, obje
     assert message in str(err.value)
 
 
-def test_a_second_traffic_generator_for_one_trench_is_rejected() -> None:
-    data = _minimal()
-    routers = data["routers"] + [dict(data["routers"][0], name="gw2")]  # type: ignore[operator,index]
-    with pytest.raises(envmod.EnvironmentSpecError, match="one traffic generator per trench"):
-        envmod.parse(_minimal(routers=routers))
+def test_top_level_x_keys_hold_yaml_anchors_and_are_ignored() -> None:
+    assert envmod.parse(_minimal(**{"x-templates": {"a": 1}})).name == "lab"
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path: pathlib.Path) -> None:

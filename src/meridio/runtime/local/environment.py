@@ -11,11 +11,13 @@ YAML, parsed here once into frozen dataclasses; every error names the field path
     networks:                    # external segments, matched to attractors by NAD name or VLAN id
       - {name: vlan-100, vlan: 100, attachments: [trench-a-attr-a-1-nad],
          ipv4: 169.254.100.0/24, ipv6: "2001:db8:100::/64"}
-    routers:
-      - name: gw-a
-        trench: trench-a         # its traffic generator is trench-a's
+    routers:                     # one segment each, a traffic generator behind each
+      - name: gw-a1
+        trench: trench-a         # the trench whose traffic it carries
         asn: 4248829953
-        interfaces: [{network: vlan-100, ipv4: 169.254.100.150, ipv6: "2001:db8:100::150"}]
+        network: vlan-100
+        ipv4: 169.254.100.150
+        ipv6: "2001:db8:100::150"
         bgp: {peer-asn: 8103, port: 10179, hold-time: 24s, bfd: {min-rx: 300ms, min-tx: 300ms, multiplier: 5}}
         traffic-generator: {ipv4: 192.0.2.0/24, ipv6: "2001:db8:ff::/64"}
     deployments:
@@ -37,7 +39,7 @@ import yaml
 from meridio.common.durations import DurationError, parse_duration
 
 __all__ = [
-    "EnvironmentSpecError", "Network", "Bfd", "Bgp", "Static", "RouterInterface", "TrafficGenerator",
+    "EnvironmentSpecError", "Network", "Bfd", "Bgp", "Static", "TrafficGenerator",
     "Router", "StreamRef", "Deployment", "Environment", "parse", "load", "load_default", "DEFAULT_PATH",
     "EXAMPLES_E2E",
 ]
@@ -94,13 +96,6 @@ class Static:
 
 
 @dataclasses.dataclass(frozen=True)
-class RouterInterface:
-    network: str
-    ipv4: ipaddress.IPv4Address | None = None
-    ipv6: ipaddress.IPv6Address | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class TrafficGenerator:
     """The client network behind a router: the router takes the first host, the generator the second."""
 
@@ -122,10 +117,14 @@ class TrafficGenerator:
 
 @dataclasses.dataclass(frozen=True)
 class Router:
+    """A gateway router (BIRD) on one external segment, with a traffic generator behind it."""
+
     name: str
     trench: str
-    asn: int
-    interfaces: tuple[RouterInterface, ...]
+    network: str
+    asn: int = 4248829953
+    ipv4: ipaddress.IPv4Address | None = None
+    ipv6: ipaddress.IPv6Address | None = None
     bgp: Bgp | None = None
     static: Static | None = None
     traffic_generator: TrafficGenerator | None = None
@@ -176,11 +175,14 @@ class Environment:
         return None
 
     def routers_on(self, network: str) -> list[Router]:
-        return [r for r in self.routers if any(i.network == network for i in r.interfaces)]
+        return [r for r in self.routers if r.network == network]
 
-    def router_for_trench(self, trench: str) -> Router | None:
-        """The router whose traffic generator sends a trench's traffic."""
-        return next((r for r in self.routers if r.trench == trench and r.traffic_generator), None)
+    def router(self, name: str) -> Router | None:
+        return next((r for r in self.routers if r.name == name), None)
+
+    def trench_routers(self, trench: str) -> list[Router]:
+        """The routers (with a traffic generator) that carry a trench's traffic."""
+        return [r for r in self.routers if r.trench == trench and r.traffic_generator]
 
     def deployment(self, name: str) -> Deployment | None:
         return next((d for d in self.deployments if d.name == name), None)
@@ -198,12 +200,16 @@ def _attachment_matches(served: Sequence[str], wanted: str) -> bool:
 
 
 class _Reader:
-    """Typed access to one mapping of the YAML, with the field path for error messages."""
+    """Typed access to one mapping of the YAML, with the field path for error messages.
+
+    Keys starting with ``x-`` are ignored at the top level (a place for YAML anchors, as compose files do).
+    """
 
     def __init__(self, data: Any, path: str, allowed: Sequence[str]) -> None:
         if not isinstance(data, Mapping):
             raise EnvironmentSpecError(f"{path or 'environment'}: must be a mapping, not {_kind(data)}")
-        unknown = sorted(set(map(str, data)) - set(allowed))
+        keys = {str(k) for k in data if path or not str(k).startswith("x-")}
+        unknown = sorted(keys - set(allowed))
         if unknown:
             raise EnvironmentSpecError(f"{_join(path, unknown[0])}: unknown field (allowed: {', '.join(allowed)})")
         self.data, self.path = data, path
@@ -327,28 +333,23 @@ def _network_spec(raw: Any, path: str) -> Network:
     return net
 
 
-def _router_interface(raw: Any, path: str) -> RouterInterface:
-    r = _Reader(raw, path, ("network", "ipv4", "ipv6"))
-    return RouterInterface(network=r.need("network", _name), ipv4=r.get("ipv4", _address(4), None),
-                           ipv6=r.get("ipv6", _address(6), None))
-
-
 def _traffic_generator(raw: Any, path: str) -> TrafficGenerator:
     r = _Reader(raw, path, ("ipv4", "ipv6"))
     return TrafficGenerator(ipv4=r.get("ipv4", _network(4), None), ipv6=r.get("ipv6", _network(6), None))
 
 
 def _router(raw: Any, path: str) -> Router:
-    r = _Reader(raw, path, ("name", "trench", "asn", "interfaces", "bgp", "static", "traffic-generator"))
-    router = Router(name=r.need("name", _name), trench=r.need("trench", _name),
+    r = _Reader(raw, path, ("name", "trench", "network", "asn", "ipv4", "ipv6", "bgp", "static",
+                            "traffic-generator"))
+    router = Router(name=r.need("name", _name), trench=r.need("trench", _name), network=r.need("network", _name),
                     asn=r.get("asn", _int(1, 2**32 - 1), 4248829953),
-                    interfaces=r.items("interfaces", _router_interface),
+                    ipv4=r.get("ipv4", _address(4), None), ipv6=r.get("ipv6", _address(6), None),
                     bgp=r.get("bgp", _bgp, None), static=r.get("static", _static, None),
                     traffic_generator=r.get("traffic-generator", _traffic_generator, None))
     if (router.bgp is None) == (router.static is None):
         raise EnvironmentSpecError(f"{path}: exactly one of bgp and static must be given")
-    if not router.interfaces:
-        raise EnvironmentSpecError(f"{r.at('interfaces')}: a router needs at least one interface")
+    if router.ipv4 is None and router.ipv6 is None:
+        raise EnvironmentSpecError(f"{path}: a router needs an ipv4 or an ipv6 address (or both)")
     return router
 
 
@@ -434,17 +435,14 @@ def _check_consistency(env: Environment) -> None:
     _unique([r.name for r in env.routers], "routers")
     _unique([d.name for d in env.deployments], "deployments")
     for i, router in enumerate(env.routers):
-        for j, itf in enumerate(router.interfaces):
-            _check_router_interface(env, itf, f"routers[{i}].interfaces[{j}]")
-    trenches = [r.trench for r in env.routers if r.traffic_generator]
-    _unique(trenches, "routers[].trench (one traffic generator per trench)")
+        _check_router_addresses(env, router, f"routers[{i}]")
 
 
-def _check_router_interface(env: Environment, itf: RouterInterface, path: str) -> None:
-    net = env.network(itf.network)
+def _check_router_addresses(env: Environment, router: Router, path: str) -> None:
+    net = env.network(router.network)
     if net is None:
-        raise EnvironmentSpecError(f"{path}.network: no network named {itf.network!r}")
-    for addr, subnet, fam in ((itf.ipv4, net.ipv4, "ipv4"), (itf.ipv6, net.ipv6, "ipv6")):
+        raise EnvironmentSpecError(f"{path}.network: no network named {router.network!r}")
+    for addr, subnet, fam in ((router.ipv4, net.ipv4, "ipv4"), (router.ipv6, net.ipv6, "ipv6")):
         if addr is None:
             continue
         if subnet is None or addr not in subnet:
