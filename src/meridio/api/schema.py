@@ -174,13 +174,20 @@ def _check_rules(k: Key, raw: Any, path: str, issues: list[Issue]) -> None:
     if isinstance(raw, str):
         if k.max_length is not None and len(raw) > k.max_length:
             issues.append(Issue(path, pb.too_long(k.max_length)))
-        if k.pattern is not None and not re.search(k.pattern, raw):
+        if k.pattern is not None and not _go_match(k.pattern, raw):
             issues.append(Issue(path, pb.invalid(raw, f"{path} in body should match '{k.pattern}'")))
     if isinstance(raw, int) and not isinstance(raw, bool):
         if k.minimum is not None and raw < k.minimum:
             issues.append(Issue(path, pb.invalid(raw, f"{path} in body should be greater than or equal to {k.minimum}")))
         if k.maximum is not None and raw > k.maximum:
             issues.append(Issue(path, pb.invalid(raw, f"{path} in body should be less than or equal to {k.maximum}")))
+
+
+def _go_match(pattern: str, text: str) -> bool:
+    """Go's ``regexp.MatchString``: ``$`` means the very end (Python's also matches before a final newline)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.search(pattern, text) is not None
 
 
 # --- encoding ---------------------------------------------------------------------------------------
