@@ -15,7 +15,7 @@ from meridio.common import log as logmod
 from meridio.common.clock import Clock, SystemClock
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
-from meridio.ipam.store import Store
+from meridio.ipam.store import Store, StoreError
 
 __all__ = ["NODE_REFRESH_S", "ChildRequest", "Registry", "RequestError", "collect_garbage_forever"]
 
@@ -168,8 +168,15 @@ class Registry:
 
 async def collect_garbage_forever(registry: Registry, *, interval: float, threshold: float,
                                   log: logmod.Logger = logmod.null) -> None:
-    """Run :meth:`Registry.collect_garbage` every ``interval`` seconds (until cancelled)."""
+    """Run :meth:`Registry.collect_garbage` every ``interval`` seconds (until cancelled).
+
+    A failed collection (the registry cannot be written) is logged and tried again next time.
+    """
     while True:
         await asyncio.sleep(interval)
-        removed = registry.collect_garbage(threshold)
+        try:
+            removed = registry.collect_garbage(threshold)
+        except StoreError as exc:
+            log.error("garbageCollectionFailed", reason="storeError", error=str(exc))
+            continue
         log.debug("garbageCollected", removed=removed)

@@ -1,0 +1,160 @@
+"""IPAM and NSP as real processes on loopback: conduits come from the NSP's config file, allocations
+persist in sqlite across a SIGKILL, a removed conduit takes its allocations with it.
+
+Real: ``meridio run nsp`` and ``meridio run ipam`` processes, gRPC over 127.0.0.1, sqlite files under
+tmp_path. Nothing is faked.
+"""
+from __future__ import annotations
+
+import pathlib
+import signal
+import subprocess
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meridio.api.pb.ipam.v1 import ipam_pb2, ipam_pb2_grpc
+from meridio.api.pb.nsp.v1 import model_pb2
+from tests.conftest import wait_for
+from tests.integration import nsp_support
+
+CONFIG = """\
+trench: |
+  name: trench-a
+conduits: |
+  items:
+  - {name: conduit-a-1, trench: trench-a}
+  - {name: conduit-a-2, trench: trench-a}
+"""
+CONFIG_WITH_3 = CONFIG + "  - {name: conduit-a-3, trench: trench-a}\n"
+CONFIG_WITHOUT_2 = CONFIG.replace("  - {name: conduit-a-2, trench: trench-a}\n", "")
+
+
+class Ipam:
+    """One ``meridio run ipam`` process and a client; :meth:`kill` + :meth:`start` restart it."""
+
+    def __init__(self, procs: Any, tmp_path: pathlib.Path, nsp: str) -> None:
+        self.procs = procs
+        self.port = nsp_support.free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.datasource = tmp_path / "ipam" / "registry.db"
+        self.args = ["run", "ipam", "--port", str(self.port), "--listen-address", "127.0.0.1",
+                     "--trench-name", "trench-a", "--nsp-service", nsp, "--datasource", str(self.datasource),
+                     "--log-level", "DEBUG"]
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = ipam_pb2_grpc.IpamStub(self.channel)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = self.procs.meridio(*self.args, name="ipam")
+        health = health_pb2_grpc.HealthStub(self.channel)
+
+        def live() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.procs.output(self.proc)
+            try:
+                return health.Check(health_pb2.HealthCheckRequest(service="Liveness"), timeout=0.5).status \
+                    == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                return False
+
+        wait_for(live, timeout=15, message=f"IPAM at {self.address} live")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.procs.stop(self.proc, signal.SIGKILL)
+
+    def allocate(self, name: str, conduit: str = "conduit-a-1", node: str = "node-1", family: int = 0,
+                 timeout: float = 10.0) -> str:
+        reply = self.stub.Allocate(child(name, conduit, node, family), timeout=timeout)
+        return f"{reply.address}/{reply.prefixLength}"
+
+    def release(self, name: str, conduit: str = "conduit-a-1", node: str = "node-1", family: int = 0) -> None:
+        self.stub.Release(child(name, conduit, node, family), timeout=5)
+
+    def allocatable(self, conduit: str) -> bool:
+        """Whether ``conduit`` has a prefix now (Allocate does not wait for it past a short deadline)."""
+        try:
+            self.allocate("probe", conduit=conduit, node="probe-node", timeout=0.3)
+        except grpc.RpcError as exc:
+            assert exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE), exc
+            return False
+        self.release("probe", conduit=conduit, node="probe-node")
+        return True
+
+
+def child(name: str, conduit: str, node: str, family: int) -> ipam_pb2.Child:
+    return ipam_pb2.Child(name=name, subnet=ipam_pb2.Subnet(
+        conduit=model_pb2.Conduit(name=conduit, trench=model_pb2.Trench(name="trench-a")), node=node,
+        ipFamily=family))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def nsp(procs: Any, tmp_path: pathlib.Path) -> nsp_support.NspProcess:
+    return nsp_support.launch_nsp(procs, tmp_path, CONFIG)
+
+
+@pytest.fixture
+def ipam(procs: Any, tmp_path: pathlib.Path, nsp: nsp_support.NspProcess) -> Any:
+    server = Ipam(procs, tmp_path, nsp.address)
+    server.start()
+    yield server
+    server.channel.close()
+
+
+def test_conduits_of_the_trench_get_allocations_in_both_families(ipam: Ipam) -> None:
+    assert ipam.allocate("bridge") == "172.16.0.1/24"
+    assert ipam.allocate("bridge", family=1) == "fd00::1/64"
+    assert ipam.allocate("c1-src") == "172.16.0.2/24"
+    assert ipam.allocate("bridge", node="node-2") == "172.16.1.1/24"
+    assert ipam.allocate("bridge", conduit="conduit-a-2") == "172.16.16.1/24"
+    assert ipam.allocate("bridge", conduit="conduit-a-2", family=1) == "fd00:0:0:100::1/64"
+
+
+def test_conduit_added_to_the_nsp_config_becomes_allocatable(ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+    assert not ipam.allocatable("conduit-a-3")
+    nsp.write_config(CONFIG_WITH_3)
+    assert ipam.allocate("bridge", conduit="conduit-a-3") == "172.16.32.1/24"
+
+
+def test_restarted_ipam_returns_the_same_allocations(ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+    before = [ipam.allocate(name) for name in ("a", "b", "c")] + [ipam.allocate("a", family=1)]
+    ipam.release("b")
+    ipam.kill()
+    nsp.proc.terminate()  # the restarted IPAM must serve from its own store, without the NSP
+    nsp.proc.wait(10)
+    ipam.start()
+    # Asked in another order than allocated: a recomputation from scratch would answer differently.
+    assert ipam.allocate("c") == before[2] == "172.16.0.3/24"
+    assert ipam.allocate("a", family=1) == before[3]
+    assert ipam.allocate("a") == before[0]
+    assert ipam.allocate("d") == "172.16.0.2/24"  # b's released address, first fit
+
+
+def test_removed_conduit_loses_its_allocations(ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+    ipam.allocate("bridge", conduit="conduit-a-1")
+    assert [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")] == ["172.16.16.1/24", "172.16.16.2/24"]
+    nsp.write_config(CONFIG_WITHOUT_2)
+    wait_for(lambda: not ipam.allocatable("conduit-a-2"), timeout=10, message="conduit-a-2 removed")
+    nsp.write_config(CONFIG)
+    assert ipam.allocate("y", conduit="conduit-a-2") == "172.16.16.1/24"
+    assert ipam.allocate("bridge", conduit="conduit-a-1") == "172.16.0.1/24"
+
+
+def test_sigterm_stops_the_ipam_cleanly(ipam: Ipam) -> None:
+    assert ipam.proc is not None
+    assert ipam.procs.stop(ipam.proc, signal.SIGTERM) == 0
+    assert '"ipamStopping"' in ipam.procs.output(ipam.proc)
+
+
+def test_corrupt_registry_file_stops_the_start_with_one_line(procs: Any, tmp_path: pathlib.Path) -> None:
+    server = Ipam(procs, tmp_path, "127.0.0.1:1")
+    server.datasource.parent.mkdir(parents=True)
+    server.datasource.write_bytes(b"not a database" * 100)
+    proc = procs.meridio(*server.args, name="ipam")
+    assert proc.wait(15) == 1
+    output = procs.output(proc)
+    assert f"meridio run ipam: IPAM registry {server.datasource} is not a usable sqlite database" in output
+    assert "Traceback" not in output
+    assert server.datasource.read_bytes() == b"not a database" * 100
