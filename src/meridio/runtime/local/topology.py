@@ -1,0 +1,219 @@
+"""The external side of a local environment, and the links that attach pods to it.
+
+What a real user would own: per external network a segment (a Linux bridge ``br0`` in its own
+namespace), per router a namespace with ``ext0`` on the segment and ``tg0`` towards its traffic
+generator namespace (``eth0``, default routes via the router). Frontend pods get their external
+interface (the attractor's interface name, e.g. ``ext-vlan0``) as a veth whose other end is a port of
+the segment's bridge.
+
+Everything is idempotent and repairs what is half-built: a link whose ends or addresses are not as
+wanted is deleted and made again; what is already right is left alone (so ``meridio up`` on a running
+environment changes nothing). Kernel changes go through ``ip -batch`` (one process per namespace and
+step) and ``sysctl`` inside ``ip netns exec``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import subprocess
+from typing import Iterable, Mapping, Sequence
+
+from meridio.kernel import netns as netnsmod
+from meridio.runtime.local import environment as envmod
+from meridio.runtime.local.layout import Naming, port_name
+
+__all__ = [
+    "TopologyError", "LinkSpec", "ensure_namespace", "ensure_bridge", "ensure_link", "ensure_external",
+    "external_link", "fe_address", "remove_namespaces", "ROUTER_SYSCTLS", "POD_SYSCTLS", "BRIDGE",
+    "ROUTER_EXT", "ROUTER_TG", "TG_IF",
+]
+
+BRIDGE = "br0"
+ROUTER_EXT = "ext0"
+ROUTER_TG = "tg0"
+TG_IF = "eth0"
+
+ROUTER_SYSCTLS = {
+    "net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1",
+    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
+}
+"""Gateways spread flows over the FE replicas by 5-tuple (L4 multipath hash), as a real router would."""
+
+POD_SYSCTLS = {
+    "net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1",
+    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
+}
+"""Meridio's ``sysctl-init`` init container of the FE/LB and proxy pods."""
+
+
+class TopologyError(RuntimeError):
+    """A kernel operation failed; the message carries the command's own error."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkSpec:
+    """A veth: ``ifname`` in ``ns`` (addressed) ↔ ``peer_ifname`` in ``peer_ns`` (optionally a bridge port)."""
+
+    ns: str
+    ifname: str
+    peer_ns: str
+    peer_ifname: str
+    addresses: tuple[str, ...] = ()
+    peer_master: str | None = None
+    peer_addresses: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- kernel adapter (ip/sysctl)
+
+
+def _run(argv: Sequence[str], *, input: str | None = None) -> str:
+    try:
+        done = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError as exc:
+        raise TopologyError(f"{argv[0]} is not installed ({exc.filename})") from None
+    if done.returncode != 0:
+        raise TopologyError(f"{' '.join(argv[:4])}...: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def _batch(ns: str, lines: Iterable[str]) -> None:
+    text = "\n".join(lines)
+    if text:
+        _run(["ip", "-n", ns, "-batch", "-"], input=text + "\n")
+
+
+def _sysctl(ns: str, values: Mapping[str, str]) -> None:
+    if values:
+        _run(netnsmod.exec_argv(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())]))
+
+
+def _addresses(ns: str, ifname: str) -> set[str] | None:
+    """The addresses on ``ifname`` in ``ns`` (``a/len``), or None if there is no such interface."""
+    done = subprocess.run(["ip", "-j", "-n", ns, "addr", "show", "dev", ifname], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        return None
+    data = json.loads(done.stdout or "[]")
+    if not data:
+        return None
+    return {f"{a['local']}/{a['prefixlen']}" for a in data[0].get("addr_info", [])}
+
+
+def _link_exists(ns: str, ifname: str) -> bool:
+    return subprocess.run(["ip", "-n", ns, "link", "show", "dev", ifname], capture_output=True,
+                          check=False).returncode == 0
+
+
+def _addr_line(ifname: str, cidr: str) -> str:
+    nodad = " nodad" if ":" in cidr else ""
+    return f"addr replace {cidr} dev {ifname}{nodad}"
+
+
+# --------------------------------------------------------------------------- idempotent building blocks
+
+
+def ensure_namespace(ns: str, sysctls: Mapping[str, str] | None = None) -> None:
+    netnsmod.create(ns)
+    _sysctl(ns, sysctls or {})
+
+
+def ensure_bridge(ns: str, name: str = BRIDGE) -> None:
+    if not _link_exists(ns, name):
+        _batch(ns, [f"link add {name} type bridge mcast_snooping 0", f"link set {name} up"])
+
+
+def ensure_link(spec: LinkSpec) -> bool:
+    """Make the veth as specified; returns True if it had to be (re)made."""
+    have = _addresses(spec.ns, spec.ifname)
+    peer = _addresses(spec.peer_ns, spec.peer_ifname)
+    if have is not None and peer is not None and set(spec.addresses) <= have and set(spec.peer_addresses) <= peer:
+        return False
+    if have is not None:
+        _batch(spec.ns, [f"link del {spec.ifname}"])
+    if _link_exists(spec.peer_ns, spec.peer_ifname):
+        _batch(spec.peer_ns, [f"link del {spec.peer_ifname}"])
+    peer_lines = [f"link add {spec.peer_ifname} type veth peer name {spec.ifname} netns {spec.ns}"]
+    if spec.peer_master:
+        peer_lines.append(f"link set {spec.peer_ifname} master {spec.peer_master}")
+    peer_lines += [_addr_line(spec.peer_ifname, a) for a in spec.peer_addresses]
+    peer_lines.append(f"link set {spec.peer_ifname} up")
+    _batch(spec.peer_ns, peer_lines)
+    _sysctl(spec.ns, {f"net.ipv6.conf.{spec.ifname}.keep_addr_on_down": "1",
+                      f"net.ipv6.conf.{spec.ifname}.accept_dad": "0"})
+    _batch(spec.ns, [*(_addr_line(spec.ifname, a) for a in spec.addresses), f"link set {spec.ifname} up"])
+    return True
+
+
+def _routes(ns: str, gateways: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None]) -> None:
+    lines = []
+    for gw in gateways:
+        if gw is not None:
+            fam = "-6 " if gw.version == 6 else ""
+            lines.append(f"{fam}route replace default via {gw.ip}")
+    for line in lines:  # "-6" is a global option: one batch per family
+        _run(["ip", "-n", ns, *line.split()])
+
+
+# --------------------------------------------------------------------------- the external side
+
+
+def _cidr(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+          net: ipaddress.IPv4Network | ipaddress.IPv6Network | None) -> list[str]:
+    return [f"{addr}/{net.prefixlen}"] if addr is not None and net is not None else []
+
+
+def ensure_external(env: envmod.Environment, naming: Naming) -> None:
+    """Segments, routers and traffic generators of ``env`` (idempotent)."""
+    for net in env.networks:
+        ensure_namespace(naming.network_ns(net.name))
+        ensure_bridge(naming.network_ns(net.name))
+    for router in env.routers:
+        _ensure_router(env, naming, router)
+
+
+def _ensure_router(env: envmod.Environment, naming: Naming, router: envmod.Router) -> None:
+    net = env.network(router.network)
+    assert net is not None  # checked when the environment was parsed
+    rns = naming.router_ns(router.name)
+    ensure_namespace(rns, ROUTER_SYSCTLS)
+    ensure_link(LinkSpec(ns=rns, ifname=ROUTER_EXT, peer_ns=naming.network_ns(net.name),
+                         peer_ifname=port_name(rns, "r"), peer_master=BRIDGE,
+                         addresses=tuple(_cidr(router.ipv4, net.ipv4) + _cidr(router.ipv6, net.ipv6))))
+    tg = router.traffic_generator
+    if tg is None:
+        return
+    tns = naming.tg_ns(router.name)
+    ensure_namespace(tns, {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"})
+    ensure_link(LinkSpec(ns=tns, ifname=TG_IF, peer_ns=rns, peer_ifname=ROUTER_TG,
+                         addresses=tuple(str(a) for a in (tg.generator_address(4), tg.generator_address(6)) if a),
+                         peer_addresses=tuple(str(a) for a in (tg.router_address(4), tg.router_address(6)) if a)))
+    _routes(tns, (tg.router_address(4), tg.router_address(6)))
+
+
+def fe_address(net: envmod.Network, index: int) -> tuple[str, ...]:
+    """The external addresses of the ``index``-th (1-based) host on ``net``, per family present."""
+    out = []
+    for subnet in (net.ipv4, net.ipv6):
+        if subnet is not None:
+            out.append(f"{subnet.network_address + index}/{subnet.prefixlen}")
+    return tuple(out)
+
+
+def external_link(naming: Naming, net: envmod.Network, pod_ns: str, ifname: str,
+                  addresses: Sequence[str]) -> LinkSpec:
+    """The veth of a frontend pod onto its segment."""
+    return LinkSpec(ns=pod_ns, ifname=ifname, peer_ns=naming.network_ns(net.name),
+                    peer_ifname=port_name(pod_ns), peer_master=BRIDGE, addresses=tuple(addresses))
+
+
+def remove_namespaces(naming: Naming) -> list[str]:
+    """Delete every namespace of the environment (their veths go with them). Returns the names."""
+    gone = [ns for ns in netnsmod.list_names() if naming.owns(ns)]
+    for ns in gone:
+        netnsmod.remove(ns)
+    return gone
