@@ -35,14 +35,14 @@ CONFIG_WITHOUT_2 = CONFIG.replace("  - {name: conduit-a-2, trench: trench-a}\n",
 class Ipam:
     """One ``meridio run ipam`` process and a client; :meth:`kill` + :meth:`start` restart it."""
 
-    def __init__(self, procs: Any, tmp_path: pathlib.Path, nsp: str) -> None:
+    def __init__(self, procs: Any, tmp_path: pathlib.Path, nsp: str, *extra: str) -> None:
         self.procs = procs
         self.port = nsp_support.free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.datasource = tmp_path / "ipam" / "registry.db"
         self.args = ["run", "ipam", "--port", str(self.port), "--listen-address", "127.0.0.1",
                      "--trench-name", "trench-a", "--nsp-service", nsp, "--datasource", str(self.datasource),
-                     "--log-level", "DEBUG"]
+                     "--log-level", "DEBUG", *extra]
         self.channel = grpc.insecure_channel(self.address)
         self.stub = ipam_pb2_grpc.IpamStub(self.channel)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,8 +54,8 @@ class Ipam:
         def live() -> bool:
             assert self.proc is not None and self.proc.poll() is None, self.procs.output(self.proc)
             try:
-                return health.Check(health_pb2.HealthCheckRequest(service="Liveness"), timeout=0.5).status \
-                    == health_pb2.HealthCheckResponse.SERVING
+                return all(health.Check(health_pb2.HealthCheckRequest(service=probe), timeout=0.5).status
+                           == health_pb2.HealthCheckResponse.SERVING for probe in ("Startup", "Liveness"))
             except grpc.RpcError:
                 return False
 
@@ -140,6 +140,19 @@ def test_removed_conduit_loses_its_allocations(ipam: Ipam, nsp: nsp_support.NspP
     nsp.write_config(CONFIG)
     assert ipam.allocate("y", conduit="conduit-a-2") == "172.16.16.1/24"
     assert ipam.allocate("bridge", conduit="conduit-a-1") == "172.16.0.1/24"
+
+
+def test_idle_allocations_are_garbage_collected(procs: Any, tmp_path: pathlib.Path,
+                                                nsp: nsp_support.NspProcess) -> None:
+    ipam = Ipam(procs, tmp_path, nsp.address, "--garbage-collection-interval", "500ms",
+                "--garbage-collection-threshold", "1s")
+    ipam.start()
+    assert [ipam.allocate(n) for n in ("a", "b")] == ["172.16.0.1/24", "172.16.0.2/24"]
+    assert ipam.proc is not None
+    wait_for(lambda: ipam.procs.output(ipam.proc).count('"prefixCollected"') >= 3, timeout=10,
+             message="node-1, a and b collected")
+    assert ipam.allocate("b") == "172.16.0.1/24"
+    ipam.channel.close()
 
 
 def test_sigterm_stops_the_ipam_cleanly(ipam: Ipam) -> None:

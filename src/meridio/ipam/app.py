@@ -124,7 +124,8 @@ def _start_failed(log: logmod.Logger, exc: Exception) -> int:
 async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
                 log: logmod.Logger = logmod.null) -> int:
     """Serve ``registry`` until ``stop`` is set, following the NSP's conduits and collecting garbage."""
-    health = healthmod.Health({healthmod.LIVENESS: [healthmod.IPAM]}, log=log)
+    # Meridio's IPAM: Liveness = sub-service IPAM; Startup has no sub-service and is set once serving.
+    health = healthmod.Health({healthmod.LIVENESS: [healthmod.IPAM], healthmod.STARTUP: []}, log=log)
     server = grpcutil.create_server()
     ipam_pb2_grpc.add_IpamServicer_to_server(IpamServicer(registry, log=log), server)  # type: ignore[no-untyped-call]
     health.add_to(server)
@@ -139,6 +140,7 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
         return 1
     log.info("ipamStarted", port=port, families=[f.name for f in registry.layouts])
     health.set_serving(healthmod.IPAM)
+    health.set_serving(healthmod.STARTUP)
     nsp = nspclient.NspClient(settings.nsp_service, log=log)
     try:
         async with asyncio.TaskGroup() as group:
