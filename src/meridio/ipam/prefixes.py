@@ -9,23 +9,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["Network", "NoMorePrefix", "capacity", "edge_addresses", "first_fit", "parse_network"]
+__all__ = ["Network", "NoMorePrefix", "edge_addresses", "first_fit"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class NoMorePrefix(Exception):
     """The parent has no free sub-prefix of the requested length."""
-
-
-def parse_network(text: str) -> Network:
-    """Parse ``a.b.c.d/n`` or ``x::/n`` strictly (host bits must be zero)."""
-    return ipaddress.ip_network(text, strict=True)
-
-
-def capacity(parent: Network, length: int) -> int:
-    """How many sub-prefixes of ``length`` fit in ``parent`` (ignoring siblings and reservations)."""
-    return 1 << (length - parent.prefixlen)
 
 
 def edge_addresses(parent: Network) -> tuple[Network, Network]:
