@@ -182,6 +182,13 @@ class NspClient:
                     backoff.reset()
                     yield convert(response)
                 log.info("nspWatchEnded", reason="streamClosedByServer")
+            except asyncio.CancelledError:
+                # Closing the channel cancels its calls locally, which grpc reports as CancelledError:
+                # end quietly then, but let a real cancellation of the consumer's task through.
+                task = asyncio.current_task()
+                if self._closed and task is not None and not task.cancelling():
+                    return
+                raise
             except grpc.aio.AioRpcError as exc:
                 if self._closed:
                     return
