@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "meridio.cli.run",
     "meridio.cli.resources",
     "meridio.cli.demo",
+    "meridio.cli.target",
+    "meridio.cli.exampletarget",
 )
 
 

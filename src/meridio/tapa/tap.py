@@ -93,6 +93,7 @@ class Tap:
         self._published: list[StreamStatus] = []
         self._watchers: set[asyncio.Event] = set()
         self._closed = False
+        self._shutting_down = False
 
     # --- API (servicer) ------------------------------------------------------------------------
 
@@ -135,6 +136,7 @@ class Tap:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await stop.wait()
+            self._shutting_down = True
             self._execute(self._manager.close_all())
             await self._drain()
             self._closed = True
@@ -351,5 +353,5 @@ class Tap:
                 event.set()
 
     def _require_running(self) -> None:
-        if self._tg is None or self._closed:
+        if self._tg is None or self._shutting_down:
             raise TemporaryError("the TAPA is not running")

@@ -1,0 +1,56 @@
+"""The TAPA's link to one conduit, over the proxy's link service client (:mod:`meridio.proxy.linkclient`).
+
+Implements :class:`meridio.tapa.ports.ConduitLink`: Connect/Disconnect/Watch of this target's link
+(``target_id`` = the target name), with every failure turned into a ``TemporaryError`` (the TAPA
+retries). Written against the link service contract in ``proto/meridio/proxy/v1/link.proto``.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from meridio.common import log as logmod
+from meridio.common.retry import PermanentError, TemporaryError
+from meridio.tapa.ports import LinkInfo
+
+__all__ = ["ProxyLink", "link_info"]
+
+
+def link_info(link: Any) -> LinkInfo:
+    """The link as the TAPA needs it, from the proxy client's Link (or the Link message)."""
+    return LinkInfo(interface_name=str(link.interface_name), addresses=tuple(link.addresses),
+                    gateways=tuple(link.gateways), vips=tuple(link.vips))
+
+
+class ProxyLink:
+    def __init__(self, socket_path: str, target_id: str, *, log: logmod.Logger = logmod.null) -> None:
+        self._path = socket_path
+        self._target_id = target_id
+        self._log = log
+
+    async def connect(self, interface_name: str) -> LinkInfo:
+        from meridio.proxy import linkclient
+        try:
+            return link_info(await linkclient.connect(self._path, self._target_id, interface_name))
+        except PermanentError as exc:
+            raise TemporaryError(f"proxy refused the link: {exc}") from None
+        except OSError as exc:
+            raise TemporaryError(f"proxy at {self._path} unreachable: {exc}") from None
+
+    async def disconnect(self) -> None:
+        from meridio.proxy import linkclient
+        try:
+            await linkclient.disconnect(self._path, self._target_id)
+        except PermanentError as exc:
+            raise TemporaryError(f"proxy refused the disconnect: {exc}") from None
+        except OSError as exc:
+            raise TemporaryError(f"proxy at {self._path} unreachable: {exc}") from None
+
+    async def watch(self) -> AsyncIterator[LinkInfo | None]:
+        from meridio.proxy import linkclient
+        try:
+            async for link in linkclient.watch(self._path, self._target_id):
+                yield None if link is None else link_info(link)
+        except PermanentError as exc:
+            raise TemporaryError(f"proxy refused the watch: {exc}") from None
+        except OSError as exc:
+            raise TemporaryError(f"proxy at {self._path} unreachable: {exc}") from None

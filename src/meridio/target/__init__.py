@@ -1,0 +1,1 @@
+"""The example target application (``meridio example-target``), as Meridio's mconnect server."""
