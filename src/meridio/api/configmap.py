@@ -1,13 +1,14 @@
 """The trench ConfigMap (``meridio-configuration-<trench>``), both directions.
 
-Format (Meridio ``pkg/configuration/reader/model.go``): seven keys, ``trench``, ``conduits``,
-``streams``, ``flows``, ``vips``, ``attractors``, ``gateways``; each value is a YAML document; lists
-sit under ``items:``, sorted by name. The item dataclasses below are the one table both directions
-use: :func:`parse` (the NSP's reader) decodes with them, :func:`render` (the operator's writer, in
-:mod:`meridio.api.configrender`) encodes with them.
+:func:`render` is the operator's writer (``pkg/controllers/trench/configmap.go``): the ConfigMap
+``data`` of one trench from the resources, with the operator's conversions (``any`` ports become
+``0-65535``, hold-time whole seconds, BFD timers milliseconds and only when ``switch`` is true,
+gateway ``ip-family`` from the address, streams without conduit / flows without stream / VIPs
+without address left out, ``max-targets`` 100 when unset, lists sorted by name).
 
-:func:`parse` is strict: an unknown key or field, a wrong type or a value breaking a Meridio rule
-rejects the whole update with :class:`ConfigMapError` naming the key and field. It then applies the
+:func:`parse` (and :func:`loads`, :func:`load_file`) is the NSP's reader: strict (see
+:mod:`meridio.api.configformat`, an unknown key or field, a wrong type or a value breaking a
+Meridio rule rejects the whole update with :class:`ConfigMapError` naming key and field), then the
 nsp.v1 conversion (``converter.go``): objects of other trenches are dropped, streams of unknown
 conduits and flows of unknown streams are dropped, VIP/gateway names that resolve to nothing are
 silently left out, ``bfdSpec`` is set only when ``bfd`` is true. Objects nest like nsp.v1.
@@ -16,294 +17,30 @@ Deliberate additions to Meridio's reader (all reject input Meridio would pass on
 semantic checks of the values (ports, prefixes, protocols, byte matches, addresses, max-targets),
 duplicate names, unknown top-level keys. Conveniences for hand-written files: a missing
 ``max-targets`` means 100 (what the operator writes for an unset value), a missing gateway
-``ip-family`` is derived from the address and a missing ``protocol`` means ``bgp``.
+``ip-family`` is derived from the address and a missing ``protocol`` means ``bgp``; values may be
+YAML text (as in a real ConfigMap) or plain nested YAML.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
-from meridio.api import checks, model, schema, yamlio
+from meridio.api import checks, model, resources, yamlio
 from meridio.api import problems as pb
-from meridio.api.schema import OMIT_EMPTY, OMIT_NEVER
-from meridio.api.schema import key as yaml_key
+from meridio.api.configformat import (  # re-exported: the public surface of the ConfigMap codec
+    DEFAULT_MAX_TARGETS, KEYS, AttractorItem, BgpAuthItem, ConduitItem, ConfigData, ConfigMapError, FlowItem,
+    GatewayItem, PortNatItem, StreamItem, TrenchItem, VipItem, decode_data, encode_data)
 
 __all__ = [
-    "KEYS", "ConfigMapError", "parse", "loads", "load_file", "decode_data",
+    "KEYS", "ConfigMapError", "parse", "loads", "load_file", "convert", "render", "render_manifest", "config_data",
+    "configmap_name", "decode_data", "encode_data", "ConfigData", "DEFAULT_MAX_TARGETS",
     "TrenchItem", "ConduitItem", "PortNatItem", "StreamItem", "FlowItem", "VipItem", "AttractorItem",
-    "GatewayItem", "BgpAuthItem", "ConfigData", "DEFAULT_MAX_TARGETS",
+    "GatewayItem", "BgpAuthItem",
 ]
 
-DEFAULT_MAX_TARGETS = 100
-KEYS = ("trench", "conduits", "streams", "flows", "vips", "attractors", "gateways")
-
-U16, U32, I32_MIN, I32_MAX = 65535, 4294967295, -2147483648, 2147483647
-
-
-class ConfigMapError(pb.ProblemsError):
-    """The ConfigMap (or file) was rejected; ``str()`` names each key/field and rule, one per line."""
-
-
-# --- the table: one dataclass per item, field order = Meridio's YAML order ------------------------
-
-@dataclasses.dataclass(frozen=True)
-class TrenchItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class PortNatItem:
-    port: int = yaml_key("port", 0, minimum=0, maximum=U16, omit=OMIT_NEVER)
-    target_port: int = yaml_key("target-port", 0, minimum=0, maximum=U16, omit=OMIT_NEVER)
-    vips: tuple[str, ...] = yaml_key("vips", (), omit=OMIT_NEVER)
-    protocol: str = yaml_key("protocol", "", omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConduitItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
-    destination_port_nats: tuple[PortNatItem, ...] = yaml_key("destination-port-nats", (), omit=OMIT_EMPTY)
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    conduit: str = yaml_key("conduit", "", omit=OMIT_NEVER)
-    max_targets: int | None = yaml_key("max-targets", None, minimum=0, maximum=U32)
-
-
-@dataclasses.dataclass(frozen=True)
-class FlowItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    source_subnets: tuple[str, ...] = yaml_key("source-subnets", (), omit=OMIT_NEVER)
-    destination_port_ranges: tuple[str, ...] = yaml_key("destination-port-ranges", (), omit=OMIT_NEVER)
-    source_port_ranges: tuple[str, ...] = yaml_key("source-port-ranges", (), omit=OMIT_NEVER)
-    protocols: tuple[str, ...] = yaml_key("protocols", (), omit=OMIT_NEVER)
-    vips: tuple[str, ...] = yaml_key("vips", (), omit=OMIT_NEVER)
-    priority: int = yaml_key("priority", 0, minimum=I32_MIN, maximum=I32_MAX, omit=OMIT_NEVER)
-    stream: str = yaml_key("stream", "", omit=OMIT_NEVER)
-    byte_matches: tuple[str, ...] = yaml_key("byte-matches", (), omit=OMIT_EMPTY)
-
-
-@dataclasses.dataclass(frozen=True)
-class VipItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    address: str = yaml_key("address", "", omit=OMIT_NEVER)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class AttractorItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    vips: tuple[str, ...] = yaml_key("vips", (), omit=OMIT_NEVER)
-    gateways: tuple[str, ...] = yaml_key("gateways", (), omit=OMIT_NEVER)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class BgpAuthItem:
-    key: str = yaml_key("key", "", omit=OMIT_NEVER)
-    source: str = yaml_key("source", "", omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class GatewayItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    address: str = yaml_key("address", "", omit=OMIT_NEVER)
-    remote_asn: int = yaml_key("remote-asn", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    local_asn: int = yaml_key("local-asn", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    remote_port: int = yaml_key("remote-port", 0, minimum=0, maximum=U16, omit=OMIT_EMPTY)
-    local_port: int = yaml_key("local-port", 0, minimum=0, maximum=U16, omit=OMIT_EMPTY)
-    ip_family: str = yaml_key("ip-family", "", omit=OMIT_NEVER)
-    bfd: bool = yaml_key("bfd", False, omit=OMIT_NEVER)
-    protocol: str = yaml_key("protocol", "", omit=OMIT_NEVER)
-    hold_time: int = yaml_key("hold-time", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    """Seconds."""
-    min_tx: int = yaml_key("min-tx", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    """Milliseconds."""
-    min_rx: int = yaml_key("min-rx", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    """Milliseconds."""
-    multiplier: int = yaml_key("multiplier", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
-    bgp_auth: BgpAuthItem | None = yaml_key("bgp-auth", None, omit=OMIT_EMPTY)
-
-
-@dataclasses.dataclass(frozen=True)
-class _ConduitList:
-    items: tuple[ConduitItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class _StreamList:
-    items: tuple[StreamItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class _FlowList:
-    items: tuple[FlowItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class _VipList:
-    items: tuple[VipItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class _AttractorList:
-    items: tuple[AttractorItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
-
-
-@dataclasses.dataclass(frozen=True)
-class _GatewayList:
-    items: tuple[GatewayItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
-
-
-LIST_TYPES: dict[str, type] = {
-    "conduits": _ConduitList, "streams": _StreamList, "flows": _FlowList, "vips": _VipList,
-    "attractors": _AttractorList, "gateways": _GatewayList,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigData:
-    """The decoded ConfigMap before the nsp.v1 conversion (what the operator renders)."""
-
-    trench: TrenchItem | None = None
-    conduits: tuple[ConduitItem, ...] = ()
-    streams: tuple[StreamItem, ...] = ()
-    flows: tuple[FlowItem, ...] = ()
-    vips: tuple[VipItem, ...] = ()
-    attractors: tuple[AttractorItem, ...] = ()
-    gateways: tuple[GatewayItem, ...] = ()
-
-
-# --- decoding the data mapping ----------------------------------------------------------------------
 
 def _problem(where: str, message: str) -> pb.Problem:
     return pb.Problem("", "", where, message)
-
-
-def _load_value(name: str, value: Any, found: list[pb.Problem]) -> Any:
-    """A data value is YAML text (a structured mapping is accepted too, for hand-written files)."""
-    if value is None or isinstance(value, Mapping):
-        return value
-    if not isinstance(value, str):
-        found.append(_problem(name, pb.invalid(value, "must be a string holding a YAML document")))
-        return None
-    try:
-        return yamlio.load_one(value, name)
-    except yamlio.YamlError as exc:
-        found.extend(exc.problems)
-        return None
-
-
-def decode_data(data: Mapping[str, Any]) -> ConfigData:
-    """Strictly decode the seven keys into :class:`ConfigData` (no conversion, no dropping)."""
-    found: list[pb.Problem] = []
-    for name in data:
-        if name not in KEYS:
-            found.append(_problem(str(name), f'unknown key "{name}", expected one of {", ".join(KEYS)}'))
-    trench: TrenchItem | None = None
-    raw = _load_value("trench", data.get("trench"), found)
-    if raw is not None:
-        trench = _decode_into(TrenchItem, raw, "trench", found)
-    lists: dict[str, tuple[Any, ...]] = {}
-    for name, cls in LIST_TYPES.items():
-        raw = _load_value(name, data.get(name), found)
-        decoded = _decode_into(cls, raw, name, found) if raw is not None else None
-        lists[name] = decoded.items if decoded is not None else ()
-    cfg = ConfigData(trench=trench, **lists)
-    found.extend(_semantic_problems(cfg))
-    if found:
-        raise ConfigMapError(found)
-    return cfg
-
-
-def _decode_into(cls: type, raw: Any, name: str, found: list[pb.Problem]) -> Any:
-    obj, issues = schema.decode(cls, raw)
-    found.extend(_problem(f"{name}: {i.path}" if i.path else name, i.message) for i in issues)
-    return obj
-
-
-# --- semantic checks (the same rules as the resource validator) -------------------------------------
-
-def _semantic_problems(cfg: ConfigData) -> list[pb.Problem]:
-    out: list[pb.Problem] = []
-    for name in LIST_TYPES:
-        out.extend(_duplicates(name, getattr(cfg, name)))
-    for i, c in enumerate(cfg.conduits):
-        out.extend(_conduit_problems(f"conduits: items[{i}]", c))
-    for i, s in enumerate(cfg.streams):
-        if s.max_targets is not None and not 1 <= s.max_targets <= 10000:
-            out.append(_problem(f"streams: items[{i}].max-targets", pb.invalid(
-                s.max_targets, "must be greater than or equal to 1 and less than or equal to 10000")))
-    for i, f in enumerate(cfg.flows):
-        out.extend(_flow_problems(f"flows: items[{i}]", f))
-    for i, v in enumerate(cfg.vips):
-        if (msg := checks.check_prefix(v.address)) is not None:
-            out.append(_problem(f"vips: items[{i}].address", pb.invalid(v.address, msg)))
-    for i, g in enumerate(cfg.gateways):
-        out.extend(_gateway_problems(f"gateways: items[{i}]", g))
-    return out
-
-
-def _duplicates(name: str, items: Sequence[Any]) -> list[pb.Problem]:
-    out, seen = [], set()
-    for i, item in enumerate(items):
-        if not item.name:
-            out.append(_problem(f"{name}: items[{i}].name", pb.required()))
-        elif item.name in seen:
-            out.append(_problem(f"{name}: items[{i}].name", f"Duplicate value: {pb.render_value(item.name)}"))
-        seen.add(item.name)
-    return out
-
-
-def _protocol_problems(where: str, values: Iterable[str]) -> list[pb.Problem]:
-    return [_problem(f"{where}[{i}]", pb.unsupported(p, checks.PROTOCOLS))
-            for i, p in enumerate(values) if p not in checks.PROTOCOLS]
-
-
-def _conduit_problems(where: str, c: ConduitItem) -> list[pb.Problem]:
-    out: list[pb.Problem] = []
-    for j, nat in enumerate(c.destination_port_nats):
-        out.extend(_protocol_problems(f"{where}.destination-port-nats[{j}].protocol", [nat.protocol]))
-    entries = [checks.NatEntry(n.port, n.target_port, n.vips, n.protocol) for n in c.destination_port_nats]
-    if (msg := checks.check_port_nats(entries)) is not None:
-        out.append(_problem(f"{where}.destination-port-nats", f"destination port nats: {msg}"))
-    return out
-
-
-def _flow_problems(where: str, f: FlowItem) -> list[pb.Problem]:
-    out = _protocol_problems(f"{where}.protocols", f.protocols)
-    if (msg := checks.check_protocols(f.protocols)) is not None:
-        out.append(_problem(f"{where}.protocols", pb.invalid(f.protocols, msg)))
-    for field, label, values in (("source-subnets", "source subnet", f.source_subnets),
-                                 ("source-port-ranges", "source port", f.source_port_ranges),
-                                 ("destination-port-ranges", "destination port", f.destination_port_ranges),
-                                 ("byte-matches", "byte matches", f.byte_matches)):
-        check = {"source-subnets": checks.check_subnets, "byte-matches": checks.check_byte_matches}.get(
-            field, checks.check_ports)
-        if (bad := check(values)) is not None:
-            index, msg = bad
-            out.append(_problem(f"{where}.{field}", pb.invalid(values[index], f"{label}{msg}")))
-    if f.priority < 0:
-        out.append(_problem(f"{where}.priority", pb.invalid(f.priority, "priority must be larger than 0")))
-    return out
-
-
-def _gateway_problems(where: str, g: GatewayItem) -> list[pb.Problem]:
-    out: list[pb.Problem] = []
-    if checks.parse_ip(g.address) is None:
-        out.append(_problem(f"{where}.address", pb.invalid(g.address, "invalid IP format")))
-    if g.ip_family not in ("", "ipv4", "ipv6"):
-        out.append(_problem(f"{where}.ip-family", pb.unsupported(g.ip_family, ("ipv4", "ipv6"))))
-    if g.protocol not in ("", "bgp", "static"):
-        out.append(_problem(f"{where}.protocol", pb.unsupported(g.protocol, ("bgp", "static"))))
-    if 0 < g.hold_time < 3:
-        out.append(_problem(f"{where}.hold-time", pb.invalid(g.hold_time, "invalid time duration value, must > 3s")))
-    return out
 
 
 # --- the nsp.v1 conversion --------------------------------------------------------------------------
@@ -401,3 +138,78 @@ def _data_of(text: str, source: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigMapError([_problem(f"{source}: data", pb.invalid(data, "must be a mapping"))])
     return data
+
+
+# --- the operator's writer --------------------------------------------------------------------------
+
+def configmap_name(trench: str) -> str:
+    return f"meridio-configuration-{trench}"
+
+
+def _of_trench(objs: Iterable[resources.Resource], trench: str, namespace: str, kind: type[Any]) -> list[Any]:
+    found = [o for o in objs if isinstance(o, kind) and o.namespace == namespace and o.trench == trench]
+    return sorted(found, key=lambda o: o.name)
+
+
+def _ports(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(checks.ANY_PORTS if p == "any" else p for p in values)
+
+
+def _bfd_item(bfd: resources.BfdSpec) -> dict[str, Any]:
+    if not bfd.switch:
+        return {"bfd": False}
+    return {"bfd": True, "min_rx": checks.round_duration(bfd.min_rx, 1_000_000),
+            "min_tx": checks.round_duration(bfd.min_tx, 1_000_000), "multiplier": bfd.multiplier or 0}
+
+
+def _gateway_item(g: resources.Gateway, trench: str) -> GatewayItem:
+    s = g.spec
+    fields: dict[str, Any] = {}
+    if s.protocol == "bgp" and s.bgp is not None:
+        b = s.bgp
+        fields = {"remote_asn": b.remote_asn or 0, "local_asn": b.local_asn or 0, "remote_port": b.remote_port or 0,
+                  "local_port": b.local_port or 0, "hold_time": checks.round_duration(b.hold_time, 1_000_000_000),
+                  "bgp_auth": BgpAuthItem(b.auth.key_name, b.auth.key_source) if b.auth is not None else None,
+                  **_bfd_item(b.bfd)}
+    elif s.protocol == "static" and s.static is not None:
+        fields = _bfd_item(s.static.bfd)
+    return GatewayItem(name=g.name, address=s.address, ip_family=checks.ip_family_of(s.address),
+                       protocol=s.protocol, trench=trench, **fields)
+
+
+def config_data(objs: Iterable[resources.Resource], trench: str, namespace: str = "default") -> ConfigData:
+    """The :class:`ConfigData` the operator writes for ``trench`` (see the module docstring)."""
+    objs = list(objs)
+    if not any(isinstance(o, resources.Trench) and o.name == trench and o.namespace == namespace for o in objs):
+        raise ConfigMapError([_problem("", f'trench "{trench}" not found in namespace "{namespace}"')])
+
+    def of(kind: type[Any]) -> list[Any]:
+        return _of_trench(objs, trench, namespace, kind)
+
+    return ConfigData(
+        trench=TrenchItem(trench),
+        conduits=tuple(ConduitItem(c.name, trench, tuple(
+            PortNatItem(n.port, n.target_port, n.vips, n.protocol) for n in c.spec.destination_port_nats))
+            for c in of(resources.Conduit)),
+        streams=tuple(StreamItem(s.name, s.spec.conduit, DEFAULT_MAX_TARGETS if s.spec.max_targets is None
+                                 else s.spec.max_targets) for s in of(resources.Stream) if s.spec.conduit),
+        flows=tuple(FlowItem(f.name, f.spec.source_subnets, _ports(f.spec.destination_ports),
+                             _ports(f.spec.source_ports), f.spec.protocols, f.spec.vips, f.spec.priority,
+                             f.spec.stream, f.spec.byte_matches) for f in of(resources.Flow) if f.spec.stream),
+        vips=tuple(VipItem(v.name, v.spec.address, trench) for v in of(resources.Vip) if v.spec.address),
+        attractors=tuple(AttractorItem(a.name, a.spec.vips, a.spec.gateways, trench) for a in of(resources.Attractor)),
+        gateways=tuple(_gateway_item(g, trench) for g in of(resources.Gateway)),
+    )
+
+
+def render(objs: Iterable[resources.Resource], trench: str, namespace: str = "default") -> dict[str, str]:
+    """The ConfigMap ``data`` of ``trench`` (seven YAML documents); :class:`ConfigMapError` if no such trench."""
+    return encode_data(config_data(objs, trench, namespace))
+
+
+def render_manifest(objs: Iterable[resources.Resource], trench: str, namespace: str = "default") -> str:
+    """The whole ``ConfigMap`` object ``meridio-configuration-<trench>`` as YAML text."""
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": configmap_name(trench), "namespace": namespace},
+                "data": render(objs, trench, namespace)}
+    return yamlio.dump(manifest)

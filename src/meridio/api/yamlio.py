@@ -47,7 +47,9 @@ StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _co
 def _error(source: str, exc: yaml.YAMLError, line_offset: int = 0) -> YamlError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f"{source}:{mark.line + 1 + line_offset}:{mark.column + 1}" if mark is not None else source
-    reason = getattr(exc, "problem", None) or str(exc)
+    reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.reader.ReaderError):
+        where = f"{source}: character {exc.position + 1}"
     return YamlError([pb.Problem("", "", where, f"invalid YAML: {reason}")])
 
 

@@ -1,0 +1,112 @@
+"""``meridio validate`` and ``meridio render configmap``: resource files checked and rendered offline.
+
+Both read Meridio resource YAML (``-f FILE``, repeatable; ``-`` is stdin; a directory means its
+``*.yaml``/``*.yml``/``*.json`` files in name order) and apply the files in order on top of an empty
+state with the one validator (:func:`meridio.api.validation.validate_apply`), so a later file may
+update an object of an earlier one exactly as ``kubectl apply -f a.yaml -f b.yaml`` would.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+from typing import Sequence, TextIO
+
+from meridio.api import configmap, problems, resources, validation
+
+__all__ = ["register", "load_inputs"]
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    v = subparsers.add_parser("validate", help="check Meridio resource files against every Meridio rule",
+                              description="Check Meridio resource files against every Meridio rule; "
+                                          "prints one line per problem, exit status 1 if there is any.")
+    _add_files(v)
+    v.set_defaults(func=_validate)
+
+    r = subparsers.add_parser("render", help="render what the operator would create from resource files")
+    what = r.add_subparsers(dest="what", metavar="WHAT", required=True)
+    cm = what.add_parser("configmap", help="the trench ConfigMap the NSP reads",
+                         description="Print the ConfigMap meridio-configuration-<trench> as YAML "
+                                     "(after validating the files; nothing is printed if they are invalid).")
+    _add_files(cm)
+    cm.add_argument("--trench", required=True, help="the trench to render")
+    cm.add_argument("-n", "--namespace", default="default", help="the trench's namespace (default: default)")
+    cm.set_defaults(func=_render_configmap)
+
+
+def _add_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE",
+                   help="a YAML file, a directory of them, or - for stdin (repeatable, applied in order)")
+
+
+def _expand(name: str) -> list[str]:
+    if name == "-" or not os.path.isdir(name):
+        return [name]
+    return [str(p) for p in sorted(pathlib.Path(name).iterdir()) if p.suffix in SUFFIXES and p.is_file()]
+
+
+def _read(name: str, stdin: TextIO) -> str:
+    from meridio.cli.main import CliError
+
+    if name == "-":
+        return stdin.read()
+    try:
+        with open(name, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"cannot read {name}: not UTF-8 text") from None
+
+
+def load_inputs(files: Sequence[str], stdin: TextIO | None = None) -> list[resources.Resource]:
+    """The resources of every file, in order; :class:`ProblemsError` with the problems of all files."""
+    found: list[problems.Problem] = []
+    out: list[resources.Resource] = []
+    for name in (n for f in files for n in _expand(f)):
+        try:
+            out.extend(resources.loads(_read(name, stdin or sys.stdin), "<stdin>" if name == "-" else name))
+        except problems.ProblemsError as exc:
+            found.extend(exc.problems)
+    if found:
+        raise problems.ProblemsError(found)
+    return out
+
+
+def _checked(files: Sequence[str]) -> tuple[list[resources.Resource], list[problems.Problem]]:
+    try:
+        objs = load_inputs(files)
+    except problems.ProblemsError as exc:
+        return [], list(exc.problems)
+    return objs, validation.validate_apply([], objs)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    objs, found = _checked(args.files)
+    for p in found:
+        print(p)
+    if found:
+        return 1
+    print(f"{len(objs)} objects valid")
+    return 0
+
+
+def _render_configmap(args: argparse.Namespace) -> int:
+    from meridio.cli.main import CliError
+
+    objs, found = _checked(args.files)
+    for p in found:
+        print(p, file=sys.stderr)
+    if found:
+        return 1
+    state = {o.ref: o for o in objs}  # later files update earlier objects
+    try:
+        text = configmap.render_manifest(state.values(), args.trench, args.namespace)
+    except configmap.ConfigMapError as exc:
+        raise CliError(str(exc)) from None
+    sys.stdout.write(text)
+    return 0
