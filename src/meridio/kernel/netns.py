@@ -60,11 +60,27 @@ def entered(name: str) -> Iterator[None]:
     dedicated thread): sockets opened inside stay in ``name``.
     """
     with open(f"/proc/self/task/{_tid()}/ns/net") as own, open(os.path.join(NETNS_DIR, name)) as target:
-        os.setns(target.fileno(), os.CLONE_NEWNET)
+        _setns(target.fileno())
         try:
             yield
         finally:
-            os.setns(own.fileno(), os.CLONE_NEWNET)
+            _setns(own.fileno())
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """setns(2) into a network namespace (``os.setns`` only exists from Python 3.12)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, _CLONE_NEWNET)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def _tid() -> int:

@@ -1,0 +1,332 @@
+"""Generic netlink helpers (pyroute2): links, addresses, routes, policy rules, neighbours, sysctls.
+
+Synchronous and small; every call acts in the namespace the :class:`Netlink` handle was opened for
+(``Netlink()`` = the caller's, ``Netlink("ns")`` = a named one, never created implicitly). Adds are
+idempotent (an existing equal object is fine) and deletes tolerate absence, so reconcilers can call
+them level-triggered. Asyncio callers wrap calls in ``asyncio.to_thread``. Used by the load balancer
+(fwmark rules and per-target routes), the proxy, the frontend, the TAPA and the test topologies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import ipaddress
+import socket
+import threading
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from meridio.kernel import netns as netnsmod
+
+__all__ = ["Netlink", "NetlinkError", "RuleInfo", "RouteInfo", "family_of", "set_sysctl", "get_sysctl",
+           "IFA_F_NODAD", "is_unreachable"]
+
+IFA_F_NODAD = 0x02
+"""Address flag: skip IPv6 duplicate address detection (the address is usable at once)."""
+
+_RTN_UNICAST = 1
+_RTN_BLACKHOLE = 6
+_RTN_UNREACHABLE = 7
+_RTNH_F_ONLINK = 4
+
+
+def family_of(address: str) -> int:
+    """``AF_INET`` or ``AF_INET6`` for an address or prefix text."""
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when a route add failed because its gateway is not on any connected subnet (yet)."""
+    return isinstance(exc, NetlinkError) and exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleInfo:
+    family: int
+    priority: int
+    table: int
+    fwmark: int | None = None
+    src: str | None = None
+    """``address/len`` or None."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteInfo:
+    family: int
+    table: int
+    dst: str
+    """``address/len``; ``0.0.0.0/0`` or ``::/0`` for a default route."""
+    gateway: str | None
+    oif: int | None
+    type: int = _RTN_UNICAST
+
+
+def _default(family: int) -> str:
+    return "0.0.0.0/0" if family == socket.AF_INET else "::/0"
+
+
+class Netlink:
+    """A pyroute2 handle bound to one network namespace. Not thread-safe: one owner at a time."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> "Netlink":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- links -----------------------------------------------------------------------------
+
+    def link_index(self, name: str) -> int | None:
+        found = self._ipr.link_lookup(ifname=name)
+        return int(found[0]) if found else None
+
+    def _index(self, name: str) -> int:
+        index = self.link_index(name)
+        if index is None:
+            raise NetlinkError(errno.ENODEV, f"no interface {name!r} in netns {self.netns or '(own)'}")
+        return index
+
+    def link_names(self) -> list[str]:
+        return [str(link.get_attr("IFLA_IFNAME")) for link in self._ipr.get_links()]
+
+    def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None,
+                 master: str | None = None) -> None:
+        kwargs: dict[str, Any] = {}
+        if mtu is not None:
+            kwargs["mtu"] = mtu
+        if master is not None:
+            kwargs["master"] = self._index(master)
+        if up is not None:
+            kwargs["state"] = "up" if up else "down"
+        if kwargs:
+            self._ipr.link("set", index=self._index(name), **kwargs)
+
+    def add_veth(self, name: str, peer: str, *, peer_netns: str | None = None, peer_name: str | None = None,
+                 mtu: int | None = None) -> None:
+        """Create veth ``name``/``peer`` here; move ``peer`` into ``peer_netns`` (renamed ``peer_name``)."""
+        if self.link_index(name) is None:
+            self._ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
+        if mtu is not None:
+            self.set_link(name, mtu=mtu)
+        if peer_netns is not None and self.link_index(peer) is not None:
+            extra = {"ifname": peer_name} if peer_name else {}
+            self._ipr.link("set", index=self._index(peer), net_ns_fd=peer_netns, **extra)
+            if mtu is not None:
+                with Netlink(peer_netns) as far:
+                    far.set_link(peer_name or peer, mtu=mtu)
+
+    def add_bridge(self, name: str) -> None:
+        if self.link_index(name) is None:
+            self._ipr.link("add", ifname=name, kind="bridge")
+
+    def delete_link(self, name: str) -> None:
+        index = self.link_index(name)
+        if index is not None:
+            try:
+                self._ipr.link("del", index=index)
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:
+                    raise
+
+    # --- addresses -------------------------------------------------------------------------
+
+    def add_address(self, ifname: str, cidr: str, *, nodad: bool = True) -> None:
+        """Add ``address/len`` to ``ifname`` (IPv6 without DAD unless ``nodad=False``); idempotent."""
+        iface = ipaddress.ip_interface(cidr)
+        kwargs: dict[str, Any] = {}
+        if iface.version == 6 and nodad:
+            kwargs["flags"] = IFA_F_NODAD
+        try:
+            self._ipr.addr("add", index=self._index(ifname), address=str(iface.ip),
+                           prefixlen=iface.network.prefixlen, **kwargs)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+
+    def delete_address(self, ifname: str, cidr: str) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        index = self.link_index(ifname)
+        if index is None:
+            return
+        try:
+            self._ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        except NetlinkError as exc:
+            if exc.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+                raise
+
+    def addresses(self, ifname: str | None = None) -> list[str]:
+        """``address/len`` of one interface (or all), both families."""
+        kwargs: dict[str, Any] = {}
+        if ifname is not None:
+            index = self.link_index(ifname)
+            if index is None:
+                return []
+            kwargs["index"] = index
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in self._ipr.get_addr(**kwargs)]
+
+    # --- routes ----------------------------------------------------------------------------
+
+    def replace_route(self, dst: str, *, gateway: str | None = None, table: int = 254, dev: str | None = None,
+                      onlink: bool = False, kind: str = "unicast", multipath: list[str] | None = None,
+                      metric: int | None = None) -> None:
+        """Add or replace a route; ``dst`` ``default`` means the default route of ``gateway``'s family.
+
+        Raises ``NetlinkError`` (ENETUNREACH, see :func:`is_unreachable`) when ``gateway`` is on no
+        connected subnet. ``multipath``: gateways of an ECMP route (all of one family).
+        """
+        ref = gateway or (multipath[0] if multipath else None) or dst
+        family = family_of(ref if dst == "default" else dst)
+        kwargs: dict[str, Any] = {"dst": _default(family) if dst == "default" else str(ipaddress.ip_network(dst)),
+                                  "table": table, "family": family,
+                                  "type": {"unicast": _RTN_UNICAST, "blackhole": _RTN_BLACKHOLE,
+                                           "unreachable": _RTN_UNREACHABLE}[kind]}
+        if gateway:
+            kwargs["gateway"] = gateway
+        if dev:
+            kwargs["oif"] = self._index(dev)
+        if onlink:
+            kwargs["flags"] = _RTNH_F_ONLINK
+        if metric is not None:
+            kwargs["priority"] = metric
+        if multipath:
+            kwargs["multipath"] = [{"gateway": gw} for gw in multipath]
+        self._ipr.route("replace", **kwargs)
+
+    def delete_route(self, dst: str, *, table: int = 254, family: int | None = None) -> None:
+        fam = family or family_of(dst)
+        target = _default(fam) if dst == "default" else str(ipaddress.ip_network(dst))
+        try:
+            self._ipr.route("del", dst=target, table=table, family=fam)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ESRCH, errno.ENOENT):
+                raise
+
+    def routes(self, *, table: int | None = None, family: int | None = None) -> list[RouteInfo]:
+        out = []
+        for fam in ([family] if family else [socket.AF_INET, socket.AF_INET6]):
+            kwargs: dict[str, Any] = {"family": fam}
+            if table is not None:
+                kwargs["table"] = table
+            for r in self._ipr.get_routes(**kwargs):
+                out.append(_route_info(r))
+        return out
+
+    # --- rules -----------------------------------------------------------------------------
+
+    def add_rule(self, *, priority: int, table: int, family: int, fwmark: int | None = None,
+                 src: str | None = None) -> None:
+        """``ip rule add [fwmark X] [from SRC] lookup TABLE priority P``; idempotent."""
+        wanted = RuleInfo(family, priority, table, fwmark, _prefix(src) if src else None)
+        if wanted in self.rules(family=family):
+            return
+        kwargs: dict[str, Any] = {"priority": priority, "table": table, "family": family}
+        if fwmark is not None:
+            kwargs["fwmark"] = fwmark
+        if src is not None:
+            net = ipaddress.ip_network(src, strict=False)
+            kwargs["src"], kwargs["src_len"] = str(net.network_address), net.prefixlen
+        self._ipr.rule("add", **kwargs)
+
+    def delete_rule(self, rule: RuleInfo) -> None:
+        kwargs: dict[str, Any] = {"priority": rule.priority, "table": rule.table, "family": rule.family}
+        if rule.fwmark is not None:
+            kwargs["fwmark"] = rule.fwmark
+        if rule.src is not None:
+            net = ipaddress.ip_network(rule.src)
+            kwargs["src"], kwargs["src_len"] = str(net.network_address), net.prefixlen
+        try:
+            self._ipr.rule("del", **kwargs)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.ESRCH):
+                raise
+
+    def rules(self, *, family: int | None = None) -> list[RuleInfo]:
+        out = []
+        for fam in ([family] if family else [socket.AF_INET, socket.AF_INET6]):
+            for r in self._ipr.get_rules(family=fam):
+                src = r.get_attr("FRA_SRC")
+                table = r.get_attr("FRA_TABLE") or r["table"]
+                out.append(RuleInfo(int(fam), int(r.get_attr("FRA_PRIORITY") or 0), int(table),
+                                    r.get_attr("FRA_FWMARK"), f"{src}/{r['src_len']}" if src else None))
+        return out
+
+    # --- neighbours ------------------------------------------------------------------------
+
+    def delete_neighbours(self, ip: str) -> int:
+        """Remove every neighbour entry of ``ip`` (any interface); returns how many went."""
+        removed = 0
+        for n in self._ipr.get_neighbours(family=family_of(ip)):
+            if n.get_attr("NDA_DST") == ip:
+                try:
+                    self._ipr.neigh("del", dst=ip, ifindex=n["ifindex"], family=family_of(ip))
+                    removed += 1
+                except NetlinkError as exc:
+                    if exc.code not in (errno.ENOENT, errno.ESRCH):
+                        raise
+        return removed
+
+
+def _prefix(text: str) -> str:
+    return str(ipaddress.ip_network(text, strict=False))
+
+
+def _route_info(r: Any) -> RouteInfo:
+    fam = r["family"]
+    dst = r.get_attr("RTA_DST")
+    table = r.get_attr("RTA_TABLE") or r["table"]
+    gateway = r.get_attr("RTA_GATEWAY")
+    return RouteInfo(int(fam), int(table), f"{dst}/{r['dst_len']}" if dst else _default(fam), gateway,
+                     r.get_attr("RTA_OIF"), int(r["type"]))
+
+
+# --- sysctls -----------------------------------------------------------------------------------
+
+def _sysctl_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+def _in_netns(netns: str | None, fn: Any) -> Any:
+    if netns is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def inside() -> None:
+        try:
+            with netnsmod.entered(netns):
+                box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller
+            box["error"] = exc
+
+    helper = threading.Thread(target=inside, name=f"sysctl-{netns}")
+    helper.start()
+    helper.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def set_sysctl(name: str, value: str | int, *, netns: str | None = None) -> None:
+    """Write ``net.ipv4.ip_forward``-style sysctl ``name`` (per-namespace ones in ``netns``)."""
+
+    def write() -> None:
+        with open(_sysctl_path(name), "w") as f:
+            f.write(str(value))
+
+    _in_netns(netns, write)
+
+
+def get_sysctl(name: str, *, netns: str | None = None) -> str:
+    def read() -> str:
+        with open(_sysctl_path(name)) as f:
+            return f.read().strip()
+
+    return str(_in_netns(netns, read))
