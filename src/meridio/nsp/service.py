@@ -25,7 +25,9 @@ __all__ = ["ConfigurationManagerServicer", "TargetRegistryServicer", "decode_tar
 _log = logmod.get("nsp")
 
 
-async def _drain(box: watchers.Mailbox[Any], unsubscribe: Callable[[Any], None]) -> AsyncIterator[Any]:
+async def _drain(box: watchers.Mailbox[Any], unsubscribe: Callable[[Any], None],
+                 log: logmod.Logger) -> AsyncIterator[Any]:
+    """Yield the watcher's views until its mailbox closes; always unsubscribe (client gone, shutdown)."""
     try:
         while True:
             try:
@@ -34,6 +36,7 @@ async def _drain(box: watchers.Mailbox[Any], unsubscribe: Callable[[Any], None])
                 return
     finally:
         unsubscribe(box)
+        log.debug("watchEnded")
 
 
 class ConfigurationManagerServicer(configurationmanager_pb2_grpc.ConfigurationManagerServicer):
@@ -42,8 +45,9 @@ class ConfigurationManagerServicer(configurationmanager_pb2_grpc.ConfigurationMa
         self._log = log
 
     def _watch(self, kind: config.Kind, flt: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        self._log.debug("watchStarted", kind=kind.value, filter=repr(flt), peer=context.peer())
-        return _drain(self._manager.subscribe(kind, flt), self._manager.unsubscribe)
+        log = self._log.bind(kind=kind.value, peer=context.peer())
+        log.debug("watchStarted", filter=repr(flt))
+        return _drain(self._manager.subscribe(kind, flt), self._manager.unsubscribe, log)
 
     @grpcutil.map_errors(_log)
     async def WatchTrench(self, request: model_pb2.Trench, context: grpc.aio.ServicerContext
@@ -120,8 +124,9 @@ class TargetRegistryServicer(targetregistry_pb2_grpc.TargetRegistryServicer):
     async def Watch(self, request: targetregistry_pb2.Target, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[targetregistry_pb2.TargetResponse]:
         flt = decode_target(request)
-        self._log.debug("watchStarted", kind="target", filter=repr(flt), peer=context.peer())
-        async for items in _drain(self._targets.subscribe(flt), self._targets.unsubscribe):
+        log = self._log.bind(kind="target", peer=context.peer())
+        log.debug("watchStarted", filter=repr(flt))
+        async for items in _drain(self._targets.subscribe(flt), self._targets.unsubscribe, log):
             yield targetregistry_pb2.TargetResponse(targets=[model.target_to_pb(t) for t in items])
 
 

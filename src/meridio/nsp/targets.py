@@ -38,6 +38,10 @@ class Targets:
     def targets(self) -> tuple[model.Target, ...]:
         return self._reg.targets()
 
+    @property
+    def watcher_count(self) -> int:
+        return len(self._hub)
+
     def register(self, target: model.Target) -> None:
         """Add or update ``target`` (raises ``InvalidTarget`` / ``StoreError``; nothing changes then)."""
         change = self._reg.plan_register(target)
