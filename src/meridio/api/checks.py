@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 from typing import Sequence
 
@@ -27,6 +28,7 @@ ANY_PORTS = "0-65535"
 BYTE_MATCH_PATTERN = r"^(sctp|tcp|udp)\[[0-9]+ *: *[124]\]( *& *0x[0-9a-f]+)? *= *([0-9]+|0x[0-9a-f]+)$"
 _BYTE_MATCH = re.compile(BYTE_MATCH_PATTERN[1:-1])
 _DIGITS = re.compile(r"[0-9]+")
+_MAX_DURATION_S = (2**63 - 1) / 1e9
 
 
 class CheckError(ValueError):
@@ -46,7 +48,7 @@ class PortRange:
 
 def _port_number(text: str, which: str) -> int:
     # Go strconv.ParseUint(s, 10, 16): ASCII digits only, leading zeros allowed, <= 65535.
-    if not _DIGITS.fullmatch(text) or int(text) > 65535:
+    if not _DIGITS.fullmatch(text) or len(text.lstrip("0")) > 5 or int(text) > 65535:
         raise CheckError(f"{which} port {text} is not a valid port number, an integer between 0 and 65535")
     return int(text)
 
@@ -196,7 +198,8 @@ def duration_ns(text: str) -> int:
         seconds = durations.parse_duration(text)
     except durations.DurationError:
         raise CheckError("invalid time duration format, must be a decimal number with time unit ms/s/m/h") from None
-    if text != text.strip():
+    if text != text.strip() or not math.isfinite(seconds) or abs(seconds) > _MAX_DURATION_S:
+        # Go rejects surrounding spaces, and durations beyond ~292 years overflow its int64 nanoseconds
         raise CheckError("invalid time duration format, must be a decimal number with time unit ms/s/m/h")
     return round(seconds * 1e9)
 
