@@ -6,6 +6,10 @@
         address = start_nsp(procs, tmp_path, SAMPLE_CONFIG)       # "127.0.0.1:<free port>", SERVING
         ...
 
+A watch of :class:`~meridio.api.nspclient.NspClient` is best read through :class:`Reader`
+(``await r.next(timeout)``, ``await r.quiet_for(seconds)``): cancelling a pending ``__anext__`` of an
+async generator would end it.
+
 For restarts, config edits or a namespace, use :func:`launch_nsp`, which returns an
 :class:`NspProcess` (``address``, ``config_file``, ``datasource``, ``proc``, ``restart()``,
 ``write_config()``). The NSP is started with ``procs.meridio("run", "nsp", ...)``, so the ``procs``
@@ -13,19 +17,23 @@ fixture stops it (by pid) at teardown, also when the test fails.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import pathlib
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import Any, AsyncIterator, Generic, TypeVar
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["SAMPLE_CONFIG", "free_port", "write_config", "NspProcess", "launch_nsp", "start_nsp", "wait_serving"]
+__all__ = ["SAMPLE_CONFIG", "free_port", "write_config", "NspProcess", "launch_nsp", "start_nsp", "wait_serving",
+           "Reader"]
+
+T = TypeVar("T")
 
 # Meridio's e2e trench-a, reduced: one conduit, two streams, two flows, IPv4+IPv6 VIPs, one attractor.
 SAMPLE_CONFIG = """\
@@ -168,3 +176,30 @@ def launch_nsp(procs: Any, tmp_path: pathlib.Path, config: str | None = SAMPLE_C
 def start_nsp(procs: Any, tmp_path: pathlib.Path, config: str | None = SAMPLE_CONFIG, **kw: Any) -> str:
     """Start an NSP serving ``config`` (ConfigMap data YAML) and return its ``host:port`` once SERVING."""
     return launch_nsp(procs, tmp_path, config, **kw).address
+
+
+class Reader(Generic[T]):
+    """Reads a watch with timeouts without cancelling it (cancelling ``__anext__`` would end the generator)."""
+
+    def __init__(self, watch: AsyncIterator[T]) -> None:
+        self._watch = watch
+        self._pending: asyncio.Future[T] | None = None
+
+    async def _wait(self, timeout: float) -> asyncio.Future[T] | None:
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._watch.__anext__())
+        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+        if not done:
+            return None
+        fut, self._pending = self._pending, None
+        return fut
+
+    async def next(self, timeout: float = 5.0) -> T:
+        fut = await self._wait(timeout)
+        if fut is None:
+            pytest.fail(f"the watch yielded nothing within {timeout}s")
+        return fut.result()
+
+    async def quiet_for(self, seconds: float) -> bool:
+        """True if nothing is yielded for ``seconds``."""
+        return await self._wait(seconds) is None

@@ -10,7 +10,7 @@ import json
 import pathlib
 import signal
 import time
-from typing import AsyncIterator, Generic, TypeVar
+from typing import AsyncIterator, TypeVar
 
 import pytest
 
@@ -19,7 +19,7 @@ from meridio.api.nspclient import NspClient
 from meridio.common import health
 from meridio.common.retry import Backoff, PermanentError, TemporaryError
 
-from tests.integration.nsp_support import SAMPLE_CONFIG, free_port, launch_nsp, start_nsp
+from tests.integration.nsp_support import SAMPLE_CONFIG, Reader, free_port, launch_nsp, start_nsp
 
 T = TypeVar("T")
 TA = m.Trench("trench-a")
@@ -32,33 +32,6 @@ CHANGED_CONFIG = SAMPLE_CONFIG.replace(
     "  - {name: stream-a-ii, conduit: conduit-a-1, max-targets: 100}\n"
     "  - {name: stream-a-iii, conduit: conduit-a-1, max-targets: 50}\n")
 INVALID_CONFIG = SAMPLE_CONFIG.replace("max-targets: 100}", "max-targets: 100, colour: blue}")
-
-
-class Reader(Generic[T]):
-    """Reads a watch with timeouts without cancelling it (cancelling ``__anext__`` would end the generator)."""
-
-    def __init__(self, watch: AsyncIterator[T]) -> None:
-        self._watch = watch
-        self._pending: asyncio.Future[T] | None = None
-
-    async def _wait(self, timeout: float) -> asyncio.Future[T] | None:
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self._watch.__anext__())
-        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
-        if not done:
-            return None
-        fut, self._pending = self._pending, None
-        return fut
-
-    async def next(self, timeout: float = 5.0) -> T:
-        fut = await self._wait(timeout)
-        if fut is None:
-            pytest.fail(f"the watch yielded nothing within {timeout}s")
-        return fut.result()
-
-    async def quiet_for(self, seconds: float) -> bool:
-        """True if nothing is yielded for ``seconds``."""
-        return await self._wait(seconds) is None
 
 
 async def next_of(watch: AsyncIterator[T], timeout: float = 5.0) -> T:

@@ -16,8 +16,7 @@ from meridio.api.nspclient import NspClient
 from meridio.common import health
 from meridio.common.retry import Backoff
 
-from tests.integration.nsp_support import free_port, launch_nsp
-from tests.integration.test_nsp import Reader
+from tests.integration.nsp_support import Reader, free_port, launch_nsp
 
 
 def fast_backoff() -> Backoff:

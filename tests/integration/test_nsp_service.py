@@ -21,7 +21,8 @@ from meridio.common.clock import SystemClock
 from meridio.common.retry import TemporaryError
 from meridio.nsp import config, registry, service, targets
 
-from tests.integration.test_nsp import Reader
+from tests.integration.nsp_support import Reader
+
 
 TA = m.Trench("trench-a")
 CONFIG = m.Configuration(TA, (m.Conduit("conduit-a-1", TA),))

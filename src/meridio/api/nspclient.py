@@ -111,7 +111,10 @@ class NspClient:
             self.connected.clear()
             self._log.warning("nspDisconnected")
         if self._on_connectivity is not None:
-            self._on_connectivity(up)
+            try:
+                self._on_connectivity(up)
+            except Exception as exc:  # noqa: BLE001 - a broken callback must not stop the tracking
+                self._log.exception("nspConnectivityCallbackFailed", error=repr(exc))
 
     # --- target registry ------------------------------------------------------------------------
 

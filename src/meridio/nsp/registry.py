@@ -154,10 +154,13 @@ class Registry:
         validate(target)
         target = normalize(target)
         tid = target_id(target)
-        if tid not in self._targets:
-            target = dataclasses.replace(target, status=model.TargetStatus.DISABLED)
-        put = () if self._targets.get(tid) == target else ((tid, target),)
-        return Change(put=put, refresh=(tid,), delete=self._conflicts(tid, target))
+        if tid in self._targets:
+            # The chain is part of the ID, so a known ID was checked for conflicts when it was new
+            # (and would have been removed by any later conflicting registration): skip the scan.
+            put = () if self._targets[tid] == target else ((tid, target),)
+            return Change(put=put, refresh=(tid,))
+        target = dataclasses.replace(target, status=model.TargetStatus.DISABLED)
+        return Change(put=((tid, target),), refresh=(tid,), delete=self._conflicts(tid, target))
 
     def _conflicts(self, tid: str, target: model.Target) -> tuple[str, ...]:
         stream, conduit, trench = _chain(target)
