@@ -30,6 +30,7 @@ from typing import Iterable
 __all__ = [
     "Family", "GatewayProtocol", "Bfd", "SessionTimers", "BirdGateway", "BirdConfig", "ConfigError",
     "render", "protocol_name", "BFD_PROTOCOL", "NAME_PREFIX", "check_password", "check_name", "derive_router_id",
+    "gateway_at_line",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -349,3 +350,19 @@ def _bfd(cfg: BirdConfig) -> list[str]:
         # BIRD holds one BFD option set per interface for static routes: like Meridio, the last one wins.
         body += [f'interface "{cfg.interface}" {{', *("    " + line for line in static_bfd[-1].lines()), "};"]
     return _block(f"protocol bfd '{BFD_PROTOCOL}'", body)
+
+
+_GATEWAY_HEAD = re.compile(r"^protocol (?:bgp|static) '" + re.escape(NAME_PREFIX) + r"([^']+)'")
+
+
+def gateway_at_line(text: str, line: int) -> str | None:
+    """The gateway whose protocol block holds 1-based ``line`` of rendered ``text`` (BIRD's error position)."""
+    current: str | None = None
+    for number, content in enumerate(text.splitlines(), start=1):
+        if head := _GATEWAY_HEAD.match(content):
+            current = head.group(1)
+        elif content == "}" and current is not None and number < line:
+            current = None
+        if number == line:
+            return current
+    return None

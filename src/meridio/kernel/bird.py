@@ -2,7 +2,8 @@
 
 :class:`BirdProcess` starts ``bird -f`` (foreground, so it stays our child and we see it die), optionally
 inside a network namespace, copies its stderr into our log, and stops it by pid. The child gets
-``PR_SET_PDEATHSIG`` so a BIRD never outlives a frontend killed with SIGKILL.
+``PR_SET_PDEATHSIG`` (through util-linux ``setpriv --pdeathsig``, so no Python code runs between fork and
+exec while gRPC threads exist) so a BIRD never outlives a frontend killed with SIGKILL.
 
 :class:`BirdControl` speaks BIRD's control protocol over the unix socket with the sans-IO parser of
 :mod:`meridio.frontend.birdc`: one connection, commands serialised by a lock, no ``birdc`` subprocess per
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import pathlib
+import shutil
 import signal
 import time
 from collections import deque
@@ -27,8 +28,6 @@ from meridio.kernel import netns as netnsmod
 
 __all__ = ["BirdStartError", "BirdConnectionError", "BirdProcess", "BirdControl", "connect"]
 
-_PR_SET_PDEATHSIG = 1
-
 
 class BirdStartError(RuntimeError):
     """BIRD exited or never opened its control socket; carries BIRD's own last words."""
@@ -36,11 +35,6 @@ class BirdStartError(RuntimeError):
 
 class BirdConnectionError(ConnectionError):
     """The control socket is gone (BIRD stopped or restarted)."""
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class BirdProcess:
@@ -66,7 +60,9 @@ class BirdProcess:
         return self._proc is not None and self._proc.returncode is None
 
     def argv(self) -> list[str]:
-        return netnsmod.exec_argv(self.netns, [self.binary, "-f", "-c", str(self.config), "-s", str(self.socket)])
+        bird = [self.binary, "-f", "-c", str(self.config), "-s", str(self.socket)]
+        setpriv = shutil.which("setpriv")
+        return netnsmod.exec_argv(self.netns, [setpriv, "--pdeathsig", "TERM", *bird] if setpriv else bird)
 
     async def start(self, timeout: float = 10.0) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -74,7 +70,7 @@ class BirdProcess:
         self._stderr_tail.clear()
         self._proc = await asyncio.create_subprocess_exec(
             *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
+            stderr=asyncio.subprocess.PIPE)
         self._stderr_task = asyncio.create_task(self._copy_stderr(self._proc))
         self.log.info("birdStarted", pid=self._proc.pid, config=str(self.config))
         deadline = time.monotonic() + timeout
