@@ -195,9 +195,10 @@ def _go_match(pattern: str, text: str) -> bool:
 def encode(obj: Any) -> dict[str, Any]:
     """The plain mapping for ``obj`` (keys in field order), omitting what :class:`Key.omit` says."""
     out: dict[str, Any] = {}
-    for f, k, tp in _fields(type(obj)):
+    cls: type = type(obj)
+    for f, k, tp in _fields(cls):
         value = getattr(obj, f.name)
-        if _omitted(f, k, tp, value):
+        if _omitted(k, tp, value):
             continue
         out[k.name] = _encode_value(value)
     return out
@@ -211,7 +212,7 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-def _is_empty(value: Any, f: dataclasses.Field[Any]) -> bool:
+def _is_empty(value: Any) -> bool:
     if value is None or value == "" or value == ():
         return True
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -219,14 +220,14 @@ def _is_empty(value: Any, f: dataclasses.Field[Any]) -> bool:
     return False
 
 
-def _omitted(f: dataclasses.Field[Any], k: Key, tp: Any, value: Any) -> bool:
+def _omitted(k: Key, tp: Any, value: Any) -> bool:
     if k.omit == OMIT_NEVER:
         return False
     if k.omit == OMIT_EMPTY:
-        return _is_empty(value, f) or value == 0 or value is False
+        return _is_empty(value) or value == 0 or value is False
     if k.required:
         return False
     if _optional_inner(tp) is not None:
         return value is None
-    return _is_empty(value, f)
+    return _is_empty(value)
 
