@@ -20,8 +20,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from meridio.kernel import netns as netnsmod
 
-__all__ = ["Netlink", "NetlinkError", "RuleInfo", "RouteInfo", "family_of", "set_sysctl", "get_sysctl",
-           "IFA_F_NODAD", "is_unreachable"]
+__all__ = ["Netlink", "NetlinkError", "RuleInfo", "RouteInfo", "LinkDetails", "family_of", "set_sysctl",
+           "get_sysctl", "IFA_F_NODAD", "is_unreachable"]
 
 IFA_F_NODAD = 0x02
 """Address flag: skip IPv6 duplicate address detection (the address is usable at once)."""
@@ -61,6 +61,20 @@ class RouteInfo:
     gateway: str | None
     oif: int | None
     type: int = _RTN_UNICAST
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkDetails:
+    """An interface as listed by :meth:`Netlink.links`."""
+
+    name: str
+    index: int
+    kind: str | None
+    alias: str | None
+    """``IFLA_IFALIAS`` (``ip link set DEV alias TEXT``): free text, up to 255 bytes."""
+    master: int | None
+    peer_index: int | None
+    """``IFLA_LINK``: for a veth, the index of its other end (in that end's namespace)."""
 
 
 def _default(family: int) -> str:
@@ -124,9 +138,37 @@ class Netlink:
                 with Netlink(peer_netns) as far:
                     far.set_link(peer_name or peer, mtu=mtu)
 
-    def add_bridge(self, name: str) -> None:
+    def add_bridge(self, name: str, *, mac: str | None = None, mcast_snooping: bool | None = None) -> None:
+        """Create bridge ``name`` if missing; ``mac`` fixes its address (else it follows its ports)."""
         if self.link_index(name) is None:
-            self._ipr.link("add", ifname=name, kind="bridge")
+            kwargs: dict[str, Any] = {}
+            if mac is not None:
+                kwargs["address"] = mac
+            if mcast_snooping is not None:
+                kwargs["br_mcast_snooping"] = int(mcast_snooping)
+            self._ipr.link("add", ifname=name, kind="bridge", **kwargs)
+
+    def add_veth_into(self, name: str, peer: str, *, peer_netns_fd: int) -> int:
+        """Create veth ``name`` here whose other end ``peer`` is born inside the namespace open as
+        ``peer_netns_fd`` (an fd of ``/run/netns/X`` or ``/proc/PID/ns/net``). Returns the peer's index
+        there. ``NetlinkError`` EEXIST if either name is taken (nothing is created then)."""
+        self._ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": peer_netns_fd})
+        return int(self._ipr.get_links(self._index(name))[0].get_attr("IFLA_LINK"))
+
+    def set_alias(self, name: str, alias: str) -> None:
+        self._ipr.link("set", index=self._index(name), ifalias=alias)
+
+    def links(self) -> list[LinkDetails]:
+        return [_link_details(link) for link in self._ipr.get_links()]
+
+    def link_details(self, index: int) -> LinkDetails | None:
+        """The interface with ``index``, or ``None``."""
+        try:
+            return _link_details(self._ipr.get_links(index)[0])
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.EINVAL):
+                return None
+            raise
 
     def delete_link(self, name: str) -> None:
         index = self.link_index(name)
@@ -201,6 +243,18 @@ class Netlink:
             kwargs["multipath"] = [{"gateway": gw} for gw in multipath]
         self._ipr.route("replace", **kwargs)
 
+    def default_nexthops(self, *, table: int, family: int) -> tuple[str, ...] | None:
+        """Gateways of the default route of ``table`` (several for a multipath route), sorted as text;
+        ``None`` when the table has no default route of ``family``."""
+        for r in self._ipr.get_routes(family=family, table=table):
+            if r["dst_len"] != 0 or (r.get_attr("RTA_TABLE") or r["table"]) != table:
+                continue
+            if r.get_attr("RTA_GATEWAY"):
+                return (str(r.get_attr("RTA_GATEWAY")),)
+            return tuple(sorted(str(nh.get_attr("RTA_GATEWAY")) for nh in r.get_attr("RTA_MULTIPATH") or []
+                                if nh.get_attr("RTA_GATEWAY")))
+        return None
+
     def delete_route(self, dst: str, *, table: int = 254, family: int | None = None) -> None:
         fam = family or family_of(dst)
         target = _default(fam) if dst == "default" else str(ipaddress.ip_network(dst))
@@ -273,6 +327,13 @@ class Netlink:
                     if exc.code not in (errno.ENOENT, errno.ESRCH):
                         raise
         return removed
+
+
+def _link_details(link: Any) -> LinkDetails:
+    info = link.get_attr("IFLA_LINKINFO")
+    return LinkDetails(str(link.get_attr("IFLA_IFNAME")), int(link["index"]),
+                       info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+                       link.get_attr("IFLA_IFALIAS"), link.get_attr("IFLA_MASTER"), link.get_attr("IFLA_LINK"))
 
 
 def _prefix(text: str) -> str:

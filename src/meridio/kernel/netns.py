@@ -10,7 +10,7 @@ import os
 import subprocess
 from typing import Iterator, Sequence
 
-__all__ = ["NETNS_DIR", "exists", "create", "remove", "list_names", "exec_argv", "run", "entered"]
+__all__ = ["NETNS_DIR", "exists", "create", "remove", "list_names", "exec_argv", "run", "entered", "entered_fd"]
 
 NETNS_DIR = "/run/netns"
 
@@ -61,6 +61,17 @@ def entered(name: str) -> Iterator[None]:
     """
     with open(f"/proc/self/task/{_tid()}/ns/net") as own, open(os.path.join(NETNS_DIR, name)) as target:
         _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(own.fileno())
+
+
+@contextlib.contextmanager
+def entered_fd(fd: int) -> Iterator[None]:
+    """As :func:`entered`, for a namespace given as an open file descriptor (``/proc/PID/ns/net``)."""
+    with open(f"/proc/self/task/{_tid()}/ns/net") as own:
+        _setns(fd)
         try:
             yield
         finally:
