@@ -22,7 +22,7 @@ from meridio.proxy import names
 __all__ = [
     "FAMILIES", "families", "family_of", "LbPeer", "PeerProblem", "lb_peers", "Egress", "egress",
     "conduit_vips", "target_vips", "vip_host_address", "IfaceState", "target_iface", "Delta", "delta",
-    "EGRESS_TABLE", "TARGET_TABLE_BASE", "target_table", "normalize_interface", "normalize_prefix",
+    "EGRESS_TABLE", "TARGET_TABLE_BASE", "target_table", "normalize_interface", "normalize_prefix", "address_key",
 ]
 
 FAMILIES = {"ipv4": (4,), "ipv6": (6,), "dualstack": (4, 6)}
@@ -50,6 +50,12 @@ def family_of(address: str) -> int:
 def normalize_interface(address: str) -> str:
     """``172.16.1.6/24`` in canonical text (IPv6 compressed)."""
     return str(ipaddress.ip_interface(address))
+
+
+def address_key(address: str) -> tuple[int, int]:
+    """Sort key of ``ip/len`` texts: IPv4 before IPv6, then numerically."""
+    iface = ipaddress.ip_interface(address)
+    return (iface.version, int(iface.ip))
 
 
 def normalize_prefix(prefix: str) -> str:

@@ -1,0 +1,41 @@
+"""What the parts of the proxy's state share: settings, the kernel and IPAM adapters, time, logs."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+from meridio.common import log as logmod
+from meridio.proxy import dataplane, deadlines
+
+__all__ = ["Config", "IpamPort", "Context"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    trench: str
+    conduit: str
+    node: str
+    families: tuple[int, ...] = (4, 6)
+    mtu: int = 1500
+    release_delay: float = 20.0
+    """Seconds between a disconnect and the release of the addresses (Meridio ``NSM_IP_RELEASE_DELAY``)."""
+    orphan_timeout: float = 30.0
+    """Seconds a target link survives its owner process (a TAPA that died without Disconnect)."""
+
+
+class IpamPort(Protocol):
+    async def allocate(self, name: str) -> tuple[str, ...]: ...
+
+    async def release(self, name: str) -> None: ...
+
+
+@dataclasses.dataclass
+class Context:
+    config: Config
+    dp: dataplane.Dataplane
+    """The kernel adapter (unit tests pass an in-memory fake with the same methods)."""
+    ipam: IpamPort
+    releases: deadlines.Deadlines[str]
+    """IPAM child names waiting for their delayed release."""
+    monotonic: Callable[[], float]
+    log: logmod.Logger = logmod.null

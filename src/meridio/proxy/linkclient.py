@@ -1,0 +1,137 @@
+"""Client of the proxy's link service, for the TAPA: connect *this* process's namespace to a conduit.
+
+The proxy of a node and conduit serves ``meridio.proxy.v1.LinkService`` on a unix socket (say
+``/run/meridio/trench-a/conduit-a/node-1/link.sock``) with its credential socket beside it
+(``link.sock.cred``). Every Connect/Disconnect first fetches a one-time credential from the credential
+socket — the proxy learns the caller's pid from the socket itself, so the link always lands in the
+namespace of the process calling these functions::
+
+    link = await linkclient.connect("/run/meridio/trench-a/conduit-a/node-1", "target-a-1", "nsm-0")
+    link.addresses   # ('172.16.1.6/24', 'fd00:0:0:1::6/64')
+    async for link in linkclient.watch(path, "target-a-1"): ...   # now and after every change
+    await linkclient.disconnect(path, "target-a-1")
+
+``socket`` may be the directory holding ``link.sock`` or the socket path itself. Errors:
+:class:`~meridio.common.retry.TemporaryError` when the proxy cannot be reached or cannot serve now
+(retry), :class:`~meridio.common.retry.PermanentError` when it refuses the request (the message says why).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import AsyncIterator
+
+import grpc
+import grpc.aio
+
+from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
+from meridio.common import grpcutil
+from meridio.common.retry import TemporaryError
+
+__all__ = ["Link", "socket_paths", "credential", "connect", "disconnect", "watch", "SOCKET_NAME"]
+
+SOCKET_NAME = "link.sock"
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """A target's link (``interface_name == ""``: not linked)."""
+
+    target_id: str
+    interface_name: str = ""
+    addresses: tuple[str, ...] = ()
+    """The target's conduit addresses with the node prefix length (``172.16.1.6/24``)."""
+    gateways: tuple[str, ...] = ()
+    """The proxy bridge addresses: next hops of the VIP policy routes."""
+    vips: tuple[str, ...] = ()
+    mtu: int = 0
+    conduit: str = ""
+    trench: str = ""
+    node: str = ""
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.interface_name)
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """The conduit addresses without prefix length."""
+        return tuple(a.split("/")[0] for a in self.addresses)
+
+
+def link_from_pb(m: link_pb2.Link) -> Link:
+    return Link(m.target_id, m.interface_name, tuple(m.addresses), tuple(m.gateways), tuple(m.vips), m.mtu,
+                m.conduit, m.trench, m.node)
+
+
+def socket_paths(socket: str) -> tuple[str, str]:
+    """(gRPC socket, credential socket) for a directory or a socket path; ``unix:`` prefixes allowed."""
+    path = grpcutil.unix_path(socket) or socket
+    if os.path.isdir(path):
+        path = os.path.join(path, SOCKET_NAME)
+    return path, path + ".cred"
+
+
+async def credential(cred_path: str, timeout: float = 5.0) -> str:
+    """A one-time credential for this process's network namespace."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(cred_path), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise TemporaryError(f"credential socket {cred_path}: {exc}") from None
+    try:
+        line = (await asyncio.wait_for(reader.readline(), timeout)).decode().strip()
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise TemporaryError(f"credential socket {cred_path}: {exc}") from None
+    finally:
+        writer.close()
+    status, _, rest = line.partition(" ")
+    if status != "ok" or not rest:
+        raise TemporaryError(f"credential socket {cred_path} refused: {rest or line or 'no answer'}")
+    return rest
+
+
+async def _unary(socket: str, what: str, call: str, request: object, timeout: float) -> object:
+    grpc_path, _ = socket_paths(socket)
+    async with grpcutil.insecure_channel(f"unix:{grpc_path}") as channel:
+        method = getattr(link_pb2_grpc.LinkServiceStub(channel), call)
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise grpcutil.error_from_rpc(exc, f"{what} at proxy {grpc_path}") from None
+
+
+async def connect(socket: str, target_id: str, interface_name: str, *, timeout: float = 15.0) -> Link:
+    """Link this process's network namespace (idempotent per ``target_id``)."""
+    _, cred_path = socket_paths(socket)
+    token = await credential(cred_path)
+    reply = await _unary(socket, "connect", "Connect", link_pb2.ConnectRequest(
+        target_id=target_id, credential=token, interface_name=interface_name), timeout)
+    assert isinstance(reply, link_pb2.Link)
+    return link_from_pb(reply)
+
+
+async def disconnect(socket: str, target_id: str, *, timeout: float = 15.0) -> None:
+    """Remove the link of ``target_id`` (it must be this namespace's)."""
+    _, cred_path = socket_paths(socket)
+    token = await credential(cred_path)
+    await _unary(socket, "disconnect", "Disconnect",
+                 link_pb2.DisconnectRequest(target_id=target_id, credential=token), timeout)
+
+
+async def watch(socket: str, target_id: str) -> AsyncIterator[Link]:
+    """The link of ``target_id`` now and after every change; ends with ``TemporaryError`` if the proxy
+    goes away (the caller decides whether to watch again)."""
+    grpc_path, _ = socket_paths(socket)
+    async with grpcutil.insecure_channel(f"unix:{grpc_path}") as channel:
+        call = link_pb2_grpc.LinkServiceStub(channel).Watch(link_pb2.WatchRequest(target_id=target_id))
+        try:
+            async for reply in call:
+                yield link_from_pb(reply)
+        except grpc.aio.AioRpcError as exc:
+            raise grpcutil.error_from_rpc(exc, f"watch at proxy {grpc_path}") from None
+        finally:
+            call.cancel()
+        raise TemporaryError(f"watch at proxy {grpc_path}: the proxy ended the stream")
+
+
