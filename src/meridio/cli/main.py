@@ -63,4 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: sub-commands raise meridio.cli.main.CliError,
+    # which this copy's `except CliError` would not catch (a traceback instead of one line under `python -m`).
+    from meridio.cli import main as _entry
+    sys.exit(_entry.main())

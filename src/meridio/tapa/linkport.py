@@ -16,7 +16,7 @@ __all__ = ["ProxyLink", "link_info"]
 
 
 def link_info(link: Any) -> LinkInfo:
-    """The link as the TAPA needs it, from the proxy client's Link (or the Link message)."""
+    """The link as the TAPA needs it, from the proxy client's ``Link``."""
     return LinkInfo(interface_name=str(link.interface_name), addresses=tuple(link.addresses),
                     gateways=tuple(link.gateways), vips=tuple(link.vips))
 
@@ -49,7 +49,7 @@ class ProxyLink:
         from meridio.proxy import linkclient
         try:
             async for link in linkclient.watch(self._path, self._target_id):
-                yield None if link is None else link_info(link)
+                yield link_info(link) if link.connected else None
         except PermanentError as exc:
             raise TemporaryError(f"proxy refused the watch: {exc}") from None
         except OSError as exc:
