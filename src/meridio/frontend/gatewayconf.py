@@ -130,7 +130,8 @@ def _peers(cfg: GatewayRouterConfig) -> list[str]:
         index = seen.get(fam, 0)
         seen[fam] = index + 1
         name = peer_protocol_name(fam, index)
-        body = [f'interface "{cfg.interface}";', "direct;", f"local port {cfg.port} as {cfg.asn};",
+        body = ["debug { events, states };", f'interface "{cfg.interface}";', "direct;",
+                f"local port {cfg.port} as {cfg.asn};",
                 f"neighbor range {rng} port {cfg.peer_port} as {cfg.peer_asn};", f'dynamic name "{name}_";',
                 f"hold time {cfg.hold_time_s};", *cfg.timers.lines()]
         if cfg.password is not None:

@@ -41,6 +41,8 @@ from meridio.kernel import bird
 __all__ = ["Options", "Registry", "RulesPort", "Frontend"]
 
 _ERROR_LINE = re.compile(r"^[^:]+:(\d+):\d+ ")
+_QUERY_TIMEOUT_S = 2.0
+"""A frozen BIRD fails the monitor's queries after this long (``max_session_errors`` failures = down)."""
 _RELEVANT_NOTICE = ("State changed", "BFD session", "session closed", "session established")
 
 
@@ -169,9 +171,7 @@ class Frontend:
     async def shutdown(self) -> None:
         """Withdraw (stop BIRD), remove the VIP rules, unregister the FRONTEND target."""
         self._stopping = True
-        if self.control is not None:
-            await self.control.close()
-            self.control = None
+        await self._drop_control()
         if self.process is not None:
             await self.process.stop()
         self._bird_up.clear()
@@ -198,6 +198,7 @@ class Frontend:
             self.process = proc
             try:
                 await proc.start()
+                await self._drop_control()
                 self.control = await bird.connect(self.opts.socket_path)
             except (bird.BirdStartError, bird.BirdConnectionError) as exc:
                 self.log.error("birdStartFailed", error=str(exc))
@@ -211,15 +212,26 @@ class Frontend:
             self._dirty.set()
             code = await proc.wait()
             self._bird_up.clear()
-            if self.control is not None:
-                await self.control.close()
-                self.control = None
+            await self._drop_control()
             if self._stopping:
                 return
             self.log.error("birdExited", exitCode=code, error=proc.last_words(), reason="birdDied")
             self._applied = dataclasses.replace(self._applied, advertise_vips=False)
             self._changes(self.tracker.reset("birdExited"))
             await asyncio.sleep(backoff.next_delay())
+
+    async def _control(self) -> bird.BirdControl:
+        """The command connection, reconnected if a timeout or error closed it."""
+        if not self._bird_up.is_set():
+            raise bird.BirdConnectionError("BIRD is not running")
+        if self.control is None:
+            self.control = await bird.connect(self.opts.socket_path, timeout=_QUERY_TIMEOUT_S)
+        return self.control
+
+    async def _drop_control(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
 
     # --- reconciliation -------------------------------------------------------------------------
 
@@ -268,14 +280,13 @@ class Frontend:
         text = birdconf.render(cfg)
         if text == self._applied_text:
             return True
-        if self.control is None:
-            return False
         candidate = self.opts.config_path.with_suffix(".conf.new")
         candidate.write_text(text)
         self._candidate_text = text
         try:
-            result = await self.control.configure(candidate)
+            result = await (await self._control()).configure(candidate)
         except bird.BirdConnectionError as exc:
+            await self._drop_control()
             self.log.error("birdConfigureFailed", error=str(exc))
             return False
         if not result.ok:
@@ -323,13 +334,15 @@ class Frontend:
 
     async def check_gateways(self) -> list[gateways.Change]:
         gws = self._applied.gateways
-        control = self.control
         try:
-            if control is None:
-                raise bird.BirdConnectionError("BIRD is not running")
-            protocols = await control.show_protocols(birdconf.NAME_PREFIX + "*") if gws else []
-            sessions = await control.show_bfd_sessions() if gateways.needs_bfd_sessions(gws) else []
+            control = await self._control()
+            protocols = await control.show_protocols(birdconf.NAME_PREFIX + "*", timeout=_QUERY_TIMEOUT_S) \
+                if gws else []
+            sessions = await control.show_bfd_sessions(timeout=_QUERY_TIMEOUT_S) \
+                if gateways.needs_bfd_sessions(gws) else []
         except (bird.BirdConnectionError, birdc.CommandError, birdc.ProtocolError) as exc:
+            if not isinstance(exc, birdc.CommandError):
+                await self._drop_control()
             changes = self.tracker.observe_error(str(exc))
         else:
             changes = self.tracker.observe(gateways.assess(gws, protocols, sessions, self.opts.base.interface))

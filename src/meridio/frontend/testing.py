@@ -292,6 +292,14 @@ class FeEnv:
         eventually(lambda: self.gw_socket.exists(), 10, message="the gateway BIRD's control socket")
         return self.gateway
 
+    def gw_bfd_up(self) -> set[str]:
+        """Addresses of the FEs whose BFD session with the gateway is Up."""
+        try:
+            return {s.address for s in birdc.bfd_sessions(bird_command(self.gw_socket, "show bfd sessions"))
+                    if s.state == "Up"}
+        except OSError:
+            return set()
+
     def gw_nexthops(self, prefix: str) -> set[str]:
         return nexthops(kernel_route(self.segment.gw_ns, prefix))
 

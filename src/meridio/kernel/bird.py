@@ -173,12 +173,13 @@ class BirdControl:
                 self._writer.close()
                 raise BirdConnectionError(f"{command!r}: {exc!r}") from exc
 
-    async def show_protocols(self, pattern: str | None = None, *, details: bool = False) -> list[birdc.ProtocolInfo]:
+    async def show_protocols(self, pattern: str | None = None, *, details: bool = False,
+                             timeout: float = 10.0) -> list[birdc.ProtocolInfo]:
         cmd = "show protocols" + (" all" if details else "") + (f" {birdc.quote(pattern)}" if pattern else "")
-        return birdc.protocols(await self.command(cmd))
+        return birdc.protocols(await self.command(cmd, timeout))
 
-    async def show_bfd_sessions(self) -> list[birdc.BfdSession]:
-        return birdc.bfd_sessions(await self.command("show bfd sessions"))
+    async def show_bfd_sessions(self, timeout: float = 10.0) -> list[birdc.BfdSession]:
+        return birdc.bfd_sessions(await self.command("show bfd sessions", timeout))
 
     async def configure(self, path: str | os.PathLike[str], *, check: bool = False) -> birdc.ConfigureResult:
         verb = "configure check" if check else "configure"
