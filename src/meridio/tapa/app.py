@@ -38,7 +38,7 @@ class Settings:
     socket: str = setting("unix:///var/lib/meridio/ambassador.sock", "address of the TAPA API (unix:PATH)")
     nsp_service: str = setting("nsp-service-{trench}.{namespace}:7778",
                                "NSP address template with {trench} and {namespace} (host:port or unix:PATH)")
-    proxy_socket: str = setting("/var/lib/meridio/proxy/{trench}/{conduit}/{node}/link.sock",
+    proxy_socket: str = setting("/var/lib/meridio/{trench}/{conduit}/{node}/link.sock",
                                 "proxy link service socket template with {trench}, {conduit} and {node}")
     nsp_entry_timeout: float = setting(30.0, "registrations are refreshed this often (below the NSP's "
                                        "keepalive)", duration=True)
