@@ -70,7 +70,8 @@ def _ip(ns: str | None, *args: str) -> None:
     subprocess.run(["ip", *(["-n", ns] if ns else []), *args], check=True, capture_output=True, text=True)
 
 
-def build_segment(gw_ns: str, fe_nss: Sequence[str]) -> Segment:
+def build_segment(gw_ns: str, fe_nss: Sequence[str], *, fe_ipv4: bool = True) -> Segment:
+    """``fe_ipv4=False``: the FEs get no IPv4 address at all (an IPv6-only trench)."""
     seg = Segment(gw_ns, tuple(fe_nss))
     _ip(gw_ns, "link", "add", "br0", "type", "bridge")
     _ip(gw_ns, "link", "set", "br0", "up")
@@ -83,7 +84,8 @@ def build_segment(gw_ns: str, fe_nss: Sequence[str]) -> Segment:
         # Keep the IPv6 address if the link goes down (else the v6 session never comes back).
         netnsmod.run(fe, ["sysctl", "-qw", "net.ipv6.conf.ext0.keep_addr_on_down=1"])
         _ip(fe, "link", "set", "ext0", "up")
-        _ip(fe, "addr", "add", f"{seg.fe_v4(i)}/24", "dev", "ext0")
+        if fe_ipv4:
+            _ip(fe, "addr", "add", f"{seg.fe_v4(i)}/24", "dev", "ext0")
         _ip(fe, "addr", "add", f"{seg.fe_v6(i)}/64", "dev", "ext0", "nodad")
     return seg
 
@@ -264,11 +266,12 @@ class FeEnv:
     """
 
     def __init__(self, netns: Callable[[str], str], procs: Any, workdir: pathlib.Path, *, replicas: int = 1,
-                 trench: str = "trench-a", attractor: str = "attr-a") -> None:
+                 trench: str = "trench-a", attractor: str = "attr-a", fe_ipv4: bool = True) -> None:
         self.procs = procs
         self.workdir = workdir
+        self.netns = netns
         self.trench, self.attractor = trench, attractor
-        self.segment = build_segment(netns("gw"), [netns(f"fe{i}") for i in range(replicas)])
+        self.segment = build_segment(netns("gw"), [netns(f"fe{i}") for i in range(replicas)], fe_ipv4=fe_ipv4)
         self.lbs: list[LbAvailabilityDouble] = []
         self.frontends: dict[int, Any] = {}
         self.gateway: Any = None
@@ -291,6 +294,27 @@ class FeEnv:
                                         ns=self.segment.gw_ns, name="gw-bird")
         eventually(lambda: self.gw_socket.exists(), 10, message="the gateway BIRD's control socket")
         return self.gateway
+
+    SECOND_GW_V4, SECOND_GW_V6 = str(V4[254]), str(V6[254])
+
+    def start_second_gateway(self) -> pathlib.Path:
+        """Another gateway router (its own namespace and BIRD) on the segment at .254 / ::fe; returns its socket."""
+        ns = self.gw2_ns = self.netns("gw2")
+        _ip(None, "link", "add", "gw2", "netns", self.segment.gw_ns, "type", "veth", "peer", "name", "ext0",
+            "netns", ns)
+        _ip(self.segment.gw_ns, "link", "set", "gw2", "master", "br0", "up")
+        netnsmod.run(ns, ["sysctl", "-qw", "net.ipv6.conf.ext0.keep_addr_on_down=1"])
+        _ip(ns, "link", "set", "ext0", "up")
+        _ip(ns, "addr", "add", f"{self.SECOND_GW_V4}/24", "dev", "ext0")
+        _ip(ns, "addr", "add", f"{self.SECOND_GW_V6}/64", "dev", "ext0", "nodad")
+        cfg = dataclasses.replace(gateway_config(self.segment), interface="ext0",
+                                  router_id=ipaddress.IPv4Address(self.SECOND_GW_V4))
+        (self.workdir / "gw2").mkdir(exist_ok=True)
+        conf, sock = self.workdir / "gw2" / "bird.conf", self.workdir / "gw2" / "bird.ctl"
+        conf.write_text(gatewayconf.render(cfg))
+        self.procs.start(["bird", "-f", "-c", str(conf), "-s", str(sock)], ns=ns, name="gw2-bird")
+        eventually(lambda: sock.exists(), 10, message="the second gateway's control socket")
+        return sock
 
     def gw_bfd_up(self) -> set[str]:
         """Addresses of the FEs whose BFD session with the gateway is Up."""
