@@ -1,0 +1,408 @@
+"""A conduit test bed: NSP, IPAM, load-balancer pods and proxies as real processes in namespaces.
+
+Real: the ``meridio run nsp``, ``meridio run ipam`` and ``meridio run proxy`` processes, the kernel
+(namespaces, veths, bridge, addresses, rules, routes), gRPC over unix sockets in a short directory
+under ``/tmp`` (NSP and IPAM are reached that way from every namespace). An LB pod is a namespace;
+until a test starts the real LB daemon in it, a :class:`FakeLbAnnouncer` process stands in for the LB's
+own ``LOADBALANCER`` registration in NSP (it registers exactly what the LB registers and nothing
+else). A :class:`LinkOwner` is a small process inside a target namespace that calls the link service
+through :mod:`meridio.proxy.linkclient` and stays alive (it is the link's owner), as a TAPA would.
+
+Usage (the ``conduit_env`` fixture; everything is stopped and removed at teardown)::
+
+    def test_something(conduit_env):
+        env = conduit_env(ip_family="dualstack")           # NSP + IPAM running
+        lb1 = env.add_lb("lb-1")                           # namespace + announcement
+        px = env.add_proxy("node-1", release_delay="1s")   # proxy namespace + process, bridge addressed
+        tgt = env.add_target("tgt-1")                      # a namespace
+        owner = env.link_owner(tgt)
+        link = owner.connect(px.socket, "target-1", "nsm-0")   # {"interface_name": ..., "addresses": ...}
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meridio.kernel import netns as netnsmod
+from tests.conftest import NetnsFactory, Procs, wait_for
+from tests.integration import nsp_support
+
+__all__ = ["CONFIG", "VIP4", "VIP6", "TRENCH_VIP4", "ConduitEnv", "LbPod", "ProxyPod", "LinkOwner",
+           "FakeLbAnnouncer", "conduit_env", "ip_json", "addresses", "rules", "default_route", "links"]
+
+VIP4, VIP6 = "203.0.113.1/32", "2001:db8::1/128"
+TRENCH_VIP4 = "203.0.113.99/32"
+"""A trench VIP that no flow of the conduit uses: on the proxy's rules, never on a target."""
+
+# Meridio's e2e trench-a reduced to one conduit: two streams, flows on VIPs 203.0.113.1 and 2001:db8::1.
+CONFIG = """\
+trench: |
+  name: trench-a
+conduits: |
+  items:
+  - name: conduit-a-1
+    trench: trench-a
+streams: |
+  items:
+  - {name: stream-a-i, conduit: conduit-a-1, max-targets: 100}
+  - {name: stream-a-ii, conduit: conduit-a-1, max-targets: 100}
+flows: |
+  items:
+  - name: flow-a-tcp
+    source-subnets: [0.0.0.0/0, 0:0:0:0:0:0:0:0/0]
+    destination-port-ranges: ["4000"]
+    source-port-ranges: ["0-65535"]
+    protocols: [tcp]
+    vips: [vip-a-1-v4, vip-a-1-v6]
+    priority: 1
+    stream: stream-a-i
+  - name: flow-a-udp
+    source-subnets: [0.0.0.0/0, 0:0:0:0:0:0:0:0/0]
+    destination-port-ranges: ["4003"]
+    source-port-ranges: ["0-65535"]
+    protocols: [udp]
+    vips: [vip-a-1-v4, vip-a-1-v6]
+    priority: 1
+    stream: stream-a-ii
+vips: |
+  items:
+  - {name: vip-a-1-v4, address: 203.0.113.1/32, trench: trench-a}
+  - {name: vip-a-1-v6, address: 2001:db8::1/128, trench: trench-a}
+  - {name: vip-a-9-v4, address: 203.0.113.99/32, trench: trench-a}
+"""
+
+# --- kernel observation (ip -j) ----------------------------------------------------------------
+
+
+def ip_json(ns: str, *args: str) -> Any:
+    out = netnsmod.run(ns, ["ip", "-j", *args], check=False)
+    if out.returncode != 0:
+        return []  # e.g. "FIB table does not exist" (ip prints a lone "[" then)
+    return json.loads(out.stdout or "[]")
+
+
+def links(ns: str) -> dict[str, dict[str, Any]]:
+    """Interfaces of ``ns`` by name (``ip -j -d link``)."""
+    return {link["ifname"]: link for link in ip_json(ns, "-d", "link", "show")}
+
+
+def addresses(ns: str, dev: str) -> set[str]:
+    """``ip/len`` on ``dev``, link-local excluded."""
+    out = set()
+    for link in ip_json(ns, "addr", "show", "dev", dev):
+        for a in link.get("addr_info", []):
+            if not a["local"].startswith("fe80:"):
+                out.add(f"{ipaddress.ip_address(a['local'])}/{a['prefixlen']}")
+    return out
+
+
+def rules(ns: str, version: int) -> list[dict[str, Any]]:
+    return ip_json(ns, f"-{version}", "rule", "show")  # type: ignore[no-any-return]
+
+
+def from_rules(ns: str, version: int, table: int | str) -> set[str]:
+    """Source prefixes of the rules looking up ``table``."""
+    out = set()
+    for r in rules(ns, version):
+        if str(r.get("table")) == str(table) and "src" in r:
+            out.add(str(ipaddress.ip_network(f"{r['src']}/{r.get('srclen', 32 if version == 4 else 128)}")))
+    return out
+
+
+def default_route(ns: str, version: int, table: int | str) -> list[str]:
+    """Sorted next hops of the default route in ``table`` ([] if none)."""
+    for r in ip_json(ns, f"-{version}", "route", "show", "table", str(table)):
+        if r.get("dst") == "default":
+            hops = [h["gateway"] for h in r.get("nexthops", [])] or [r["gateway"]]
+            return sorted(hops)
+    return []
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def _health_serving(address: str, services: tuple[str, ...] = ("",)) -> bool:
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        try:
+            return all(stub.Check(health_pb2.HealthCheckRequest(service=s), timeout=0.5).status
+                       == health_pb2.HealthCheckResponse.SERVING for s in services)
+        except grpc.RpcError:
+            return False
+
+
+ANNOUNCER = r"""
+import asyncio, json, signal, sys
+from meridio.api import model
+from meridio.api.nspclient import NspClient
+nsp, ident, netns, ifprefix, trench, conduit, refresh = sys.argv[1:8]
+target = model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
+                           context={"identifier": ident, "netns": netns, "ifprefix": ifprefix},
+                           stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
+async def main():
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    client = NspClient(nsp)
+    first = True
+    while not stop.is_set():
+        try:
+            await client.register(target)
+            if first:
+                await client.register(target)  # NSP stores a new target DISABLED: update it to ENABLED
+                first = False
+                print("registered", flush=True)
+        except Exception as exc:
+            print("register failed", exc, flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), float(refresh))
+        except asyncio.TimeoutError:
+            pass
+    try:
+        await client.unregister(target)
+    finally:
+        await client.close()
+asyncio.run(main())
+"""
+
+
+@dataclasses.dataclass
+class FakeLbAnnouncer:
+    """FAKE (stands in for the LB daemon's announcement): registers one LOADBALANCER target in NSP,
+    refreshes it, unregisters it on SIGTERM."""
+
+    procs: Procs
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = self.procs.start([sys.executable, "-c", ANNOUNCER, *self.args], name="lb-announcer")
+        wait_for(lambda: "registered" in self.procs.output(self.proc), 15, message="LB announcement")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.procs.stop(self.proc)
+
+
+@dataclasses.dataclass
+class LbPod:
+    name: str
+    ns: str
+    ifprefix: str
+    announcer: FakeLbAnnouncer
+
+    def interfaces(self) -> dict[str, dict[str, Any]]:
+        """The LB-side ends of proxy links in this pod (names starting with the prefix)."""
+        return {n: link for n, link in links(self.ns).items() if n.startswith(self.ifprefix + "-")}
+
+
+@dataclasses.dataclass
+class ProxyPod:
+    env: "ConduitEnv"
+    node: str
+    ns: str
+    socket: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = self.env.procs.meridio(*self.args, ns=self.ns, name=f"proxy-{self.node}")
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.output()
+            return os.path.exists(self.socket) and len(addresses(self.ns, "bridge0")) == len(self.env.families)
+        wait_for(ready, timeout, message=f"proxy {self.node} serving with an addressed bridge")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        return self.env.procs.stop(self.proc, sig)
+
+    def output(self) -> str:
+        return self.env.procs.output(self.proc) if self.proc is not None else ""
+
+    def bridge_ips(self) -> set[str]:
+        return {a.split("/")[0] for a in addresses(self.ns, "bridge0")}
+
+    def ports(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return {n: link for n, link in links(self.ns).items() if n.startswith(prefix)}
+
+
+OWNER = r"""
+import asyncio, json, sys
+from meridio.proxy import linkclient
+from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
+from meridio.common import grpcutil
+import dataclasses
+
+async def connect_with(sock, target_id, ifname, token):
+    path, _ = linkclient.socket_paths(sock)
+    async with grpcutil.insecure_channel(f"unix:{path}") as ch:
+        r = await link_pb2_grpc.LinkServiceStub(ch).Connect(link_pb2.ConnectRequest(
+            target_id=target_id, credential=token, interface_name=ifname), timeout=15)
+        return dataclasses.asdict(linkclient.link_from_pb(r))
+
+async def handle(cmd):
+    op = cmd["op"]
+    if op == "connect":
+        return dataclasses.asdict(await linkclient.connect(cmd["socket"], cmd["target_id"], cmd["ifname"]))
+    if op == "disconnect":
+        await linkclient.disconnect(cmd["socket"], cmd["target_id"])
+        return None
+    if op == "credential":
+        return await linkclient.credential(linkclient.socket_paths(cmd["socket"])[1])
+    if op == "connect_with":
+        return await connect_with(cmd["socket"], cmd["target_id"], cmd["ifname"], cmd["token"])
+    if op == "watch_first":
+        async for link in linkclient.watch(cmd["socket"], cmd["target_id"]):
+            return dataclasses.asdict(link)
+    raise ValueError(op)
+
+for line in sys.stdin:
+    cmd = json.loads(line)
+    try:
+        out = {"ok": True, "value": asyncio.run(handle(cmd))}
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        out = {"ok": False, "error": str(exc), "kind": type(exc).__name__,
+               "code": code().name if callable(code) else None}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class LinkOwner:
+    """A process inside a target namespace that talks to the link service and stays alive."""
+
+    def __init__(self, procs: Procs, ns: str) -> None:
+        self.ns = ns
+        self.proc = subprocess.Popen(netnsmod.exec_argv(ns, [sys.executable, "-c", OWNER]), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        procs.started.append(self.proc)  # type: ignore[arg-type]  # stopped by pid at teardown
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the link owner process died"
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def connect(self, socket: str, target_id: str, ifname: str = "nsm-0") -> dict[str, Any]:
+        """Connect; returns the Link as a dict (fails the test on an error)."""
+        reply = self.call(op="connect", socket=socket, target_id=target_id, ifname=ifname)
+        assert reply["ok"], reply
+        return reply["value"]  # type: ignore[no-any-return]
+
+    def disconnect(self, socket: str, target_id: str) -> dict[str, Any]:
+        return self.call(op="disconnect", socket=socket, target_id=target_id)
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+
+class ConduitEnv:
+    def __init__(self, netns: NetnsFactory, procs: Procs, tmp_path: pathlib.Path, *, config: str = CONFIG,
+                 ip_family: str = "dualstack", entry_timeout: str = "60s", trench: str = "trench-a",
+                 conduit: str = "conduit-a-1") -> None:
+        self.netns, self.procs, self.tmp_path = netns, procs, tmp_path
+        self.trench, self.conduit, self.ip_family = trench, conduit, ip_family
+        self.families = {"ipv4": (4,), "ipv6": (6,), "dualstack": (4, 6)}[ip_family]
+        # unix socket paths must stay under 108 bytes: a short private directory, removed at teardown
+        self.base = pathlib.Path(tempfile.mkdtemp(prefix="mc", dir="/tmp"))
+        self.nsp = nsp_support.launch_nsp(procs, tmp_path, config, listen=f"unix://{self.base}/nsp.sock",
+                                          entry_timeout=entry_timeout)
+        self.ipam_address = self._start_ipam()
+        self.lbs: dict[str, LbPod] = {}
+        self.proxies: dict[str, ProxyPod] = {}
+
+    @property
+    def nsp_address(self) -> str:
+        return self.nsp.address
+
+    def _start_ipam(self) -> str:
+        port = nsp_support.free_port()
+        address = f"unix://{self.base}/ipam.sock:{port}"
+        proc = self.procs.meridio("run", "ipam", "--port", str(port), "--listen-address", f"unix://{self.base}/ipam.sock",
+                                  "--trench-name", self.trench, "--nsp-service", self.nsp_address,
+                                  "--datasource", str(self.tmp_path / "ipam" / "registry.db"),
+                                  "--ip-family", self.ip_family, "--log-level", "DEBUG", name="ipam")
+        wait_for(lambda: proc.poll() is None and _health_serving(address, ("Startup", "Liveness")), 20,
+                 message="IPAM serving")
+        return address
+
+    def write_config(self, text: str) -> None:
+        self.nsp.write_config(text)
+
+    def add_lb(self, name: str, *, ifprefix: str | None = None, refresh: str = "5") -> LbPod:
+        ns = self.netns(name)
+        prefix = ifprefix or self.conduit[:10]
+        announcer = FakeLbAnnouncer(self.procs, [self.nsp_address, name, ns, prefix, self.trench, self.conduit,
+                                                 refresh])
+        announcer.start()
+        self.lbs[name] = LbPod(name, ns, prefix, announcer)
+        return self.lbs[name]
+
+    def add_proxy(self, node: str, *, release_delay: str = "20s", orphan_timeout: str = "30s",
+                  mtu: int = 1500, extra: tuple[str, ...] = ()) -> ProxyPod:
+        ns = self.netns(f"px-{node}")
+        sock = str(self.base / "proxy" / self.conduit / node / "link.sock")
+        args = ["run", "proxy", "--conduit", self.conduit, "--trench", self.trench, "--host", node,
+                "--nsp-service", self.nsp_address, "--ipam-service", self.ipam_address,
+                "--ip-family", self.ip_family, "--mtu", str(mtu), "--ip-release-delay", release_delay,
+                "--link-orphan-timeout", orphan_timeout, "--link-socket", sock, "--check-interval", "200ms",
+                "--log-level", "DEBUG", *extra]
+        pod = ProxyPod(self, node, ns, sock, args)
+        pod.start()
+        self.proxies[node] = pod
+        return pod
+
+    def add_target(self, name: str) -> str:
+        return self.netns(name)
+
+    def link_owner(self, ns: str) -> LinkOwner:
+        return LinkOwner(self.procs, ns)
+
+    def close(self) -> None:
+        self.procs.cleanup()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture
+def conduit_env(netns: NetnsFactory, procs: Procs, tmp_path: pathlib.Path) -> Iterator[Callable[..., ConduitEnv]]:
+    envs: list[ConduitEnv] = []
+
+    def make(**kw: Any) -> ConduitEnv:
+        env = ConduitEnv(netns, procs, tmp_path, **kw)
+        envs.append(env)
+        return env
+
+    try:
+        yield make
+    finally:
+        for env in envs:
+            env.close()
+
+
+def settle(seconds: float = 0.5) -> None:
+    """Give asynchronous watchers a moment where a test checks that something does NOT happen."""
+    time.sleep(seconds)

@@ -1,0 +1,67 @@
+"""The proxy and its LB side: bridge0, a link into every announced LB replica, egress over all of them.
+
+Real: NSP, IPAM and proxy processes, namespaces, veths, bridge, rules and routes. Fake: the LB replicas'
+LOADBALANCER announcements come from :class:`tests.netns.conduit_support.FakeLbAnnouncer` processes.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from meridio.kernel import netns as netnsmod
+from tests.conftest import wait_for
+from tests.netns.conduit_support import (TRENCH_VIP4, VIP4, VIP6, ConduitEnv, addresses, conduit_env,  # noqa: F401
+                                         default_route, from_rules, links)
+
+pytestmark = pytest.mark.netns
+
+
+def lb_end_ips(env: ConduitEnv, name: str, version: int) -> list[str]:
+    lb = env.lbs[name]
+    return [a.split("/")[0] for ifname in lb.interfaces() for a in addresses(lb.ns, ifname)
+            if ipaddress.ip_interface(a).version == version]
+
+
+@pytest.mark.parametrize("ip_family", ["dualstack", "ipv4", "ipv6"])
+def test_proxy_links_every_lb_replica_and_routes_egress_over_all_of_them(conduit_env, ip_family: str) -> None:
+    env = conduit_env(ip_family=ip_family)
+    env.add_lb("lb-1")
+    env.add_lb("lb-2")
+    px = env.add_proxy("node-1")
+    wait_for(lambda: all(len(env.lbs[n].interfaces()) == 1 for n in ("lb-1", "lb-2")), 10,
+             message="a link in each LB namespace")
+    bridge = {ipaddress.ip_interface(a) for a in addresses(px.ns, "bridge0")}
+    assert {b.version for b in bridge} == set(env.families)
+    wait_for(lambda: [p.get("master") for p in px.ports("pl-").values()] == ["bridge0", "bridge0"], 10,
+             message="two LB ports enslaved to bridge0")
+    for version in env.families:
+        subnet = next(b.network for b in bridge if b.version == version)
+        hops = wait_for(lambda: (h := sorted(lb_end_ips(env, "lb-1", version) + lb_end_ips(env, "lb-2", version)))
+                        and len(h) == 2 and h, 10, message=f"IPv{version} addresses on both LB ends")
+        assert len(hops) == 2 and all(ipaddress.ip_address(h) in subnet for h in hops)
+        wait_for(lambda: default_route(px.ns, version, 1) == sorted(hops), 10, message=f"IPv{version} ECMP")
+        bridge_ip = next(str(b.ip) for b in bridge if b.version == version)
+        for name in ("lb-1", "lb-2"):
+            netnsmod.run(env.lbs[name].ns, ["ping", f"-{version}", "-c1", "-W2", bridge_ip])
+    expected = {4: {VIP4, TRENCH_VIP4}, 6: {VIP6}}
+    for version in env.families:
+        wait_for(lambda: from_rules(px.ns, version, 1) == expected[version], 10, message="from-VIP rules")
+    for name in ("lb-1", "lb-2"):
+        ifname, link = next(iter(env.lbs[name].interfaces().items()))
+        assert len(ifname) <= 15 and link["mtu"] == 1500 and link.get("operstate") == "UP"
+
+
+def test_lb_that_stops_announcing_loses_its_link_and_next_hop_and_gets_them_back(conduit_env) -> None:
+    env = conduit_env(ip_family="dualstack")
+    env.add_lb("lb-1")
+    env.add_lb("lb-2")
+    px = env.add_proxy("node-1")
+    both = wait_for(lambda: len(h := default_route(px.ns, 4, 1)) == 2 and h, 10, message="two next hops")
+    env.lbs["lb-2"].announcer.stop()
+    wait_for(lambda: env.lbs["lb-2"].interfaces() == {} and len(px.ports("pl-")) == 1, 10,
+             message="lb-2's link removed")
+    assert default_route(px.ns, 4, 1) == lb_end_ips(env, "lb-1", 4)
+    assert default_route(px.ns, 6, 1) == lb_end_ips(env, "lb-1", 6)
+    env.lbs["lb-2"].announcer.start()
+    wait_for(lambda: default_route(px.ns, 4, 1) == both, 10, message="lb-2 back with the same address")
