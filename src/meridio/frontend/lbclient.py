@@ -48,7 +48,9 @@ async def watch_availability(address: str, hostname: str, *, log: logmod.Logger 
                         yield available
                 log.warning("lbWatchEnded", reason="streamClosedByServer")
             except grpc.aio.AioRpcError as exc:
-                log.warning("lbWatchFailed", reason=exc.code().name, error=exc.details() or "")
+                # Loud once per outage, quiet while retrying (the LB may simply not be up yet).
+                (log.warning if last is not False else log.debug)(
+                    "lbWatchFailed", reason=exc.code().name, error=exc.details() or "")
             finally:
                 call.cancel()
         if last is not False:
