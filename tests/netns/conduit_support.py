@@ -277,9 +277,9 @@ for line in sys.stdin:
     try:
         out = {"ok": True, "value": asyncio.run(handle(cmd))}
     except Exception as exc:
-        code = getattr(exc, "code", None)
-        out = {"ok": False, "error": str(exc), "kind": type(exc).__name__,
-               "code": code().name if callable(code) else None}
+        code = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+        code = code() if callable(code) else code
+        out = {"ok": False, "error": str(exc), "kind": type(exc).__name__, "code": code.name if code else None}
     print(json.dumps(out), flush=True)
 """
 

@@ -13,7 +13,8 @@ namespace of the process calling these functions::
 
 ``socket`` may be the directory holding ``link.sock`` or the socket path itself. Errors:
 :class:`~meridio.common.retry.TemporaryError` when the proxy cannot be reached or cannot serve now
-(retry), :class:`~meridio.common.retry.PermanentError` when it refuses the request (the message says why).
+(retry), :class:`~meridio.common.retry.PermanentError` when it refuses the request (the message says why);
+either carries the gRPC code as ``status_code`` when the proxy answered.
 """
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ async def credential(cred_path: str, timeout: float = 5.0) -> str:
     return rest
 
 
+def _error(exc: grpc.aio.AioRpcError, what: str) -> Exception:
+    """The project error for a failed call, with the gRPC code kept as ``status_code``."""
+    err = grpcutil.error_from_rpc(exc, what)
+    err.status_code = exc.code()  # type: ignore[attr-defined]
+    return err
+
+
 async def _unary(socket: str, what: str, call: str, request: object, timeout: float) -> object:
     grpc_path, _ = socket_paths(socket)
     async with grpcutil.insecure_channel(f"unix:{grpc_path}") as channel:
@@ -98,7 +106,7 @@ async def _unary(socket: str, what: str, call: str, request: object, timeout: fl
         try:
             return await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise grpcutil.error_from_rpc(exc, f"{what} at proxy {grpc_path}") from None
+            raise _error(exc, f"{what} at proxy {grpc_path}") from None
 
 
 async def connect(socket: str, target_id: str, interface_name: str, *, timeout: float = 15.0) -> Link:
@@ -129,7 +137,7 @@ async def watch(socket: str, target_id: str) -> AsyncIterator[Link]:
             async for reply in call:
                 yield link_from_pb(reply)
         except grpc.aio.AioRpcError as exc:
-            raise grpcutil.error_from_rpc(exc, f"watch at proxy {grpc_path}") from None
+            raise _error(exc, f"watch at proxy {grpc_path}") from None
         finally:
             call.cancel()
         raise TemporaryError(f"watch at proxy {grpc_path}: the proxy ended the stream")
