@@ -1,0 +1,81 @@
+"""The nftables side of the load balancer: owns ``table inet meridio-lb`` in one network namespace.
+
+Thin adapter over :mod:`meridio.kernel.nftables` and the pure :mod:`plan`: :meth:`NftDataPath.load`
+reads back what is installed (also after a restart of the daemon: nothing is flushed), and
+:meth:`NftDataPath.apply` turns it into the desired :class:`~nftobjects.Ruleset` with ONE batch holding
+only the difference. A refused batch changes nothing in the kernel and nothing in the remembered state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from meridio.common import log as logmod
+from meridio.kernel import nftables
+from meridio.loadbalancer import plan as planmod
+from meridio.loadbalancer.nftobjects import FAMILY, TABLE, Ruleset
+
+__all__ = ["NftDataPath", "CounterValue", "ApplyResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterValue:
+    packets: int
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    commands: int
+    """Commands in the batch (0: nothing differed, nothing was sent)."""
+    seconds: float
+
+
+class NftDataPath:
+    def __init__(self, nft: nftables.Nft, *, log: logmod.Logger = logmod.null) -> None:
+        self._nft = nft
+        self._log = log
+        self.installed = planmod.Installed()
+
+    def load(self) -> planmod.Installed:
+        """Read back the installed table (an absent table is an empty :class:`~plan.Installed`)."""
+        if not self._nft.table_exists(FAMILY, TABLE):
+            self.installed = planmod.Installed()
+        else:
+            self.installed = planmod.installed_from_json(self._nft.list_json(f"table {FAMILY} {TABLE}"))
+        return self.installed
+
+    def plan(self, desired: Ruleset) -> list[str]:
+        return planmod.plan(self.installed, desired)
+
+    def apply(self, desired: Ruleset) -> ApplyResult:
+        """Apply the difference as one transaction; raises :class:`~meridio.kernel.nftables.NftError`."""
+        commands = self.plan(desired)
+        start = time.perf_counter()
+        if commands:
+            self._nft.apply(commands)
+        self.installed = planmod.Installed.of(desired)
+        return ApplyResult(len(commands), time.perf_counter() - start)
+
+    def check(self, desired: Ruleset) -> None:
+        """Evaluate the batch that :meth:`apply` would send without applying it (raises NftError)."""
+        commands = self.plan(desired)
+        if commands:
+            self._nft.check(commands)
+
+    def counters(self) -> dict[str, CounterValue]:
+        """Named counters of the table (``flow-<stream>-<flow>``, ``tgt-<fwmark>``)."""
+        if not self._nft.table_exists(FAMILY, TABLE):
+            return {}
+        out = {}
+        for obj in self._nft.list_json(f"counters table {FAMILY} {TABLE}"):
+            body = obj.get("counter")
+            if body:
+                out[body["name"]] = CounterValue(int(body["packets"]), int(body["bytes"]))
+        return out
+
+    def remove(self) -> None:
+        """Delete the whole table (used when the daemon is told to clean up, never on start)."""
+        if self._nft.table_exists(FAMILY, TABLE):
+            self._nft.apply([f"delete table {FAMILY} {TABLE}"])
+        self.installed = planmod.Installed()

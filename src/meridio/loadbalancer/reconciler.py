@@ -1,0 +1,181 @@
+"""Level-triggered reconciliation of the whole data path: identifier offsets, policy routes, nftables.
+
+:meth:`Reconciler.reconcile` takes the complete desired state (:class:`Desired`, parsed values) and
+makes the kernel match it, touching only what differs:
+
+1. offsets: streams that went release their range, new streams reserve one (first fit);
+2. routes: each candidate target gets ``ip rule fwmark X lookup X`` + ``default via <ip>`` in table X;
+   a target whose gateway is not reachable yet stays *pending* (out of the Maglev table) and is
+   retried on the next pass;
+3. nftables: the ruleset with the *active* targets, as one batch. A batch the kernel refuses is
+   retried flow by flow: a flow nftables rejects is logged and left out, everything else applies;
+4. routes and rules of fwmarks no longer in use are removed (after nftables stopped marking for them).
+
+:meth:`Reconciler.start` reads back what a previous run left (nft table, rules, routes) without flushing
+anything, so a restarted daemon changes nothing that is still wanted. Synchronous: the daemon runs
+it in a worker thread; it is the only writer of the kernel state it owns.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from meridio.common import log as logmod
+from meridio.kernel import nftables
+from meridio.loadbalancer import plan as planmod
+from meridio.loadbalancer.datapath import ApplyResult, NftDataPath
+from meridio.loadbalancer.flows import FlowSpec, Network, PortNatSpec, TargetSpec
+from meridio.loadbalancer.offsets import OffsetAllocator
+from meridio.loadbalancer.routing import TargetRouting
+from meridio.loadbalancer.ruleset import LbConfig, StreamState, render, stream_map_name
+
+__all__ = ["StreamInput", "Desired", "Report", "Reconciler"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamInput:
+    name: str
+    max_targets: int
+    targets: tuple[TargetSpec, ...] = ()
+    """Candidate targets (valid identifiers, unique per stream)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    vips: tuple[Network, ...] = ()
+    streams: tuple[StreamInput, ...] = ()
+    flows: tuple[FlowSpec, ...] = ()
+    port_nats: tuple[PortNatSpec, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    active: dict[str, tuple[int, ...]]
+    """stream -> identifiers in its Maglev table."""
+    pending: dict[str, tuple[int, ...]]
+    """stream -> identifiers whose route could not be installed yet."""
+    rejected_flows: tuple[tuple[str, str, str], ...]
+    """(stream, flow, nftables error) for flows left out."""
+    apply: ApplyResult
+
+    @property
+    def has_targets(self) -> bool:
+        return any(self.active.values())
+
+
+class Reconciler:
+    def __init__(self, datapath: NftDataPath, routing: TargetRouting, offsets: OffsetAllocator, *,
+                 target_interface_prefix: str = "", log: logmod.Logger = logmod.null) -> None:
+        self.datapath = datapath
+        self.routing = routing
+        self.offsets = offsets
+        self.target_interface_prefix = target_interface_prefix
+        self._log = log
+        self._routes: dict[int, frozenset] = {}  # type: ignore[type-arg]
+        self._applied_flows: frozenset[FlowSpec] = frozenset()
+        self._rejected: dict[FlowSpec, str] = {}
+
+    # --- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Read back the installed state and take back the offsets of the streams found in it."""
+        installed = self.datapath.load()
+        by_map = {name: planmod.stream_params(comment) for name, (comment, _) in installed.buckets.items()}
+        self._restored_maps = {name: p for name, p in by_map.items() if {"offset", "max-targets"} <= set(p)}
+        self._routes = self.routing.installed()
+        self._log.info("stateLoaded", streams=len(self._restored_maps), chains=len(installed.chains),
+                       routedFwmarks=len(self._routes))
+
+    def _restore_offset(self, stream: StreamInput) -> None:
+        params = getattr(self, "_restored_maps", {}).get(stream_map_name(stream.name))
+        if params and params["max-targets"] == stream.max_targets and self.offsets.offset_of(stream.name) is None:
+            self.offsets.restore(stream.name, params["offset"], params["max-targets"])
+
+    # --- reconcile --------------------------------------------------------------------------
+
+    def reconcile(self, desired: Desired) -> Report:
+        streams = self._offsets(desired.streams)
+        self._routes = self.routing.installed()
+        states, active, pending = self._route_targets(streams)
+        config = LbConfig(vips=desired.vips, streams=tuple(states), flows=desired.flows,
+                          port_nats=desired.port_nats, target_interface_prefix=self.target_interface_prefix)
+        result = self._apply(config)
+        self._remove_unused_routes({s.fwmark(t.identifier) for s in states for t in s.targets})
+        self._restored_maps = {}
+        rejected = tuple(sorted((f.stream, f.name, err) for f, err in self._rejected.items()
+                                if f in set(desired.flows)))
+        return Report(active, pending, rejected, result)
+
+    def _offsets(self, streams: Iterable[StreamInput]) -> list[tuple[StreamInput, int]]:
+        wanted = {s.name for s in streams}
+        for name in list(self.offsets.reservations):
+            if name not in wanted:
+                self.offsets.release(name)
+        out = []
+        for stream in sorted(streams, key=lambda s: s.name):
+            self._restore_offset(stream)
+            out.append((stream, self.offsets.reserve(stream.name, stream.max_targets)))
+        return out
+
+    def _route_targets(self, streams: list[tuple[StreamInput, int]]
+                       ) -> tuple[list[StreamState], dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+        states, active, pending = [], {}, {}
+        for stream, offset in streams:
+            ok, waiting = [], []
+            for target in sorted(stream.targets, key=lambda t: t.identifier):
+                fwmark = offset + target.identifier
+                if self.routing.add(fwmark, target.ips, self._routes):
+                    ok.append(target)
+                else:
+                    waiting.append(target.identifier)
+            states.append(StreamState(stream.name, stream.max_targets, offset, tuple(ok)))
+            active[stream.name] = tuple(t.identifier for t in ok)
+            pending[stream.name] = tuple(waiting)
+        return states, active, pending
+
+    def _remove_unused_routes(self, in_use: set[int]) -> None:
+        for fwmark in sorted(set(self.routing.installed()) - in_use):
+            self.routing.remove(fwmark)
+        for table in self.routing.stray_tables(in_use):
+            self.routing.remove_table(table)
+        self._routes = self.routing.installed()
+
+    def _apply(self, config: LbConfig) -> ApplyResult:
+        flows = tuple(f for f in config.flows if f not in self._rejected)
+        try:
+            result = self.datapath.apply(render(dataclasses.replace(config, flows=flows)))
+        except nftables.NftError as exc:
+            self._log.error("nftRejected", reason="batchRefused", error=exc.error)
+            result = self._apply_flow_by_flow(config, flows)
+        self._applied_flows = frozenset(flows) - set(self._rejected)
+        return result
+
+    def _apply_flow_by_flow(self, config: LbConfig, flows: tuple[FlowSpec, ...]) -> ApplyResult:
+        """Apply the previously accepted flows, then add each new flow in its own transaction."""
+        accepted = [f for f in flows if f in self._applied_flows]
+        result = self.datapath.apply(render(dataclasses.replace(config, flows=tuple(accepted))))
+        for flow in (f for f in flows if f not in self._applied_flows):
+            try:
+                result = self.datapath.apply(render(dataclasses.replace(config, flows=tuple(accepted + [flow]))))
+                accepted.append(flow)
+            except nftables.NftError as exc:
+                self._rejected[flow] = exc.error.splitlines()[0] if exc.error else str(exc)
+                self._log.error("flowRejected", stream=flow.stream, flow=flow.name, reason="nftRefused",
+                                error=exc.error)
+        return result
+
+    # --- verification -----------------------------------------------------------------------
+
+    def lost_routes(self, report: Report, desired: Desired) -> list[int]:
+        """fwmarks of active targets whose route vanished (e.g. their link went down)."""
+        lost = []
+        targets = {s.name: {t.identifier: t for t in s.targets} for s in desired.streams}
+        for stream, ids in report.active.items():
+            offset = self.offsets.offset_of(stream)
+            if offset is None:
+                continue
+            for identifier in ids:
+                target = targets.get(stream, {}).get(identifier)
+                if target is not None and not self.routing.present(offset + identifier, target.ips):
+                    lost.append(offset + identifier)
+        return lost
