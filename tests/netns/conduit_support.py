@@ -331,6 +331,7 @@ class ConduitEnv:
         self.base = pathlib.Path(tempfile.mkdtemp(prefix="mc", dir="/tmp"))
         self.nsp = nsp_support.launch_nsp(procs, tmp_path, config, listen=f"unix://{self.base}/nsp.sock",
                                           entry_timeout=entry_timeout)
+        self.ipam_proc: subprocess.Popen[bytes] | None = None
         self.ipam_address = self._start_ipam()
         self.lbs: dict[str, LbPod] = {}
         self.proxies: dict[str, ProxyPod] = {}
@@ -342,7 +343,7 @@ class ConduitEnv:
     def _start_ipam(self) -> str:
         port = nsp_support.free_port()
         address = f"unix://{self.base}/ipam.sock:{port}"
-        proc = self.procs.meridio("run", "ipam", "--port", str(port), "--listen-address", f"unix://{self.base}/ipam.sock",
+        self.ipam_proc = proc = self.procs.meridio("run", "ipam", "--port", str(port), "--listen-address", f"unix://{self.base}/ipam.sock",
                                   "--trench-name", self.trench, "--nsp-service", self.nsp_address,
                                   "--datasource", str(self.tmp_path / "ipam" / "registry.db"),
                                   "--ip-family", self.ip_family, "--log-level", "DEBUG", name="ipam")
