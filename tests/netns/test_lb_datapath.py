@@ -7,10 +7,16 @@ Nothing is faked.
 from __future__ import annotations
 
 import collections
+import ipaddress
 from typing import Any, Iterator
 
 import pytest
 
+from meridio.kernel import netns as netnsmod
+from meridio.kernel.netlink import Netlink
+from meridio.loadbalancer import flows as flowsmod
+from meridio.loadbalancer.flows import TargetSpec
+from meridio.loadbalancer.reconciler import Desired, StreamInput
 from tests.netns import lb_topology as lbt
 
 PORT = 5000
@@ -75,3 +81,50 @@ def test_a_removed_target_gets_no_new_flows_and_other_flows_stay_put(version: in
     assert len(moved) <= 0.03 * len(kept), f"{len(moved)} of {len(kept)} flows of remaining targets moved"
     lb.program(flows=[flow("all", dports=(str(PORT),))], streams={"stream-a": [1, 2, 3, 4]})
     assert dict(zip(sports, lbt.tcp_names(topo.client, vip(version), PORT, sports))) == before
+
+
+def test_each_active_target_gets_a_fwmark_rule_and_a_default_route_per_family(topo: lbt.LbTopology,
+                                                                             lb: lbt.LbUnderTest) -> None:
+    lb.program(flows=[flow("all", dports=(str(PORT),))], streams={"stream-a": [1, 2]})
+    for family in ("-4", "-6"):
+        rules = netnsmod.run(topo.lb, ["ip", family, "rule", "show"]).stdout
+        assert "90:\tfrom all fwmark 0x1389 lookup 5001" in rules and "fwmark 0x138a lookup 5002" in rules
+    assert "default via 169.254.101.1 dev tgt0" in netnsmod.run(topo.lb, ["ip", "route", "show", "table", "5001"]).stdout
+    assert "default via 2001:db8:101::2 dev tgt0" in netnsmod.run(topo.lb, ["ip", "-6", "route", "show", "table",
+                                                                           "5002"]).stdout
+    lb.program(flows=[flow("all", dports=(str(PORT),))], streams={"stream-a": [1]})
+    assert "lookup 5002" not in netnsmod.run(topo.lb, ["ip", "rule", "show"]).stdout
+    assert netnsmod.run(topo.lb, ["ip", "route", "show", "table", "5002"], check=False).stdout == ""
+
+
+def test_a_target_on_no_connected_subnet_is_pending_until_its_subnet_appears(topo: lbt.LbTopology,
+                                                                             lb: lbt.LbUnderTest) -> None:
+    with Netlink(topo.targets[4]) as nl:  # t4 moves to a subnet the LB has no address in yet
+        nl.add_address("eth0", "169.254.102.4/24")
+        nl.add_address("eth0", "2001:db8:102::4/64")
+    far = TargetSpec(4, (ipaddress.ip_address("169.254.102.4"), ipaddress.ip_address("2001:db8:102::4")))
+    desired = Desired(vips=tuple(flowsmod.parse_network(v) for v in lbt.VIPS[4] + lbt.VIPS[6]),
+                      streams=(StreamInput("stream-a", 100, (lb.target(1), far)),),
+                      flows=(flowsmod.flow_spec(flow("all", dports=(str(PORT),))),))
+    report = lb.reconciler.reconcile(desired)
+    assert report.active == {"stream-a": (1,)} and report.pending == {"stream-a": (4,)}
+    assert set(lbt.tcp_names(topo.client, vip(4), PORT, range(23000, 23050))) == {"t1"}
+    with Netlink(topo.lb) as nl:
+        nl.add_address(topo.bridge, "169.254.102.254/24")
+        nl.add_address(topo.bridge, "2001:db8:102::fe/64")
+    report = lb.reconciler.reconcile(desired)
+    assert report.active == {"stream-a": (1, 4)} and report.pending == {"stream-a": ()}
+    assert set(lbt.tcp_names(topo.client, vip(6), PORT, range(23000, 23050))) == {"t1", "t4"}
+
+
+def test_a_route_that_vanishes_with_its_link_is_reported_lost(topo: lbt.LbTopology, lb: lbt.LbUnderTest) -> None:
+    desired = Desired(vips=tuple(flowsmod.parse_network(v) for v in lbt.VIPS[4] + lbt.VIPS[6]),
+                      streams=(StreamInput("stream-a", 100, (lb.target(1), lb.target(2))),),
+                      flows=(flowsmod.flow_spec(flow("all", dports=(str(PORT),))),))
+    report = lb.reconciler.reconcile(desired)
+    assert lb.reconciler.lost_routes(report, desired) == []
+    with Netlink(topo.lb) as nl:
+        nl.set_link(topo.bridge, up=False)
+    assert lb.reconciler.lost_routes(report, desired) == [5001, 5002]
+    report = lb.reconciler.reconcile(desired)
+    assert report.active == {"stream-a": ()} and report.pending == {"stream-a": (1, 2)}
