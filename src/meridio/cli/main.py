@@ -21,6 +21,11 @@ COMMAND_MODULES = (
     "meridio.cli.demo",
     "meridio.cli.target",
     "meridio.cli.exampletarget",
+    "meridio.cli.up",
+    "meridio.cli.apply",
+    "meridio.cli.get",
+    "meridio.cli.logs",
+    "meridio.cli.traffic",
 )
 
 

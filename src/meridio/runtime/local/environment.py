@@ -144,6 +144,8 @@ class Deployment:
     name: str
     replicas: int = 1
     streams: tuple[StreamRef, ...] = ()
+    namespace: str = "default"
+    """Kubernetes namespace of the pods (the TAPA's ``{namespace}``)."""
     tcp_ports: tuple[int, ...] = (4000, 4001, 4002)
     udp_ports: tuple[int, ...] = (4003, 4004)
 
@@ -360,10 +362,10 @@ def _stream_ref(raw: Any, path: str) -> StreamRef:
 
 
 def _deployment(raw: Any, path: str) -> Deployment:
-    r = _Reader(raw, path, ("name", "replicas", "streams", "tcp-ports", "udp-ports"))
+    r = _Reader(raw, path, ("name", "namespace", "replicas", "streams", "tcp-ports", "udp-ports"))
     port = _int(1, 65535)
     return Deployment(name=r.need("name", _name), replicas=r.get("replicas", _int(0, 64), 1),
-                      streams=r.items("streams", _stream_ref),
+                      streams=r.items("streams", _stream_ref), namespace=r.get("namespace", _name, "default"),
                       tcp_ports=r.items("tcp-ports", port) if "tcp-ports" in r.data else (4000, 4001, 4002),
                       udp_ports=r.items("udp-ports", port) if "udp-ports" in r.data else (4003, 4004))
 

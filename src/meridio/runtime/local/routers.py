@@ -17,7 +17,7 @@ from meridio.runtime.local import topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
-__all__ = ["router_config", "render", "process_spec", "POD_PREFIX", "bird_socket", "bird_config_path"]
+__all__ = ["router_config", "render", "process_spec", "reconfigure", "POD_PREFIX", "bird_socket", "bird_config_path"]
 
 POD_PREFIX = "router-"
 """Routers appear in process listings as pod ``router-<name>``."""
@@ -79,3 +79,14 @@ def process_spec(layout: StateLayout, naming: Naming, router: envmod.Router,
     return ProcessSpec(pod=pod, component="bird", netns=naming.router_ns(router.name),
                        argv=("bird", "-f", "-c", bird_config_path(layout, router), "-s", bird_socket(layout, router)),
                        log_path=layout.log(pod, "bird"), env=dict(extra_env or {}), stop_timeout_s=5.0)
+
+
+async def reconfigure(layout: StateLayout, router: envmod.Router) -> None:
+    """Ask the router's BIRD to reload its (re-rendered) configuration; BIRD keeps untouched sessions."""
+    from meridio.kernel import bird
+
+    control = await bird.connect(bird_socket(layout, router))
+    try:
+        await control.configure(bird_config_path(layout, router))
+    finally:
+        await control.close()

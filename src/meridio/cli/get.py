@@ -1,0 +1,162 @@
+"""``meridio get KIND [NAME] [-o yaml|json]`` and ``meridio status [-o json]``.
+
+``get`` lists resources (trenches, conduits, streams, flows, vips, attractors, gateways, nads) as a
+table, or in their YAML form (``-o yaml``, ``-o json``: a ``List`` of the objects, or the object when
+NAME is given); ``get pods`` and ``get deployments`` show the runtime's pods and target deployments.
+``status`` shows what runs, the BGP/BFD sessions of the gateway routers, the streams and their targets,
+and what is not ready and why; ``-o json`` lists every process with its pod, component, pid and state.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Callable, Sequence
+
+from meridio.cli.apply import KIND_ALIASES
+from meridio.cli.up import add_env_option, call
+
+__all__ = ["register", "table"]
+
+_RUNTIME_KINDS = {"pod": "pods", "pods": "pods", "po": "pods", "deployment": "deployments",
+                  "deployments": "deployments", "deploy": "deployments"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    g = subparsers.add_parser("get", help="list resources, pods or deployments of a local environment")
+    g.add_argument("kind", help="trenches|conduits|streams|flows|vips|attractors|gateways|nads|pods|deployments")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-n", "--namespace", help="only this namespace (default: all)")
+    g.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
+    add_env_option(g)
+    g.set_defaults(func=_get)
+    s = subparsers.add_parser("status", help="what runs, sessions, streams, targets, and what is not ready")
+    s.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_env_option(s)
+    s.set_defaults(func=_status)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _join(values: Sequence[Any]) -> str:
+    return ",".join(map(str, values)) or "-"
+
+
+_COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
+    "Trench": (("IP-FAMILY",), lambda s: (s.get("ip-family", ""),)),
+    "Conduit": (("TYPE", "PORT-NATS"), lambda s: (
+        s.get("type", ""), _join(f"{n['port']}->{n['target-port']}/{n['protocol']}" for n in s.get("destination-port-nats", [])))),
+    "Stream": (("CONDUIT", "MAX-TARGETS"), lambda s: (s.get("conduit", "-"), s.get("max-targets", "-"))),
+    "Flow": (("STREAM", "PRIORITY", "PROTOCOLS", "DST-PORTS", "VIPS"), lambda s: (
+        s.get("stream", "-"), s.get("priority", ""), _join(s.get("protocols", [])),
+        _join(s.get("destination-ports", [])), _join(s.get("vips", [])))),
+    "Vip": (("ADDRESS",), lambda s: (s.get("address", "-"),)),
+    "Attractor": (("REPLICAS", "COMPOSITES", "VIPS", "GATEWAYS"), lambda s: (
+        s.get("replicas", 1), _join(s.get("composites", [])), _join(s.get("vips", [])), _join(s.get("gateways", [])))),
+    "Gateway": (("ADDRESS", "PROTOCOL"), lambda s: (s.get("address", ""), s.get("protocol", ""))),
+    "NetworkAttachmentDefinition": ((), lambda s: ()),
+}
+
+
+def _get(args: argparse.Namespace) -> int:
+    from meridio.cli.main import CliError
+
+    kind_name = args.kind.lower()
+    if kind_name in _RUNTIME_KINDS:
+        return _get_runtime(args, _RUNTIME_KINDS[kind_name])
+    kind = KIND_ALIASES.get(kind_name)
+    if kind is None:
+        raise CliError(f'unknown kind "{args.kind}" (trenches, conduits, streams, flows, vips, attractors, gateways, '
+                       f'nads, pods, deployments)')
+    objs = [o for o in call(args, {"op": "resources"}) if o["kind"] == kind
+            and (args.namespace is None or o["metadata"].get("namespace", "default") == args.namespace)
+            and (args.name is None or o["metadata"]["name"] == args.name)]
+    if args.name and not objs:
+        raise CliError(f'{kind.lower()} "{args.name}" not found')
+    _print_objects(kind, objs, args)
+    return 0
+
+
+def _print_objects(kind: str, objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    from meridio.api import yamlio
+
+    if args.output == "json":
+        doc: Any = objs[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objs}
+        print(json.dumps(doc, indent=2))
+    elif args.output == "yaml":
+        print(yamlio.dump_all(objs) if not args.name else yamlio.dump(objs[0]), end="")
+    elif not objs:
+        print(f"No {kind} found.")
+    else:
+        header, cols = _COLUMNS[kind]
+        rows = [(o["metadata"].get("namespace", "default"), o["metadata"]["name"],
+                 (o["metadata"].get("labels") or {}).get("trench", "-"), *cols(o.get("spec") or {})) for o in objs]
+        print(table(("NAMESPACE", "NAME", "TRENCH", *header), rows))
+
+
+def _get_runtime(args: argparse.Namespace, what: str) -> int:
+    snap = call(args, {"op": "status"})
+    if what == "pods":
+        pods = [p for p in snap["pods"] if args.name is None or p["name"] == args.name]
+        if args.output != "table":
+            print(json.dumps(pods, indent=2))
+            return 0
+        rows = [(p["name"], p["kind"], p["node"] or "-", p["trench"] or "-", p["state"],
+                 sum(c["restarts"] for c in p.get("containers", [])), p.get("reason", "")) for p in pods]
+        print(table(("NAME", "KIND", "NODE", "TRENCH", "STATE", "RESTARTS", "REASON"), rows))
+        return 0
+    deps: dict[str, list[dict[str, Any]]] = {}
+    for p in snap["pods"]:
+        if p["kind"] == "target":
+            deps.setdefault(p["name"].rsplit("-", 1)[0], []).append(p)
+    rows = [(d, f"{sum(p['state'] == 'Running' for p in ps)}/{len(ps)}") for d, ps in sorted(deps.items())]
+    print(json.dumps(dict(rows)) if args.output != "table" else table(("NAME", "READY"), rows))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    snap = call(args, {"op": "status"})
+    if args.output == "json":
+        print(json.dumps(snap, indent=2))
+        return 0
+    print(f"environment {snap['environment']} (prefix {snap['prefix']}, state {snap['stateDir']})\n")
+    rows = [(p["name"], p["kind"], p["node"] or "-", p["state"], p.get("reason", "")) for p in snap["pods"]]
+    print(table(("POD", "KIND", "NODE", "STATE", "REASON"), rows) + "\n")
+    _print_routers(snap)
+    _print_streams(snap)
+    reasons = snap["notReady"] + snap["problems"]
+    print("\nnot ready:" if reasons else "\nready: every pod runs, sessions are up, streams are open")
+    for r in reasons:
+        print(f"  - {r}")
+    return 0
+
+
+def _print_routers(snap: dict[str, Any]) -> None:
+    rows = []
+    for r in snap["routers"]:
+        for s in r["sessions"] or [{"name": "-", "neighbor": "-", "info": "no session", "bfd": "-"}]:
+            rows.append((r["name"], r["trench"], s["neighbor"], s["info"] or s.get("state", ""), s["bfd"] or "-"))
+    print(table(("ROUTER", "TRENCH", "FRONTEND", "BGP", "BFD"), rows) + "\n")
+    routes = [(r["name"], dst, _join(hops)) for r in snap["routers"] for dst, hops in sorted(r["routes"].items())]
+    if routes:
+        print(table(("ROUTER", "ROUTE", "NEXT-HOPS"), routes) + "\n")
+
+
+def _print_streams(snap: dict[str, Any]) -> None:
+    rows = []
+    for trench, targets in sorted(snap["streams"].items()):
+        if targets is None:
+            rows.append((trench, "-", "-", "NSP not answering"))
+            continue
+        per: dict[tuple[str, str], list[str]] = {}
+        for t in targets:
+            per.setdefault((t["conduit"], t["stream"]), []).append(f"{t['identifier']}:{t['status'][0]}")
+        rows += [(trench, c, s, _join(sorted(ids))) for (c, s), ids in sorted(per.items())]
+    print(table(("TRENCH", "CONDUIT", "STREAM", "TARGETS (identifier:E=enabled,D=disabled)"), rows))
+    taps = [(pod, st["status"], st["stream"], st["conduit"], st["trench"])
+            for pod, sts in sorted(snap["targets"].items()) for st in (sts or [])]
+    if taps:
+        print("\n" + table(("TARGET POD", "STATUS", "STREAM", "CONDUIT", "TRENCH"), taps))

@@ -1,0 +1,320 @@
+"""The local runtime controller: the one owner of an environment's pods, processes and stored resources.
+
+Every mutation (``up``, ``apply``, ``delete``, ``scale``, ``down``) runs under one lock, so the
+controller's view never changes halfway through another one. ``reconcile`` is level-triggered: it
+recomputes the desired workloads from the stored resources with the pure
+:func:`meridio.runtime.reconcile.desired`, rewrites the trench ConfigMap files that changed (NSP picks
+them up), and starts or stops only the pods whose spec changed (:func:`meridio.runtime.reconcile.plan`).
+
+Kernel work (namespaces, links, sysctls) runs in worker threads, pods in parallel. The external side
+(segments, gateway routers, traffic generators) is made once by ``up`` and repaired by every ``up``.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import pathlib
+import shutil
+from typing import Callable, Sequence
+
+from meridio.api import configmap, resources, validation, yamlio
+from meridio.api.problems import ProblemsError
+from meridio.common import log as logmod
+from meridio.common import tasks
+from meridio.runtime import reconcile as rc
+from meridio.runtime.local import environment as envmod
+from meridio.runtime.local import pods, routers, tapaclient, topology
+from meridio.runtime.local.layout import Naming, StateLayout
+from meridio.runtime.local.store import Store
+from meridio.runtime.local.supervisor import Supervisor, stop_leftovers
+
+__all__ = ["Controller", "Progress", "ApplyResult", "RuntimeError_"]
+
+Progress = Callable[[str], None]
+
+
+class RuntimeError_(Exception):
+    """A user-facing failure of a runtime operation (one sentence)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    lines: tuple[str, ...]
+    """kubectl-like: ``trench.meridio.nordix.org/trench-a created|configured|unchanged|deleted``."""
+
+
+def _label(obj: resources.Resource) -> str:
+    group = "k8s.cni.cncf.io" if obj.KIND == "NetworkAttachmentDefinition" else resources.GROUP
+    return f"{obj.KIND.lower()}.{group}/{obj.name}"
+
+
+class Controller:
+    def __init__(self, env: envmod.Environment, layout: StateLayout, *, log: logmod.Logger = logmod.null) -> None:
+        self.env, self.layout, self.log = env, layout, log
+        self.naming = Naming(env.prefix)
+        self.builder = pods.PodBuilder(env, layout, self.naming)
+        self.store = Store(layout.store)
+        self.sup = Supervisor(pid_dir=layout.pids, log=log)
+        self.pods: dict[str, pods.PodSpec] = {}
+        self.blocked: dict[str, str] = {}
+        """Pods that cannot be realised, and why (no external network for their NAD, ...)."""
+        self.desired: rc.Desired | None = None
+        self.lock = asyncio.Lock()
+        self._openers: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def adopt_leftovers(self) -> list[int]:
+        """Stop processes a previous controller left running (verified by pid and start time)."""
+        return stop_leftovers(self.layout.pids, log=self.log)
+
+    async def up(self, progress: Progress) -> None:
+        async with self.lock:
+            progress(f"external side: {len(self.env.networks)} segments, {len(self.env.routers)} gateway routers")
+            await asyncio.to_thread(topology.ensure_external, self.env, self.naming)
+            self._start_routers()
+            if self.store.get_meta("initialized") is None:
+                await self._apply_initial(progress)
+            await self._reconcile(progress)
+            await asyncio.to_thread(self._remove_stray_pods)
+
+    async def _apply_initial(self, progress: Progress) -> None:
+        try:
+            objs = resources.load_files(self.env.resources)
+        except OSError as exc:
+            raise RuntimeError_(f"cannot read a resource file of the environment: {exc}") from None
+        except ProblemsError as exc:
+            raise RuntimeError_("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
+        try:
+            state = validation.apply_state(self.store.resources(), objs, self.log)
+        except ProblemsError as exc:
+            raise RuntimeError_("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
+        self.store.replace_resources(state)
+        self.store.set_meta({"initialized": "1"})
+        progress(f"resources: {len(objs)} objects from {len(self.env.resources)} files")
+
+    async def shutdown(self) -> None:
+        """Stop every process (namespaces stay: ``up`` resumes). Used on SIGTERM."""
+        async with self.lock:
+            for task in self._openers.values():
+                task.cancel()
+            await self.sup.stop_all()
+            self.pods.clear()
+
+    async def down(self, progress: Progress) -> list[str]:
+        """Stop everything, remove every namespace of the environment. The caller removes the state dir."""
+        async with self.lock:
+            for task in self._openers.values():
+                task.cancel()
+            progress(f"stopping {len(self.sup.names())} processes")
+            await self.sup.stop_all()
+            self.pods.clear()
+            gone = await asyncio.to_thread(topology.remove_namespaces, self.naming)
+            progress(f"removed {len(gone)} namespaces")
+            return gone
+
+    # ------------------------------------------------------------------ user operations
+
+    async def apply(self, text: str, source: str) -> ApplyResult:
+        objs = _parse(text, source)
+        async with self.lock:
+            existing = self.store.resources()
+            try:
+                state = validation.apply_state(existing, objs, self.log)
+            except ProblemsError as exc:
+                raise RuntimeError_("\n".join(map(str, exc.problems))) from None
+            before = {o.ref: o for o in existing}
+            lines = tuple(f"{_label(o)} {_verb(before.get(o.ref), o)}" for o in objs)
+            self.store.replace_resources(state)
+            await self._reconcile(self.log.info)
+            return ApplyResult(lines)
+
+    async def delete(self, text: str | None, source: str, refs: Sequence[tuple[str, str, str]] = ()) -> ApplyResult:
+        wanted = [o.ref for o in _parse(text, source)] if text else list(refs)
+        async with self.lock:
+            existing = self.store.resources()
+            problems = validation.validate_delete(existing, wanted)
+            if problems:
+                raise RuntimeError_("\n".join(map(str, problems)))
+            removed = validation.plan_delete(existing, wanted)
+            self.store.replace_resources([o for o in existing if o not in removed])
+            await self._reconcile(self.log.info)
+            return ApplyResult(tuple(f"{_label(o)} deleted" for o in removed))
+
+    async def scale(self, deployment: str, replicas: int) -> str:
+        if self.env.deployment(deployment) is None:
+            names = ", ".join(d.name for d in self.env.deployments) or "none"
+            raise RuntimeError_(f'deployment "{deployment}" not found (deployments: {names})')
+        if not 0 <= replicas <= 64:
+            raise RuntimeError_(f"--replicas: {replicas} must be between 0 and 64")
+        async with self.lock:
+            self.store.set_replicas(deployment, replicas)
+            await self._reconcile(self.log.info)
+        return f"deployment.apps/{deployment} scaled"
+
+    def resources(self) -> list[resources.Resource]:
+        return self.store.resources()
+
+    def deployments(self) -> list[rc.TargetDeployment]:
+        scale = self.store.replicas()
+        return [rc.TargetDeployment(d.name, scale.get(d.name, d.replicas),
+                                    tuple(f"{s.trench}/{s.conduit}/{s.stream}" for s in d.streams), d.namespace)
+                for d in self.env.deployments]
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def _reconcile(self, progress: Progress) -> None:
+        want = rc.desired(self.store.resources(), nodes=self.env.nodes, deployments=self.deployments())
+        await asyncio.to_thread(self._write_configmaps, want)
+        step = rc.plan({n: p.spec_hash for n, p in self.pods.items()}, want)
+        self.blocked = {}
+        if step.stop:
+            progress(f"stopping {len(step.stop)} pods")
+            await asyncio.gather(*(self._stop_pod(n) for n in step.stop))
+        gone = {w.trench for w in (self.desired.workloads if self.desired else ()) if w.trench} - set(want.configmaps)
+        for trench in gone:
+            await asyncio.to_thread(shutil.rmtree, self.layout.trench_dir(trench), True)
+        if step.start:
+            progress(f"starting {len(step.start)} pods")
+            specs = [s for s in (self._pod_spec(w) for w in step.start) if s is not None]
+            await asyncio.gather(*(self._start_pod(s) for s in specs))
+        self.desired = want
+        self._refresh_static_routers()
+
+    def _write_configmaps(self, want: rc.Desired) -> None:
+        for trench, data in want.configmaps.items():
+            path = self.layout.configmap(trench)
+            text = yamlio.dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": configmap.configmap_name(trench)}, "data": dict(data)})
+            if path.exists() and path.read_text() == text:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+
+    def _pod_spec(self, w: rc.Workload) -> pods.PodSpec | None:
+        external = None
+        if w.kind is rc.Kind.FRONTEND_LB:
+            external_or_reason = self._external_link(w)
+            if isinstance(external_or_reason, str):
+                self.blocked[w.name] = external_or_reason
+                self.log.warning("podBlocked", pod=w.name, reason=external_or_reason)
+                return None
+            external = external_or_reason
+        return self.builder.build(w, external=external)
+
+    def _external_link(self, w: rc.Workload) -> topology.LinkSpec | str:
+        nad_ref = w.param("network-attachment")
+        nad = self._nad(nad_ref) if nad_ref else None
+        vlan = int(w.param("vlan-id")) if w.param("vlan-id") else (nad.vlan if nad else None)
+        net = self.env.network_for(attachment=nad_ref or None, vlan=vlan)
+        if net is None:
+            what = f"network attachment {nad_ref}" if nad_ref else f"VLAN {vlan}"
+            return f"no external network of the environment serves {what}"
+        reserved = [a for r in self.env.routers_on(net.name) for a in (r.ipv4, r.ipv6) if a is not None]
+        host = self.store.lease(net.name, w.name, pods.host_candidates(net, reserved=reserved, nad=nad))
+        return topology.external_link(self.naming, net, self.naming.pod_ns(w.name), w.param("interface"),
+                                      topology.fe_address(net, host))
+
+    def _nad(self, ref: str) -> pods.Nad | None:
+        namespace, _, name = ref.rpartition("/")
+        for obj in self.store.resources():
+            if isinstance(obj, resources.NetworkAttachmentDefinition) and obj.name == name and \
+                    obj.namespace == (namespace or "default"):
+                return pods.parse_nad(obj)
+        return None
+
+    async def _start_pod(self, spec: pods.PodSpec) -> None:
+        try:
+            await asyncio.to_thread(self._prepare_pod, spec)
+        except topology.TopologyError as exc:
+            self.blocked[spec.name] = f"namespace setup failed: {exc}"
+            self.log.error("podSetupFailed", pod=spec.name, error=str(exc))
+            return
+        for proc in spec.processes:
+            self.sup.ensure(proc)
+        self.pods[spec.name] = spec
+        if spec.kind is rc.Kind.TARGET:
+            self._start_opener(spec)
+
+    def _prepare_pod(self, spec: pods.PodSpec) -> None:
+        topology.ensure_namespace(spec.netns, spec.sysctls)
+        if spec.external is not None:
+            topology.ensure_link(spec.external)
+        self.layout.pod_dir(spec.name).mkdir(parents=True, exist_ok=True)
+
+    async def _stop_pod(self, name: str) -> None:
+        spec = self.pods.pop(name, None)
+        task = self._openers.pop(name, None)
+        if task:
+            task.cancel()
+        if spec is None:
+            return
+        await self.sup.stop_many([p.name for p in spec.processes])
+        await asyncio.to_thread(self._remove_pod, spec)
+
+    def _remove_pod(self, spec: pods.PodSpec) -> None:
+        from meridio.kernel import netns as netnsmod
+        netnsmod.remove(spec.netns)
+        self.store.release(spec.name)
+        shutil.rmtree(self.layout.pod_dir(spec.name), ignore_errors=True)
+
+    def _remove_stray_pods(self) -> None:
+        """Namespaces of pods that are not wanted any more (left by a crash mid-change)."""
+        from meridio.kernel import netns as netnsmod
+        wanted = {self.naming.pod_ns(n) for n in self.pods}
+        prefix = self.naming.pod_ns("")
+        for ns in netnsmod.list_names():
+            if ns.startswith(prefix) and ns not in wanted and ns[len(prefix):] not in self.blocked:
+                netnsmod.remove(ns)
+
+    def _start_opener(self, spec: pods.PodSpec) -> None:
+        dep = next((d for d in self.deployments() if spec.name.startswith(d.name + "-")), None)
+        if dep is None or not dep.streams:
+            return
+        socket = self.builder.tapa_socket(spec.name)
+        self._openers[spec.name] = asyncio.create_task(tasks.guard(
+            tapaclient.open_streams(socket, dep.streams, log=self.log.bind(pod=spec.name)), f"open:{spec.name}",
+            self.log, expect_end=True))
+
+    # ------------------------------------------------------------------ gateway routers
+
+    def _start_routers(self) -> None:
+        for router in self.env.routers:
+            path = pathlib.Path(routers.bird_config_path(self.layout, router))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(routers.render(self.env, router, frontends=self._frontends_on(router.network)))
+            spec = routers.process_spec(self.layout, self.naming, router)
+            if self.sup.get(spec.name) is None:
+                self.sup.ensure(spec)
+
+    def _frontends_on(self, network: str) -> list[str]:
+        net = self.env.network(network)
+        if net is None:
+            return []
+        return [a for host in self.store.leases(network).values() for a in topology.fe_address(net, host)]
+
+    def _refresh_static_routers(self) -> None:
+        for router in (r for r in self.env.routers if r.static is not None):
+            text = routers.render(self.env, router, frontends=self._frontends_on(router.network))
+            path = pathlib.Path(routers.bird_config_path(self.layout, router))
+            if path.read_text() != text:
+                path.write_text(text)
+                asyncio.create_task(tasks.guard(routers.reconfigure(self.layout, router), f"reconfigure:{router.name}",
+                                                self.log, expect_end=True))
+
+
+def _parse(text: str, source: str) -> list[resources.Resource]:
+    try:
+        return resources.loads(text, source)
+    except ProblemsError as exc:
+        raise RuntimeError_("\n".join(map(str, exc.problems))) from None
+
+
+def _verb(old: resources.Resource | None, new: resources.Resource) -> str:
+    if old is None:
+        return "created"
+    return "unchanged" if resources.to_dict(old) == resources.to_dict(new) else "configured"
+

@@ -1,0 +1,217 @@
+"""Workloads as local pods: a namespace, maybe an external link, and the component processes (pure).
+
+:class:`PodBuilder` turns a :class:`~meridio.runtime.reconcile.Workload` into a :class:`PodSpec`: the
+namespace and its sysctls (Meridio's ``sysctl-init``), the FE's external link onto its segment, and
+one :class:`ProcessSpec` per container with the settings Meridio's operator would give it as
+environment variables, pointed at the environment's unix sockets:
+
+- NSP and IPAM listen on ``unix:<state>/trenches/<trench>/nsp:7778`` and ``.../ipam:7777`` (their
+  listener is ``<listen address>:<port>``, so the port ends up in the socket file name);
+- the LB serves its availability socket in the pod directory, the FE reads it;
+- proxies serve the link service at ``<state>/proxies/<trench>/<conduit>/<node>/link.sock``, which the
+  TAPA's ``MERIDIO_PROXY_SOCKET`` template points to;
+- a target pod runs the example target (answering with the pod name) and a TAPA on
+  ``<state>/pods/<pod>/ambassador.sock``.
+
+External addresses: an attractor's NetworkAttachmentDefinition is read as Multus would (``vlan`` and
+whereabouts ``ipRanges``/``exclude``); the segment is the environment network serving that NAD (or
+its VLAN), and the FE's host index is leased by the caller from :func:`host_candidates`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import pathlib
+import sys
+from typing import Any, Iterator, Mapping, Sequence
+
+from meridio.api import resources
+from meridio.runtime import reconcile as rc
+from meridio.runtime.local import environment as envmod
+from meridio.runtime.local import topology
+from meridio.runtime.local.layout import Naming, StateLayout
+from meridio.runtime.local.supervisor import ProcessSpec
+
+__all__ = ["PodSpec", "PodBuilder", "Nad", "parse_nad", "host_candidates", "NSP_PORT", "IPAM_PORT"]
+
+NSP_PORT = 7778
+IPAM_PORT = 7777
+LB_IFPREFIX = "lbt"
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSpec:
+    name: str
+    kind: rc.Kind
+    netns: str
+    spec_hash: str
+    sysctls: Mapping[str, str]
+    processes: tuple[ProcessSpec, ...]
+    external: topology.LinkSpec | None = None
+    trench: str = ""
+    node: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Nad:
+    """What the local runtime reads of a NetworkAttachmentDefinition's CNI config."""
+
+    vlan: int | None = None
+    ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    excludes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+def parse_nad(nad: resources.NetworkAttachmentDefinition) -> Nad:
+    """The VLAN and whereabouts ranges of a NAD (bridge/macvlan/vlan plugins, plain or ``plugins`` list)."""
+    try:
+        config = json.loads(nad.spec.config or "{}")
+    except ValueError:
+        return Nad()
+    plugins = config.get("plugins") if isinstance(config.get("plugins"), list) else [config]
+    vlan: int | None = None
+    ranges: list[Any] = []
+    excludes: list[Any] = []
+    for plugin in plugins:
+        if not isinstance(plugin, dict):
+            continue
+        if isinstance(plugin.get("vlan"), int):
+            vlan = plugin["vlan"]
+        ipam = plugin.get("ipam") if isinstance(plugin.get("ipam"), dict) else {}
+        items = ipam.get("ipRanges") if isinstance(ipam.get("ipRanges"), list) else [ipam]
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("range"), str):
+                ranges += _networks([item["range"]])
+                excludes += _networks(item.get("exclude") or [])
+    return Nad(vlan, tuple(ranges), tuple(excludes))
+
+
+def _networks(values: Sequence[Any]) -> Iterator[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    for v in values:
+        try:
+            yield ipaddress.ip_network(str(v), strict=False)
+        except ValueError:
+            continue
+
+
+def host_candidates(net: envmod.Network, *, reserved: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
+                    nad: Nad | None = None, limit: int = 250) -> Iterator[int]:
+    """Host indexes usable on ``net`` in every family: inside the NAD ranges, not excluded or reserved."""
+    subnets = [s for s in (net.ipv4, net.ipv6) if s is not None]
+    for index in range(1, limit + 1):
+        if all(_usable(s, s.network_address + index, reserved, nad) for s in subnets):
+            yield index
+
+
+def _usable(subnet: Any, addr: Any, reserved: Sequence[Any], nad: Nad | None) -> bool:
+    if addr not in subnet or addr == subnet.broadcast_address or addr in reserved:
+        return False
+    if nad is None:
+        return True
+    ranges = [r for r in nad.ranges if r.version == addr.version]
+    if ranges and not any(addr in r for r in ranges):
+        return False
+    return not any(addr in x for x in nad.excludes if x.version == addr.version)
+
+
+class PodBuilder:
+    """Knows the environment's paths and names; builds :class:`PodSpec` values (no I/O)."""
+
+    def __init__(self, env: envmod.Environment, layout: StateLayout, naming: Naming, *,
+                 python: str = sys.executable) -> None:
+        self.env, self.layout, self.naming, self.python = env, layout, naming, python
+
+    # ----------------------------------------------------------------- addresses
+
+    def nsp_listen(self, trench: str) -> str:
+        return f"unix:{self.layout.trench_dir(trench) / 'nsp'}"
+
+    def nsp_address(self, trench: str) -> str:
+        return f"{self.nsp_listen(trench)}:{NSP_PORT}"
+
+    def ipam_listen(self, trench: str) -> str:
+        return f"unix:{self.layout.trench_dir(trench) / 'ipam'}"
+
+    def ipam_address(self, trench: str) -> str:
+        return f"{self.ipam_listen(trench)}:{IPAM_PORT}"
+
+    def nsp_template(self) -> str:
+        return f"unix:{self.layout.root / 'trenches'}/{{trench}}/nsp:{NSP_PORT}"
+
+    def tapa_socket(self, pod: str) -> pathlib.Path:
+        return self.layout.pod_dir(pod) / "ambassador.sock"
+
+    def lb_socket(self, pod: str) -> pathlib.Path:
+        return self.layout.pod_dir(pod) / "lb.sock"
+
+    # ----------------------------------------------------------------- pods
+
+    def build(self, w: rc.Workload, *, external: topology.LinkSpec | None = None) -> PodSpec:
+        build = {rc.Kind.NSP: self._nsp, rc.Kind.IPAM: self._ipam, rc.Kind.FRONTEND_LB: self._fe_lb,
+                 rc.Kind.PROXY: self._proxy, rc.Kind.TARGET: self._target}[w.kind]
+        processes = tuple(build(w))
+        sysctls = topology.POD_SYSCTLS if w.kind in (rc.Kind.FRONTEND_LB, rc.Kind.PROXY) else {}
+        return PodSpec(name=w.name, kind=w.kind, netns=self.naming.pod_ns(w.name), spec_hash=w.spec_hash,
+                       sysctls=sysctls, processes=processes, external=external, trench=w.trench, node=w.node)
+
+    def _process(self, w: rc.Workload, component: str, argv: Sequence[str], env: Mapping[str, str],
+                 extra: str | None = None, *, stop_timeout_s: float = 10.0) -> ProcessSpec:
+        merged = {**env, **self.env.components.get(extra or component, {})}
+        return ProcessSpec(pod=w.name, component=component, argv=tuple(argv), netns=self.naming.pod_ns(w.name),
+                           env=merged, log_path=self.layout.log(w.name, component), stop_timeout_s=stop_timeout_s)
+
+    def _meridio(self, *args: str) -> tuple[str, ...]:
+        return (self.python, "-m", "meridio.cli.main", *args)
+
+    def _nsp(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+        t = w.trench
+        yield self._process(w, "nsp", self._meridio("run", "nsp"), {
+            "NSP_LISTEN_ADDRESS": self.nsp_listen(t), "NSP_PORT": str(NSP_PORT),
+            "NSP_CONFIG_FILE": str(self.layout.configmap(t)), "NSP_DATASOURCE": str(self.layout.nsp_db(t)),
+            "NSP_LOG_LEVEL": "INFO"})
+
+    def _ipam(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+        t = w.trench
+        yield self._process(w, "ipam", self._meridio("run", "ipam"), {
+            "IPAM_LISTEN_ADDRESS": self.ipam_listen(t), "IPAM_PORT": str(IPAM_PORT), "IPAM_TRENCH_NAME": t,
+            "IPAM_NSP_SERVICE": self.nsp_address(t), "IPAM_PREFIX_IPV4": str(self.env.ipam_ipv4),
+            "IPAM_PREFIX_IPV6": str(self.env.ipam_ipv6), "IPAM_IP_FAMILY": w.param("ip-family", "dualstack"),
+            "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_LOG_LEVEL": "INFO"})
+
+    def _fe_lb(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+        t, pod_dir = w.trench, self.layout.pod_dir(w.name)
+        lb_socket = f"unix:{self.lb_socket(w.name)}"
+        if w.param("conduit"):
+            yield self._process(w, "lb", self._meridio("run", "lb"), {
+                "NSM_CONDUIT_NAME": w.param("conduit"), "NSM_TRENCH_NAME": t, "NSM_NAMESPACE": w.namespace,
+                "NSM_NSP_SERVICE": self.nsp_address(t), "NSM_SOCKET": lb_socket, "NSM_HOSTNAME": w.name,
+                "NSM_NETNS": self.naming.pod_ns(w.name), "NSM_IFPREFIX": LB_IFPREFIX, "NSM_LOG_LEVEL": "INFO"})
+        yield self._process(w, "frontend", self._meridio("run", "frontend"), {
+            "NFE_NSP_SERVICE": self.nsp_address(t), "NFE_TRENCH_NAME": t, "NFE_NAMESPACE": w.namespace,
+            "NFE_ATTRACTOR_NAME": w.param("attractor"), "NFE_EXTERNAL_INTERFACE": w.param("interface"),
+            "NFE_HOSTNAME": w.name, "NFE_LB_SOCKET": lb_socket, "NFE_ECMP": "true", "NFE_LOG_BIRD": "false",
+            "NFE_BIRD_RUN_DIR": str(pod_dir / "bird"), "NFE_BIRD_LOG_FILE": "",
+            "NFE_SECRETS_DIR": str(self.layout.root / "secrets" / w.namespace),
+            "NFE_BGP_CONNECT_RETRY_TIME": "1", "NFE_BGP_ERROR_WAIT_TIME": "1,2", "NFE_BGP_CONNECT_DELAY_TIME": "1",
+            "NFE_LOG_LEVEL": "INFO"})
+
+    def _proxy(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+        t, conduit = w.trench, w.param("conduit")
+        yield self._process(w, "proxy", self._meridio("run", "proxy"), {
+            "NSM_CONDUIT": conduit, "NSM_TRENCH": t, "NSM_HOST": w.node, "NSM_NAMESPACE": w.namespace,
+            "NSM_IPAM_SERVICE": self.ipam_address(t), "NSM_NSP_SERVICE": self.nsp_address(t),
+            "NSM_IP_FAMILY": w.param("ip-family", "dualstack"),
+            "NSM_LINK_SOCKET": str(self.layout.proxy_dir(t, conduit, w.node) / "link.sock"),
+            "NSM_LOG_LEVEL": "INFO"})
+
+    def _target(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+        dep = self.env.deployment(w.param("deployment"))
+        tcp = ",".join(map(str, dep.tcp_ports)) if dep else "4000,4001,4002"
+        udp = ",".join(map(str, dep.udp_ports)) if dep else "4003,4004"
+        yield self._process(w, "example-target", self._meridio(
+            "example-target", "--name", w.name, "--tcp-ports", tcp, "--udp-ports", udp), {}, "target",
+            stop_timeout_s=5.0)
+        yield self._process(w, "tapa", self._meridio("run", "tapa"), {
+            "MERIDIO_NAME": w.name, "MERIDIO_NAMESPACE": w.namespace, "MERIDIO_NODE": w.node,
+            "MERIDIO_SOCKET": f"unix:{self.tapa_socket(w.name)}", "MERIDIO_NSP_SERVICE": self.nsp_template(),
+            "MERIDIO_PROXY_SOCKET": self.layout.proxy_socket_template(), "MERIDIO_LOG_LEVEL": "INFO"})

@@ -1,0 +1,120 @@
+"""The local runtime's persistent state: applied resources, scale overrides, external address leases.
+
+One sqlite file (``<state>/store.db``, WAL). Every change is one transaction, written before the
+caller answers the user: ``apply`` of a file either stores every object or none, and a crash of the
+runtime daemon loses nothing (the next ``meridio up`` continues from it). Resources are kept in their
+stored YAML form (:func:`meridio.api.resources.to_dict`) and parsed back with the same strict reader.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import sqlite3
+from typing import Iterator, Mapping, Sequence
+
+from meridio.api import resources
+
+__all__ = ["Store", "StoreError"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    UNIQUE (kind, namespace, name));
+CREATE TABLE IF NOT EXISTS replicas (deployment TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (network TEXT NOT NULL, pod TEXT NOT NULL, host INTEGER NOT NULL,
+    PRIMARY KEY (network, pod), UNIQUE (network, host));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used (the message names it)."""
+
+
+class Store:
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a usable runtime store ({exc}); remove it or run 'meridio down'") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ resources
+
+    def resources(self) -> list[resources.Resource]:
+        rows = self._db.execute("SELECT body FROM resources ORDER BY seq").fetchall()
+        return [resources.parse_object(json.loads(body), where="store") for (body,) in rows]
+
+    def replace_resources(self, objs: Sequence[resources.Resource]) -> None:
+        """Make the stored set exactly ``objs`` (one transaction; unchanged objects keep their order)."""
+        wanted = {o.ref: o for o in objs}
+        with self._tx() as db:
+            for kind, ns, name in db.execute("SELECT kind, namespace, name FROM resources").fetchall():
+                if (kind, ns, name) not in wanted:
+                    db.execute("DELETE FROM resources WHERE kind=? AND namespace=? AND name=?", (kind, ns, name))
+            for obj in objs:
+                body = json.dumps(resources.to_dict(obj), sort_keys=True)
+                db.execute("INSERT INTO resources (kind, namespace, name, body) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body",
+                           (obj.KIND, obj.namespace, obj.name, body))
+
+    # ------------------------------------------------------------------ scale overrides
+
+    def replicas(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT deployment, count FROM replicas").fetchall())
+
+    def set_replicas(self, deployment: str, count: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO replicas VALUES (?, ?) ON CONFLICT (deployment) DO UPDATE SET count=excluded.count",
+                       (deployment, count))
+
+    # ------------------------------------------------------------------ external address leases
+
+    def leases(self, network: str) -> dict[str, int]:
+        return dict(self._db.execute("SELECT pod, host FROM leases WHERE network=?", (network,)).fetchall())
+
+    def lease(self, network: str, pod: str, candidates: Iterator[int] | Sequence[int]) -> int:
+        """The host index leased to ``pod`` on ``network``: its existing one, else the first free candidate."""
+        with self._tx() as db:
+            row = db.execute("SELECT host FROM leases WHERE network=? AND pod=?", (network, pod)).fetchone()
+            if row:
+                return int(row[0])
+            taken = {h for (h,) in db.execute("SELECT host FROM leases WHERE network=?", (network,))}
+            for host in candidates:
+                if host not in taken:
+                    db.execute("INSERT INTO leases VALUES (?, ?, ?)", (network, pod, host))
+                    return host
+        raise StoreError(f"network {network}: no free address left for {pod}")
+
+    def release(self, pod: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE pod=?", (pod,))
+
+    # ------------------------------------------------------------------ small values
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        with self._tx() as db:
+            for k, v in values.items():
+                db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value", (k, v))
