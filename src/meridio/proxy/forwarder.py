@@ -34,6 +34,7 @@ class Forwarder:
         self.targets = TargetLinks(ctx, bridge=lambda: self.bridge_addresses)
         self._vips: list[model.Vip] | None = None
         self._bridge_allocated = False
+        self._bridge_error = ""
         """Whether IPAM confirmed the bridge addresses in this run (observed ones are used meanwhile)."""
         self.started = False
 
@@ -59,8 +60,11 @@ class Forwarder:
         try:
             addresses = await self._ctx.ipam.allocate(addressing.BRIDGE_CHILD)
         except (TemporaryError, PermanentError) as exc:
-            self._log.warning("bridgeAddressesPending", error=str(exc))
+            (self._log.debug if self._bridge_error == str(exc) else self._log.warning)(
+                "bridgeAddressesPending", error=str(exc))
+            self._bridge_error = str(exc)
             return False
+        self._bridge_error = ""
         if tuple(sorted(addresses, key=plan.address_key)) != tuple(sorted(self.bridge_addresses, key=plan.address_key)):
             await self._ctx.dp.set_bridge_addresses(addresses)
             self._log.info("bridgeAddressesSet", addresses=list(addresses), previous=list(self.bridge_addresses))

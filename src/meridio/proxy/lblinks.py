@@ -38,6 +38,8 @@ class LbLinks:
         self.known = False
         """Whether the list of replicas has been received once (before that, nothing is removed)."""
         self._found: dict[str, dataplane.Port] = {}
+        self._failing: dict[str, str] = {}
+        """Last error per replica: a failure repeated on every check is logged once, then at debug."""
 
     def addresses(self) -> list[str]:
         """Addresses of the LB ends of every established link (egress next hops)."""
@@ -91,8 +93,11 @@ class LbLinks:
         try:
             link = await self._adopt(peer) or await self._create(peer)
         except (TemporaryError, dataplane.KernelError, PermanentError) as exc:
-            log.warning("lbLinkFailed", error=str(exc), reason=type(exc).__name__)
+            repeated = self._failing.get(peer.identifier) == str(exc)
+            (log.debug if repeated else log.warning)("lbLinkFailed", error=str(exc), reason=type(exc).__name__)
+            self._failing[peer.identifier] = str(exc)
             return False
+        self._failing.pop(peer.identifier, None)
         self.links[peer.identifier] = link
         log.info("lbLinkUp", port=link.port, interface=link.far_name, addresses=list(link.addresses))
         return True
