@@ -1,0 +1,139 @@
+"""The LB replica's announcement to its conduit's proxies: a ``LOADBALANCER`` target in NSP.
+
+While the replica is unblocked (its frontend has external connectivity), it keeps one target
+registered (the lead's decision for issue 5; Meridio registers an NSM endpoint instead, §3.5)::
+
+    Target{type: LOADBALANCER, status: ENABLED, ips: [],
+           context: {"identifier": <pod name>, "netns": <namespace the proxies link into>,
+                     "ifprefix": <name prefix of the LB's target-side links>},
+           stream: Stream{name: "", conduit: Conduit{<conduit>, Trench{<trench>}}}}
+
+Every proxy of the conduit watches these and links its bridge to each replica. The NSP stores a new
+target DISABLED, so the first registration is sent twice (DISABLED, then updated to ENABLED), as a TAPA
+does. It is refreshed every ``refresh`` seconds (before the NSP keepalive expires) and unregistered when
+the replica becomes blocked or stops, so the proxies drop it as an egress next hop.
+
+:func:`decide` is the pure part; :class:`Announcer` is the asyncio loop around an NSP client.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import time
+from typing import Callable, Protocol
+
+from meridio.api import model
+from meridio.common import log as logmod
+from meridio.common.retry import PermanentError, TemporaryError
+
+__all__ = ["lb_target", "Action", "decide", "Registry", "Announcer", "own_netns_name"]
+
+
+def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str) -> model.Target:
+    return model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
+                             context={"identifier": identifier, "netns": netns, "ifprefix": ifprefix},
+                             stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
+
+
+def own_netns_name(run_dir: str = "/run/netns") -> str:
+    """The ``ip netns`` name of this process's network namespace ('' if it has none)."""
+    inode = os.stat("/proc/self/ns/net").st_ino
+    try:
+        names = sorted(os.listdir(run_dir))
+    except FileNotFoundError:
+        return ""
+    for name in names:
+        try:
+            if os.stat(os.path.join(run_dir, name)).st_ino == inode:
+                return name
+        except OSError:
+            continue
+    return ""
+
+
+class Action(enum.Enum):
+    NONE = "none"
+    REGISTER = "register"
+    REFRESH = "refresh"
+    UNREGISTER = "unregister"
+
+
+def decide(*, unblocked: bool, registered: bool, since_refresh: float, refresh: float) -> Action:
+    """What to tell NSP now, given the replica's state and the time since the last registration."""
+    if not unblocked:
+        return Action.UNREGISTER if registered else Action.NONE
+    if not registered:
+        return Action.REGISTER
+    return Action.REFRESH if since_refresh >= refresh else Action.NONE
+
+
+class Registry(Protocol):
+    async def register(self, target: model.Target) -> None: ...
+
+    async def unregister(self, target: model.Target) -> None: ...
+
+
+class Announcer:
+    """Keeps ``target`` registered while ``unblocked()`` is true; :meth:`changed` wakes it early."""
+
+    def __init__(self, registry: Registry, target: model.Target, unblocked: Callable[[], bool], *,
+                 refresh: float = 20.0, poll: float = 1.0, monotonic: Callable[[], float] | None = None,
+                 log: logmod.Logger = logmod.null) -> None:
+        self._registry = registry
+        self.target = target
+        self._unblocked = unblocked
+        self.refresh = refresh
+        self.poll = poll
+        self._monotonic = monotonic or time.monotonic
+        self._log = log.bind(identifier=target.identifier)
+        self._wake = asyncio.Event()
+        self.registered = False
+        self._last = 0.0
+
+    def changed(self) -> None:
+        self._wake.set()
+
+    async def step(self) -> Action:
+        """Do what :func:`decide` says once; NSP errors are logged and retried at the next step."""
+        action = decide(unblocked=self._unblocked(), registered=self.registered,
+                        since_refresh=self._monotonic() - self._last, refresh=self.refresh)
+        try:
+            if action is Action.REGISTER:
+                await self._registry.register(self.target)   # stored DISABLED ...
+                await self._registry.register(self.target)   # ... then updated to ENABLED
+            elif action is Action.REFRESH:
+                await self._registry.register(self.target)
+            elif action is Action.UNREGISTER:
+                await self._registry.unregister(self.target)
+        except (TemporaryError, PermanentError) as exc:
+            self._log.warning("lbAnnounceFailed", action=action.value, error=str(exc))
+            if action is Action.UNREGISTER:
+                self.registered = False  # the keepalive will expire it anyway
+            return action
+        if action in (Action.REGISTER, Action.REFRESH):
+            self.registered, self._last = True, self._monotonic()
+        elif action is Action.UNREGISTER:
+            self.registered = False
+        if action in (Action.REGISTER, Action.UNREGISTER):
+            self._log.info("lbAnnounced" if action is Action.REGISTER else "lbWithdrawn")
+        return action
+
+    async def run(self) -> None:
+        """Step on every change and at least every ``poll`` seconds; withdraw on the way out."""
+        try:
+            while True:
+                await self.step()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            if self.registered:
+                try:
+                    await asyncio.wait_for(self._registry.unregister(self.target), 5.0)
+                    self._log.info("lbWithdrawn", reason="stopping")
+                except (TemporaryError, PermanentError, asyncio.TimeoutError) as exc:
+                    self._log.warning("lbAnnounceFailed", action="unregister", error=str(exc))
+                self.registered = False
