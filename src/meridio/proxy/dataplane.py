@@ -250,13 +250,15 @@ class Dataplane:
         return await self._call(self._create_link, port, port_alias, ns, far_name, far_alias)
 
     def _create_link(self, port: str, port_alias: str, ns: NsRef, far_name: str, far_alias: str) -> int:
+        if ns is None:
+            raise KernelError("create link: the far end needs another namespace")
         with self._in(ns) as far:
             if far.link_index(far_name) is not None:
                 raise NameTaken(f"interface {far_name} already exists in the namespace")
         fd = os.open(ns, os.O_RDONLY | os.O_CLOEXEC) if isinstance(ns, str) else ns
         try:
             with netlink.Netlink() as nl:
-                nl.delete_link(port)  # a leftover whose other end was just checked to be gone
+                nl.delete_link(port)  # a stale port of the same name (callers remove what they replace)
                 try:
                     peer = nl.add_veth_into(port, far_name, peer_netns_fd=fd)
                 except netlink.NetlinkError as exc:

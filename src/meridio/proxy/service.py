@@ -99,6 +99,7 @@ class LinkServicer(link_pb2_grpc.LinkServiceServicer):
             await context.abort(code, f"internal error in {rpc}: {exc.__class__.__name__}: {exc}")
         self._log.info("rpcRejected", rpc=rpc, code=code.name, error=str(exc))
         await context.abort(code, str(exc))
+        raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 
 def add_to_server(server: grpc.aio.Server, servicer: LinkServicer) -> None:
