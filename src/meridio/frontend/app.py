@@ -16,8 +16,6 @@ import pathlib
 import socket
 from typing import Any, Coroutine
 
-from pyroute2 import IPRoute
-
 from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.common import health as healthmod
@@ -26,6 +24,7 @@ from meridio.common import settings as settingsmod
 from meridio.common import tasks
 from meridio.common.settings import setting
 from meridio.frontend import birdconf, desired, lbclient, secrets, service, viprules
+from meridio.kernel import netlink
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve", "options_from_settings"]
 
@@ -68,11 +67,10 @@ class Settings:
 
 
 def _interface_addresses(interface: str) -> list[birdconf.IPAddress]:
-    with IPRoute() as ipr:
-        links = ipr.link_lookup(ifname=interface)
-        if not links:
+    with netlink.Netlink() as nl:
+        if nl.link_index(interface) is None:
             return []
-        return [ipaddress.ip_address(a.get("IFA_ADDRESS")) for a in ipr.get_addr(index=links[0])]
+        return [ipaddress.ip_interface(a).ip for a in nl.addresses(interface)]
 
 
 def _timers(s: Settings) -> birdconf.SessionTimers:

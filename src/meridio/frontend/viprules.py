@@ -7,7 +7,8 @@ gateway or is dropped, never through the namespace's main table.
 
 :func:`desired_rules` is pure; :class:`VipRules` reads the rules present (ours are recognised by priority
 and table), and adds/removes the difference, so rules left by a crashed run are corrected on start.
-Uses pyroute2 in the calling thread's namespace (the frontend runs inside the FE namespace).
+Uses :class:`meridio.kernel.netlink.Netlink` in the caller's namespace (the frontend runs inside the FE
+namespace); synchronous, so asyncio callers use ``asyncio.to_thread``.
 """
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import dataclasses
 import socket
 from typing import Iterable
 
-from pyroute2 import IPRoute
-
 from meridio.common import log as logmod
 from meridio.frontend.birdconf import IPNetwork
+from meridio.kernel import netlink
 
 __all__ = ["PRIORITY", "FALLBACK_PRIORITY", "Rule", "desired_rules", "VipRules"]
 
@@ -51,43 +51,42 @@ def desired_rules(vips: Iterable[IPNetwork], table_id: int) -> set[Rule]:
 class VipRules:
     """The frontend's VIP rules in the current network namespace."""
 
-    def __init__(self, table_id: int = 4096, *, log: logmod.Logger = logmod.null) -> None:
+    def __init__(self, table_id: int = 4096, *, netns: str | None = None, log: logmod.Logger = logmod.null) -> None:
         self.table_id = table_id
+        self.netns = netns
+        """``None``: the caller's namespace (the daemon); a name: that namespace (tests)."""
         self.log = log
 
     def _ours(self, rule: Rule) -> bool:
         return (rule.priority, rule.table) in ((PRIORITY, self.table_id), (FALLBACK_PRIORITY, self.table_id + 1))
 
     def current(self) -> set[Rule]:
-        found: set[Rule] = set()
-        with IPRoute() as ipr:
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for msg in ipr.get_rules(family=family):
-                    src = msg.get("FRA_SRC")
-                    if src is None:
-                        continue
-                    rule = Rule(family, src, msg["src_len"], msg.get("FRA_TABLE") or msg["table"],
-                                msg.get("FRA_PRIORITY") or 0)
-                    if self._ours(rule):
-                        found.add(rule)
-        return found
+        with netlink.Netlink(self.netns) as nl:
+            found = {_from_info(r) for r in nl.rules() if r.src is not None and r.fwmark is None}
+        return {r for r in found if self._ours(r)}
 
     def apply(self, vips: Iterable[IPNetwork]) -> tuple[set[Rule], set[Rule]]:
         """Make the rules exactly those of ``vips``; returns ``(added, removed)``."""
         want = desired_rules(vips, self.table_id)
         have = self.current()
         added, removed = want - have, have - want
-        with IPRoute() as ipr:
+        with netlink.Netlink(self.netns) as nl:
             for rule in sorted(removed):
-                ipr.rule("del", family=rule.family, src=rule.src, src_len=rule.src_len, table=rule.table,
-                         priority=rule.priority)
+                nl.delete_rule(netlink.RuleInfo(rule.family, rule.priority, rule.table, None,
+                                                f"{rule.src}/{rule.src_len}"))
                 self.log.info("vipRuleRemoved", rule=str(rule))
             for rule in sorted(added):
-                ipr.rule("add", family=rule.family, src=rule.src, src_len=rule.src_len, table=rule.table,
-                         priority=rule.priority)
+                nl.add_rule(priority=rule.priority, table=rule.table, family=rule.family,
+                            src=f"{rule.src}/{rule.src_len}")
                 self.log.info("vipRuleAdded", rule=str(rule))
         return added, removed
 
     def clear(self) -> set[Rule]:
         """Remove every VIP rule of ours (shutdown)."""
         return self.apply(())[1]
+
+
+def _from_info(info: netlink.RuleInfo) -> Rule:
+    assert info.src is not None
+    address, _, length = info.src.partition("/")
+    return Rule(info.family, address, int(length), info.table, info.priority)
