@@ -49,7 +49,7 @@ class Settings:
                                       duration=True)
     bridge_ip_renew_interval: float = setting(300.0, "how often every address is allocated again at IPAM",
                                               duration=True)
-    link_socket: str = setting("/var/lib/meridio/proxy/{trench}/{conduit}/{node}/link.sock",
+    link_socket: str = setting("/var/lib/meridio/{trench}/{conduit}/{node}/link.sock",
                                "unix socket of the link service; {trench}, {conduit}, {node} (= host) are filled in")
     link_orphan_timeout: float = setting(30.0, "a target link whose owner process died is removed after this "
                                          "time unless it is connected again", duration=True)
