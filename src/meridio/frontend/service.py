@@ -34,22 +34,16 @@ from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.common.retry import Backoff, PermanentError, TemporaryError
-from meridio.frontend import announce, birdc, birdconf, desired, gateways
+from meridio.frontend import announce, birdc, birdconf, desired, gateways, registration
 from meridio.frontend.birdconf import BirdConfig, BirdGateway
 from meridio.kernel import bird
 
-__all__ = ["Options", "Registry", "RulesPort", "Frontend"]
+__all__ = ["Options", "RulesPort", "Frontend"]
 
 _ERROR_LINE = re.compile(r"^[^:]+:(\d+):\d+ ")
 _QUERY_TIMEOUT_S = 2.0
 """A frozen BIRD fails the monitor's queries after this long (``max_session_errors`` failures = down)."""
 _RELEVANT_NOTICE = ("State changed", "BFD session", "session closed", "session established")
-
-
-class Registry(Protocol):
-    async def register(self, target: model.Target) -> None: ...
-
-    async def unregister(self, target: model.Target) -> None: ...
 
 
 class RulesPort(Protocol):
@@ -84,7 +78,7 @@ class Options:
 
 
 class Frontend:
-    def __init__(self, opts: Options, *, rules: RulesPort, registry: Registry | None = None,
+    def __init__(self, opts: Options, *, rules: RulesPort, registry: registration.Registry | None = None,
                  health: healthmod.Health | None = None, log: logmod.Logger = logmod.null) -> None:
         self.opts = opts
         self.rules = rules
@@ -110,8 +104,6 @@ class Frontend:
         self._registration = asyncio.Event()
         self._bird_up = asyncio.Event()
         self._stopping = False
-        self.reconciled = asyncio.Condition()
-        """Notified after every reconciliation (tests and benchmarks wait on it)."""
 
     # --- inputs (synchronous: record and wake the reconciler) ----------------------------------
 
@@ -241,8 +233,6 @@ class Frontend:
             await self._bird_up.wait()
             self._dirty.clear()
             await self._reconcile()
-            async with self.reconciled:
-                self.reconciled.notify_all()
 
     def _desired(self) -> desired.Desired:
         has_vips = bool(self._attractor and self._attractor.vips)
@@ -384,25 +374,6 @@ class Frontend:
         if self.registry is None:
             await asyncio.Event().wait()
         assert self.registry is not None
-        target = announce.frontend_target(self.opts.hostname)
-        registered, wait = False, self.opts.refresh_interval_s
-        backoff = Backoff(initial=1.0, cap=5.0)
-        while True:
-            want = self.tracker.connectivity
-            try:
-                if want:
-                    await self.registry.register(target)
-                    if not registered:
-                        self.log.info("frontendTargetRegistered", target=self.opts.hostname)
-                    registered, wait = True, self.opts.refresh_interval_s
-                elif registered:
-                    await self.registry.unregister(target)
-                    self.log.info("frontendTargetUnregistered", target=self.opts.hostname, reason="noConnectivity")
-                    registered, wait = False, self.opts.refresh_interval_s
-                backoff.reset()
-            except (TemporaryError, PermanentError) as exc:
-                wait = backoff.next_delay()
-                self.log.warning("frontendTargetRegistrationFailed", error=str(exc))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._registration.wait(), wait)
-            self._registration.clear()
+        await registration.keep_registered(
+            self.registry, announce.frontend_target(self.opts.hostname), lambda: self.tracker.connectivity,
+            self._registration, refresh_s=self.opts.refresh_interval_s, log=self.log)
