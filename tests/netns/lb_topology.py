@@ -123,15 +123,26 @@ def in_netns(ns: str, fn: Callable[..., T], *args: Any) -> T:
 # --- target responders -------------------------------------------------------------------------
 
 RESPONDER = textwrap.dedent('''
-    import selectors, socket, sys
+    import selectors, socket, sys, threading
     name, ports, vips = sys.argv[1], [int(p) for p in sys.argv[2].split(",")], sys.argv[3].split(",")
+    echo_ports = {int(p) for p in sys.argv[4].split(",") if p} if len(sys.argv) > 4 else set()
+
+    def echo(c):
+        try:
+            while data := c.recv(4096):
+                c.sendall(name.encode() + b" " + data)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
     sel = selectors.DefaultSelector()
     for port in ports:
         t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         t.bind(("::", port)); t.listen(512); t.setblocking(False)
-        sel.register(t, selectors.EVENT_READ, "tcp")
+        sel.register(t, selectors.EVENT_READ, "echo" if port in echo_ports else "tcp")
         for vip in vips:
             fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
             u = socket.socket(fam, socket.SOCK_DGRAM); u.bind((vip, port)); u.setblocking(False)
@@ -141,7 +152,10 @@ RESPONDER = textwrap.dedent('''
         for key, _ in sel.select():
             s = key.fileobj
             try:
-                if key.data == "tcp":
+                if key.data == "echo":
+                    c, _ = s.accept(); c.setblocking(True)
+                    threading.Thread(target=echo, args=(c,), daemon=True).start()
+                elif key.data == "tcp":
                     c, _ = s.accept(); c.settimeout(2)
                     try:
                         c.sendall(name.encode())
@@ -160,10 +174,16 @@ RESPONDER = textwrap.dedent('''
 
 
 def start_responders(procs: Any, topo: LbTopology, ports: Iterable[int], *,
-                     vips: dict[int, tuple[str, ...]] = VIPS) -> None:
-    """One responder per target (TCP dual-stack on ``ports``, UDP bound to every VIP); waits until ready."""
+                     vips: dict[int, tuple[str, ...]] = VIPS, echo_ports: Iterable[int] = ()) -> None:
+    """One responder per target (TCP dual-stack on ``ports``, UDP bound to every VIP); waits until ready.
+
+    TCP connections to ``echo_ports`` stay open and echo each message prefixed with the target's name.
+    """
     all_vips = ",".join(vips[4] + vips[6])
-    started = [procs.start([sys.executable, "-c", RESPONDER, topo.name_of(i), ",".join(map(str, ports)), all_vips],
+    echo = ",".join(map(str, echo_ports))
+    ports = sorted(set(ports) | set(echo_ports))
+    started = [procs.start([sys.executable, "-c", RESPONDER, topo.name_of(i), ",".join(map(str, ports)), all_vips,
+                            echo],
                            ns=ns, name=f"responder-t{i}") for i, ns in topo.targets.items()]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -1,13 +1,15 @@
 """Generic netlink helpers (pyroute2): links, addresses, routes, policy rules, neighbours, sysctls.
 
 Synchronous and small; every call acts in the namespace the :class:`Netlink` handle was opened for
-(``Netlink()`` = the caller's, ``Netlink("ns")`` = a named one, never created implicitly). Adds are
+(``Netlink()`` = the caller's, ``Netlink("ns")`` = a named one, never created implicitly). Calls run in
+a private thread of the handle, so they work from async code too (they block it briefly). Adds are
 idempotent (an existing equal object is fine) and deletes tolerate absence, so reconcilers can call
-them level-triggered. Asyncio callers wrap calls in ``asyncio.to_thread``. Used by the load balancer
+them level-triggered. Long sequences from asyncio code belong in ``asyncio.to_thread``. Used by the load balancer
 (fwmark rules and per-target routes), the proxy, the frontend, the TAPA and the test topologies.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import errno
 import ipaddress
@@ -81,12 +83,43 @@ def _default(family: int) -> str:
     return "0.0.0.0/0" if family == socket.AF_INET else "::/0"
 
 
+class _ThreadBound:
+    """Runs every call of a pyroute2 ``IPRoute`` in one private thread.
+
+    pyroute2's synchronous API drives its own asyncio loop, so it cannot be called from a thread that
+    runs an event loop (``This event loop is already running``); a private thread makes :class:`Netlink`
+    usable from anywhere (async code, worker threads). Results are materialised in that thread.
+    """
+
+    def __init__(self, netns: str | None) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self._ipr = self._pool.submit(lambda: IPRoute(netns=netns, flags=0) if netns else IPRoute()).result()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._ipr, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            def inside() -> Any:
+                result = method(*args, **kwargs)
+                return result if isinstance(result, (list, tuple, dict, int, str, type(None))) else list(result)
+
+            return self._pool.submit(inside).result()
+
+        return call
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._ipr.close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 class Netlink:
-    """A pyroute2 handle bound to one network namespace. Not thread-safe: one owner at a time."""
+    """A pyroute2 handle bound to one network namespace; callable from any thread or event loop."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        self._ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
+        self._ipr: Any = _ThreadBound(netns)
 
     def close(self) -> None:
         self._ipr.close()

@@ -167,15 +167,16 @@ class Reconciler:
     # --- verification -----------------------------------------------------------------------
 
     def lost_routes(self, report: Report, desired: Desired) -> list[int]:
-        """fwmarks of active targets whose route vanished (e.g. their link went down)."""
-        lost = []
+        """fwmarks of active targets whose rule or route vanished (e.g. their link went down)."""
+        installed = self.routing.installed()
         targets = {s.name: {t.identifier: t for t in s.targets} for s in desired.streams}
+        lost = []
         for stream, ids in report.active.items():
             offset = self.offsets.offset_of(stream)
             if offset is None:
                 continue
             for identifier in ids:
                 target = targets.get(stream, {}).get(identifier)
-                if target is not None and not self.routing.present(offset + identifier, target.ips):
+                if target is not None and installed.get(offset + identifier) != frozenset(target.ips):
                     lost.append(offset + identifier)
         return lost

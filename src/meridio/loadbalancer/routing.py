@@ -78,11 +78,6 @@ class TargetRouting:
             self._remove_family(fwmark, family)
         return True
 
-    def present(self, fwmark: int, ips: Iterable[Address]) -> bool:
-        """Every IP still has its default route in table ``fwmark`` (routes vanish when links go)."""
-        routes = {(r.family, r.gateway) for r in self._nl.routes(table=fwmark) if r.dst in ("0.0.0.0/0", "::/0")}
-        return all((_family(ip), str(ip)) in routes for ip in ips)
-
     def _remove_family(self, fwmark: int, family: int) -> None:
         self._nl.delete_rule(RuleInfo(family, self.rule_priority, fwmark, fwmark))
         self._nl.delete_route("default", table=fwmark, family=family)

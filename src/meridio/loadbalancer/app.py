@@ -1,0 +1,229 @@
+"""Stateless load balancer daemon (``meridio run lb``): programs the kernel so it forwards, in-kernel,
+the conduit's VIP traffic to the stream targets with Maglev; Python never touches a packet.
+
+Runs inside the FE+LB pod's network namespace. Watches the NSP (trench VIPs, its own conduit for the
+port NATs, the conduit's streams, each stream's flows and ENABLED DEFAULT targets, the FRONTEND
+targets) and reconciles ``table inet meridio-lb`` plus the fwmark rules and routes; serves
+``loadbalancer.v1.StreamAvailabilityService`` on ``NSM_SOCKET`` for the collocated frontend.
+Settings are ``NSM_*`` variables or flags, as Meridio's stateless-lb. A restart keeps the kernel
+state (nothing is flushed; the difference is reconciled once every watch has answered), so forwarding
+continues while the daemon is down. SIGTERM/SIGINT: tell the frontend "unavailable", exit 0, leave the
+kernel state in place.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+from typing import Any, Coroutine
+
+from meridio.api import model
+from meridio.api.nspclient import NspClient
+from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
+from meridio.common import grpcutil
+from meridio.common import health as healthmod
+from meridio.common import log as logmod
+from meridio.common import settings as settingsmod
+from meridio.common import tasks
+from meridio.common.settings import setting
+from meridio.kernel import netlink, nftables
+from meridio.loadbalancer import availability, datapath, inputs, offsets, reconciler, routing, service
+
+__all__ = ["ENV_PREFIX", "Settings", "run", "serve", "SYSCTLS"]
+
+ENV_PREFIX = "NSM_"
+
+SYSCTLS = {
+    "net.ipv4.conf.all.forwarding": "1", "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1",
+    "net.ipv4.fwmark_reflect": "1", "net.ipv6.fwmark_reflect": "1",
+}
+"""Meridio's LB pod sysctls (reference §3.5), set at start when ``NSM_SET_SYSCTLS`` is true."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    conduit_name: str = setting("load-balancer", "conduit this LB serves")
+    trench_name: str = setting("default", "trench of the conduit")
+    nsp_service: str = setting("nsp-service:7778", "NSP address (host:port or unix:PATH)")
+    socket: str = setting("unix:///var/lib/meridio/lb.sock", "StreamAvailabilityService socket (chmod 0777)")
+    identifier_offset_start: int = setting(5000, "first fwmark/table offset; streams reserve max-targets each")
+    hostname: str = setting("", "this pod's name: the identifier of the collocated frontend ('' = hostname)")
+    target_interface_prefix: str = setting(
+        "", "name prefix of the links to targets, exempt from defragmentation ('' = conduit name, 10 chars)")
+    fwmark_rule_priority: int = setting(90, "priority of the 'fwmark X lookup X' policy rules")
+    check_interval: float = setting(1.0, "retry pending targets and check routes this often", duration=True)
+    set_sysctls: bool = setting(True, "set forwarding, rp_filter, multipath hash and fwmark_reflect at start")
+    counters_interval: float = setting(0.0, "log flow and target counters this often (0 = never)", duration=True)
+    health_address: str = setting("", "health server, e.g. unix:///tmp/health.sock ('' = none)")
+    log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+
+    @property
+    def interface_prefix(self) -> str:
+        """Meridio derives it from the service name cut to 15 - 5 = 10 characters."""
+        return self.target_interface_prefix or self.conduit_name[:10]
+
+
+def run(settings: Settings) -> int:
+    log = logmod.setup("lb", level=settings.log_level)
+    log.info("lbStarting", settings=settingsmod.describe(settings))
+    return tasks.run_until_signalled(lambda stop: serve(settings, stop, log=log))
+
+
+def _conduit(s: Settings) -> model.Conduit:
+    return model.Conduit(s.conduit_name, model.Trench(s.trench_name))
+
+
+# --- watchers: each only updates the inputs and wakes the owner ----------------------------------
+
+async def _watch_vips(nsp: NspClient, lb: service.LoadBalancer, s: Settings) -> None:
+    async for vips in nsp.watch_vips(model.Vip("", "", model.Trench(s.trench_name))):
+        lb.inputs.vips = vips
+        lb.changed()
+
+
+async def _watch_conduit(nsp: NspClient, lb: service.LoadBalancer, s: Settings) -> None:
+    async for conduits in nsp.watch_conduits(_conduit(s)):
+        lb.inputs.set_conduit(conduits, s.conduit_name)
+        lb.changed()
+
+
+async def _watch_frontends(nsp: NspClient, lb: service.LoadBalancer) -> None:
+    wanted = model.Target.make(status=model.TargetStatus.ANY, type=model.TargetType.FRONTEND)
+    async for frontends in nsp.watch_targets(wanted):
+        lb.inputs.frontends = frontends
+        lb.changed()
+
+
+async def _watch_flows(nsp: NspClient, lb: service.LoadBalancer, stream: model.Stream) -> None:
+    async for flows in nsp.watch_flows(model.Flow("", stream)):
+        if any(s.name == stream.name for s in lb.inputs.streams or []):
+            lb.inputs.flows[stream.name] = flows
+            lb.changed()
+
+
+async def _watch_targets(nsp: NspClient, lb: service.LoadBalancer, stream: model.Stream) -> None:
+    wanted = model.Target.make(status=model.TargetStatus.ENABLED, type=model.TargetType.DEFAULT, stream=stream)
+    async for targets in nsp.watch_targets(wanted):
+        if any(s.name == stream.name for s in lb.inputs.streams or []):
+            lb.inputs.targets[stream.name] = targets
+            lb.changed()
+
+
+async def _watch_streams(nsp: NspClient, lb: service.LoadBalancer, s: Settings, log: logmod.Logger) -> None:
+    per_stream: dict[str, list[asyncio.Future[Any]]] = {}
+    try:
+        async for streams in nsp.watch_streams(model.Stream("", _conduit(s))):
+            added, removed = lb.inputs.set_streams(streams)
+            for name in removed:
+                for task in per_stream.pop(name, []):
+                    task.cancel()
+            for name in sorted(added):
+                stream = model.Stream(name, _conduit(s))
+                slog = log.bind(stream=name)
+                per_stream[name] = [
+                    asyncio.ensure_future(tasks.guard(_watch_flows(nsp, lb, stream), "nspFlowWatch", slog)),
+                    asyncio.ensure_future(tasks.guard(_watch_targets(nsp, lb, stream), "nspTargetWatch", slog)),
+                ]
+            if added or removed:
+                log.info("streamsChanged", added=sorted(added), removed=sorted(removed))
+            lb.changed()
+    finally:
+        for running in per_stream.values():
+            for task in running:
+                task.cancel()
+
+
+async def _log_counters(lb: service.LoadBalancer, interval: float, log: logmod.Logger) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        counters = await asyncio.to_thread(lb.reconciler.datapath.counters)
+        log.info("counters", **{"counters": {n: [c.packets, c.bytes] for n, c in sorted(counters.items())}})
+
+
+# --- assembly --------------------------------------------------------------------------------------
+
+def _set_sysctls(log: logmod.Logger) -> None:
+    for name, value in SYSCTLS.items():
+        try:
+            netlink.set_sysctl(name, value)
+        except OSError as exc:
+            log.warning("sysctlNotSet", sysctl=name, error=str(exc))
+
+
+def _build(s: Settings, hostname: str, hc: healthmod.Health, log: logmod.Logger
+           ) -> tuple[service.LoadBalancer, nftables.Nft, netlink.Netlink]:
+    nft = nftables.Nft()
+    nl = netlink.Netlink()
+    rec = reconciler.Reconciler(
+        datapath.NftDataPath(nft, log=log),
+        routing.TargetRouting(nl, rule_priority=s.fwmark_rule_priority, first_table=s.identifier_offset_start,
+                              log=log),
+        offsets.OffsetAllocator(s.identifier_offset_start), target_interface_prefix=s.interface_prefix, log=log)
+    lb = service.LoadBalancer(inputs.Inputs(hostname), rec, availability.Availability(hostname, log=log),
+                              health=hc, check_interval=s.check_interval, log=log)
+    return lb, nft, nl
+
+
+async def _serve_availability(lb: service.LoadBalancer, address: str) -> Any:
+    server = grpcutil.create_server()
+    stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
+        availability.AvailabilityService(lb.availability), server)
+    grpcutil.add_listener(server, address)
+    await server.start()
+    path = grpcutil.unix_path(address)
+    if path:
+        os.chmod(path, 0o777)
+    return server
+
+
+async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
+    """Run the LB until ``stop`` is set; returns the exit code."""
+    hostname = s.hostname or socket.gethostname()
+    log = log.bind(trench=s.trench_name, conduit=s.conduit_name)
+    if s.set_sysctls:
+        _set_sysctls(log)
+    hc = healthmod.Health({healthmod.READINESS: [healthmod.NSP_CLI, healthmod.EGRESS, healthmod.STREAM,
+                                                 healthmod.FLOW], healthmod.LIVENESS: []}, log=log)
+    hc.set_serving(healthmod.LIVENESS)
+    lb, nft, nl = _build(s, hostname, hc, log)
+    try:
+        server = await _serve_availability(lb, s.socket)
+    except grpcutil.ListenError as exc:
+        log.critical("lbStartFailed", error=str(exc))
+        nl.close()
+        nft.close()
+        return 1
+    if s.health_address:
+        await hc.serve(s.health_address)
+    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
+    loops: list[Coroutine[Any, Any, Any]] = [
+        tasks.guard(_watch_vips(nsp, lb, s), "nspVipWatch", log),
+        tasks.guard(_watch_conduit(nsp, lb, s), "nspConduitWatch", log),
+        tasks.guard(_watch_frontends(nsp, lb), "nspFrontendWatch", log),
+        tasks.guard(_watch_streams(nsp, lb, s, log), "nspStreamWatch", log),
+    ]
+    if s.counters_interval > 0:
+        loops.append(tasks.guard(_log_counters(lb, s.counters_interval, log), "countersLog", log))
+    running = [asyncio.ensure_future(c) for c in loops]
+    log.info("lbStarted", hostname=hostname, socket=s.socket, interfacePrefix=s.interface_prefix)
+    owner = asyncio.ensure_future(tasks.guard(lb.run(stop), "lbReconcile", log, expect_end=True))
+    done, _ = await asyncio.wait([owner, *running], return_when=asyncio.FIRST_COMPLETED)
+    code = 0 if stop.is_set() else 1
+    stop.set()
+    lb.availability.close()
+    for t in [owner, *running]:
+        t.cancel()
+    for t in [owner, *running]:
+        with contextlib.suppress(BaseException):
+            await t
+    await server.stop(2.0)
+    await nsp.close()
+    await hc.stop()
+    nl.close()
+    nft.close()
+    log.info("lbStopped", exitCode=code, kernelStateKept=True)
+    return code
