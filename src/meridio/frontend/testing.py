@@ -229,7 +229,7 @@ def nsp_config(*, vips: Mapping[str, str], gateways: Sequence[Mapping[str, Any]]
                                   "trench": trench}]},
         "gateways": {"items": [dict(g) for g in gateways]},
     }
-    return yaml.safe_dump(data, sort_keys=False)
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 T = TypeVar("T")
@@ -239,11 +239,12 @@ def eventually(predicate: Callable[[], T], timeout: float = 15.0, interval: floa
                message: str = "condition") -> T:
     """Poll ``predicate`` until truthy; ``AssertionError`` naming ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
+        value = predicate()
+        if value:
+            return value
+        last = value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
 
