@@ -27,7 +27,7 @@ from meridio.api import model
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
 
-__all__ = ["lb_target", "Action", "decide", "Registry", "Announcer", "own_netns_name"]
+__all__ = ["lb_target", "Action", "decide", "Registry", "Announcer", "own_netns_name", "for_lb"]
 
 
 def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str) -> model.Target:
@@ -137,3 +137,31 @@ class Announcer:
                 except (TemporaryError, PermanentError, asyncio.TimeoutError) as exc:
                     self._log.warning("lbAnnounceFailed", action="unregister", error=str(exc))
                 self.registered = False
+
+
+class _Lb(Protocol):
+    egress: bool | None
+    on_egress: Callable[[bool], None] | None
+
+
+def for_lb(lb: _Lb, registry: Registry, *, identifier: str, netns: str, ifprefix: str, trench: str,
+           conduit: str, refresh: float, log: logmod.Logger = logmod.null) -> Announcer | None:
+    """The announcer of the LB daemon ``lb`` (``meridio.loadbalancer.service.LoadBalancer``): announced
+    while ``lb.egress`` (unblocked), woken on every egress change. ``netns`` '' = this process's named
+    namespace; ``None`` (and a warning) when there is none, as proxies could not link to it."""
+    netns = netns or own_netns_name()
+    if not netns:
+        log.warning("lbAnnounceDisabled", reason="noNamedNetns",
+                    error="this process is in no /run/netns namespace and NSM_NETNS is not set")
+        return None
+    announcer = Announcer(registry, lb_target(identifier=identifier, netns=netns, ifprefix=ifprefix, trench=trench,
+                                              conduit=conduit), lambda: bool(lb.egress), refresh=refresh, log=log)
+    previous = lb.on_egress
+
+    def on_egress(up: bool) -> None:
+        if previous is not None:
+            previous(up)
+        announcer.changed()
+
+    lb.on_egress = on_egress
+    return announcer

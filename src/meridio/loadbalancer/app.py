@@ -29,7 +29,7 @@ from meridio.common import settings as settingsmod
 from meridio.common import tasks
 from meridio.common.settings import setting
 from meridio.kernel import netlink, nftables
-from meridio.loadbalancer import availability, datapath, inputs, offsets, reconciler, routing, service
+from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve", "SYSCTLS"]
 
@@ -60,6 +60,10 @@ class Settings:
     counters_interval: float = setting(0.0, "log flow and target counters this often (0 = never)", duration=True)
     health_address: str = setting("", "health server, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    netns: str = setting("", "namespace the conduit's proxies link into, announced in NSP with the "
+                         "LOADBALANCER target ('' = this process's /run/netns name)")
+    announce_refresh: float = setting(20.0, "the LOADBALANCER announcement is refreshed this often (below the "
+                                      "NSP keepalive)", duration=True)
 
     @property
     def interface_prefix(self) -> str:
@@ -208,6 +212,10 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     ]
     if s.counters_interval > 0:
         loops.append(tasks.guard(_log_counters(lb, s.counters_interval, log), "countersLog", log))
+    announcer = announce.for_lb(lb, nsp, identifier=hostname, netns=s.netns, ifprefix=s.interface_prefix,
+                                trench=s.trench_name, conduit=s.conduit_name, refresh=s.announce_refresh, log=log)
+    if announcer is not None:  # the conduit's proxies link to this replica while it is unblocked
+        loops.append(tasks.guard(announcer.run(), "lbAnnounce", log))
     running = [asyncio.ensure_future(c) for c in loops]
     log.info("lbStarted", hostname=hostname, socket=s.socket, interfacePrefix=s.interface_prefix)
     owner = asyncio.ensure_future(tasks.guard(lb.run(stop), "lbReconcile", log, expect_end=True))
