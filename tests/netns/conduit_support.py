@@ -1,22 +1,29 @@
-"""A conduit test bed: NSP, IPAM, load-balancer pods and proxies as real processes in namespaces.
+"""A conduit test bed: NSP, IPAM, load balancers, proxies and targets as real processes in namespaces.
 
-Real: the ``meridio run nsp``, ``meridio run ipam`` and ``meridio run proxy`` processes, the kernel
-(namespaces, veths, bridge, addresses, rules, routes), gRPC over unix sockets in a short directory
-under ``/tmp`` (NSP and IPAM are reached that way from every namespace). An LB pod is a namespace;
-until a test starts the real LB daemon in it, a :class:`FakeLbAnnouncer` process stands in for the LB's
-own ``LOADBALANCER`` registration in NSP (it registers exactly what the LB registers and nothing
-else). A :class:`LinkOwner` is a small process inside a target namespace that calls the link service
-through :mod:`meridio.proxy.linkclient` and stays alive (it is the link's owner), as a TAPA would.
+Real: the ``meridio run nsp|ipam|lb|proxy|tapa`` and ``meridio example-target`` processes, the kernel
+(namespaces, veths, bridge, nftables, addresses, rules, routes), gRPC over unix sockets in a short
+directory under ``/tmp`` (NSP and IPAM are reached that way from every namespace), traffic from a client
+namespace with ``meridio.runtime.local.traffic``. Fakes, named as such:
+
+- :func:`FakeFrontendAnnouncer`: the FRONTEND registration of a frontend with external connectivity,
+  which is all a real LB needs to unblock (BGP is not what these tests are about);
+- :func:`FakeLbAnnouncer`: an LB pod's LOADBALANCER registration, for proxy tests that need no real LB
+  (``add_lb(name)`` without ``real``; a real LB announces itself).
+
+A :class:`LinkOwner` is a small process inside a target namespace that calls the link service through
+:mod:`meridio.proxy.linkclient` and stays alive (it is the link's owner), as a TAPA would.
 
 Usage (the ``conduit_env`` fixture; everything is stopped and removed at teardown)::
 
     def test_something(conduit_env):
-        env = conduit_env(ip_family="dualstack")           # NSP + IPAM running
-        lb1 = env.add_lb("lb-1")                           # namespace + announcement
+        env = conduit_env(ip_family="dualstack")           # NSP + IPAM running (CONFIG by default)
+        env.add_lb("lb-1", real=True)                      # LB daemon + external link to env.client()
         px = env.add_proxy("node-1", release_delay="1s")   # proxy namespace + process, bridge addressed
-        tgt = env.add_target("tgt-1")                      # a namespace
-        owner = env.link_owner(tgt)
-        link = owner.connect(px.socket, "target-1", "nsm-0")   # {"interface_name": ..., "addresses": ...}
+        t = env.add_target_pod("target-1", "node-1")       # example target + TAPA in a namespace
+        t.target("open", "stream-a-i"); t.statuses()       # meridio target open; {"stream-a-i": "OPEN"}
+        env.traffic(VIP4, 4000, nconn=400)                 # {"hosts": {"target-1": 400}, "lost": 0, ...}
+        owner = env.link_owner(env.add_target("tgt-2"))    # or drive the link service directly
+        link = owner.connect(px.socket, "target-2", "nsm-0")
 """
 from __future__ import annotations
 
@@ -41,10 +48,12 @@ from meridio.kernel import netns as netnsmod
 from tests.conftest import NetnsFactory, Procs, wait_for
 from tests.integration import nsp_support
 
-__all__ = ["CONFIG", "VIP4", "VIP6", "TRENCH_VIP4", "ConduitEnv", "LbPod", "ProxyPod", "LinkOwner",
-           "FakeLbAnnouncer", "conduit_env", "ip_json", "addresses", "rules", "default_route", "links"]
+__all__ = ["CONFIG", "VIP4", "VIP6", "TRENCH_VIP4", "CLIENT", "ConduitEnv", "LbPod", "ProxyPod", "TargetPod",
+           "LinkOwner", "Announcer", "FakeLbAnnouncer", "FakeFrontendAnnouncer", "conduit_env", "ip_json",
+           "addresses", "rules", "from_rules", "default_route", "links", "settle"]
 
 VIP4, VIP6 = "203.0.113.1/32", "2001:db8::1/128"
+CLIENT = {4: "192.0.2.1", 6: "2001:db8:e::1"}
 TRENCH_VIP4 = "203.0.113.99/32"
 """A trench VIP that no flow of the conduit uses: on the proxy's rules, never on a target."""
 
@@ -149,10 +158,12 @@ ANNOUNCER = r"""
 import asyncio, json, signal, sys
 from meridio.api import model
 from meridio.api.nspclient import NspClient
-nsp, ident, netns, ifprefix, trench, conduit, refresh = sys.argv[1:8]
-target = model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
-                           context={"identifier": ident, "netns": netns, "ifprefix": ifprefix},
-                           stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
+nsp, refresh, spec = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
+stream = None
+if spec.get("conduit"):
+    stream = model.Stream("", model.Conduit(spec["conduit"], model.Trench(spec["trench"])))
+target = model.Target.make(ips=spec.get("ips", []), type=model.TargetType[spec["type"]],
+                           status=model.TargetStatus.ENABLED, context=spec["context"], stream=stream)
 async def main():
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -168,7 +179,7 @@ async def main():
         except Exception as exc:
             print("register failed", exc, flush=True)
         try:
-            await asyncio.wait_for(stop.wait(), float(refresh))
+            await asyncio.wait_for(stop.wait(), refresh)
         except asyncio.TimeoutError:
             pass
     try:
@@ -180,21 +191,39 @@ asyncio.run(main())
 
 
 @dataclasses.dataclass
-class FakeLbAnnouncer:
-    """FAKE (stands in for the LB daemon's announcement): registers one LOADBALANCER target in NSP,
-    refreshes it, unregisters it on SIGTERM."""
+class Announcer:
+    """FAKE announcement (see :class:`FakeLbAnnouncer` and :class:`FakeFrontendAnnouncer`): a process
+    registering one target in NSP, refreshing it, unregistering it on SIGTERM."""
 
     procs: Procs
-    args: list[str]
+    nsp: str
+    spec: dict[str, Any]
+    refresh: str = "5"
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = self.procs.start([sys.executable, "-c", ANNOUNCER, *self.args], name="lb-announcer")
-        wait_for(lambda: "registered" in self.procs.output(self.proc), 15, message="LB announcement")
+        self.proc = self.procs.start([sys.executable, "-c", ANNOUNCER, self.nsp, self.refresh,
+                                      json.dumps(self.spec)], name=f"announce-{self.spec['type'].lower()}")
+        wait_for(lambda: "registered" in self.procs.output(self.proc), 15, message=f"{self.spec['type']} announced")
 
     def stop(self) -> None:
         if self.proc is not None:
             self.procs.stop(self.proc)
+
+
+def FakeLbAnnouncer(procs: Procs, nsp: str, *, identifier: str, netns: str, ifprefix: str, trench: str,
+                    conduit: str, refresh: str = "5") -> Announcer:
+    """FAKE: stands in for the LB daemon's own LOADBALANCER announcement (exactly what it registers)."""
+    return Announcer(procs, nsp, {"type": "LOADBALANCER", "trench": trench, "conduit": conduit,
+                                  "context": {"identifier": identifier, "netns": netns, "ifprefix": ifprefix}},
+                     refresh)
+
+
+def FakeFrontendAnnouncer(procs: Procs, nsp: str, *, hostname: str, refresh: str = "5") -> Announcer:
+    """FAKE: stands in for a frontend with external connectivity (its FRONTEND target), which is all the
+    LB needs to unblock; the conduit tests do not exercise BGP (the frontend's own tests do)."""
+    return Announcer(procs, nsp, {"type": "FRONTEND", "ips": [hostname], "context": {"identifier": hostname}},
+                     refresh)
 
 
 @dataclasses.dataclass
@@ -202,7 +231,10 @@ class LbPod:
     name: str
     ns: str
     ifprefix: str
-    announcer: FakeLbAnnouncer
+    announcer: Announcer
+    """The LB's announcement: the fake one, or the FRONTEND fake that unblocks a real LB."""
+    lb_proc: subprocess.Popen[bytes] | None = None
+    lb_args: list[str] = dataclasses.field(default_factory=list)
 
     def interfaces(self) -> dict[str, dict[str, Any]]:
         """The LB-side ends of proxy links in this pod (names starting with the prefix)."""
@@ -240,6 +272,49 @@ class ProxyPod:
 
     def ports(self, prefix: str) -> dict[str, dict[str, Any]]:
         return {n: link for n, link in links(self.ns).items() if n.startswith(prefix)}
+
+
+def _lb_announces_itself() -> bool:
+    """Whether ``meridio run lb`` registers its own LOADBALANCER target (it has the ``netns`` setting)."""
+    try:
+        from meridio.loadbalancer import app
+    except ImportError:
+        return False
+    return "netns" in {f.name for f in dataclasses.fields(app.Settings)}
+
+
+@dataclasses.dataclass
+class TargetPod:
+    """A target namespace with ``meridio example-target`` and (optionally) a TAPA."""
+
+    env: "ConduitEnv"
+    name: str
+    node: str
+    ns: str
+    socket: str
+    example: subprocess.Popen[bytes] | None = None
+    tapa: subprocess.Popen[bytes] | None = None
+    tapa_args: list[str] = dataclasses.field(default_factory=list)
+
+    def start_tapa(self) -> None:
+        self.tapa = self.env.procs.meridio(*self.tapa_args, ns=self.ns, name=f"tapa-{self.name}")
+        wait_for(lambda: os.path.exists(self.socket), 15, message=f"TAPA of {self.name} serving")
+
+    def target(self, action: str, stream: str, conduit: str | None = None, trench: str | None = None) -> None:
+        """``meridio target open|close`` through this pod's TAPA."""
+        netnsmod.run(self.ns, [sys.executable, "-m", "meridio.cli.main", "target", action,
+                               "-t", trench or self.env.trench, "-c", conduit or self.env.conduit, "-s", stream,
+                               "--socket", self.socket])
+
+    def statuses(self) -> dict[str, str]:
+        """``stream -> STATUS`` as the TAPA reports them now."""
+        import grpc as _grpc
+        from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
+        with _grpc.insecure_channel(f"unix:{self.socket}") as ch:
+            call = tap_pb2_grpc.TapStub(ch).Watch(tap_pb2.Stream(), timeout=5)
+            first = next(iter(call))
+            call.cancel()
+        return {s.stream.name: tap_pb2.StreamStatus.Status.Name(s.status) for s in first.streamStatus}
 
 
 OWNER = r"""
@@ -335,6 +410,9 @@ class ConduitEnv:
         self.ipam_address = self._start_ipam()
         self.lbs: dict[str, LbPod] = {}
         self.proxies: dict[str, ProxyPod] = {}
+        self.targets: dict[str, TargetPod] = {}
+        self._client: str | None = None
+        self._lb_ext: dict[str, tuple[str, str]] = {}
 
     @property
     def nsp_address(self) -> str:
@@ -354,14 +432,87 @@ class ConduitEnv:
     def write_config(self, text: str) -> None:
         self.nsp.write_config(text)
 
-    def add_lb(self, name: str, *, ifprefix: str | None = None, refresh: str = "5") -> LbPod:
+    def add_lb(self, name: str, *, real: bool = False, ifprefix: str | None = None, refresh: str = "5") -> LbPod:
+        """An LB pod namespace. ``real``: the LB daemon runs in it (unblocked by a fake frontend
+        announcement) and gets an external link to the client namespace; else only a fake announcement."""
         ns = self.netns(name)
         prefix = ifprefix or self.conduit[:10]
-        announcer = FakeLbAnnouncer(self.procs, [self.nsp_address, name, ns, prefix, self.trench, self.conduit,
-                                                 refresh])
-        announcer.start()
-        self.lbs[name] = LbPod(name, ns, prefix, announcer)
-        return self.lbs[name]
+        if not real:
+            announcer = FakeLbAnnouncer(self.procs, self.nsp_address, identifier=name, netns=ns, ifprefix=prefix,
+                                        trench=self.trench, conduit=self.conduit, refresh=refresh)
+            announcer.start()
+            self.lbs[name] = LbPod(name, ns, prefix, announcer)
+            return self.lbs[name]
+        pod = LbPod(name, ns, prefix, FakeFrontendAnnouncer(self.procs, self.nsp_address, hostname=name))
+        self._external_link(pod, len(self.lbs) + 10)
+        pod.lb_args = ["run", "lb", "--conduit-name", self.conduit, "--trench-name", self.trench,
+                       "--nsp-service", self.nsp_address, "--socket", f"unix://{self.base}/lb-{name}.sock",
+                       "--hostname", name, "--target-interface-prefix", prefix, "--log-level", "DEBUG"]
+        if _lb_announces_itself():
+            pod.lb_args += ["--netns", ns]
+        pod.lb_proc = self.procs.meridio(*pod.lb_args, ns=ns, name=f"lb-{name}")
+        pod.announcer.start()
+        if not _lb_announces_itself():  # until the LB daemon announces itself: its stand-in
+            FakeLbAnnouncer(self.procs, self.nsp_address, identifier=name, netns=ns, ifprefix=prefix,
+                            trench=self.trench, conduit=self.conduit, refresh=refresh).start()
+        self.lbs[name] = pod
+        return pod
+
+    def client(self) -> str:
+        """The client namespace: bridge ``ext0`` to every real LB (192.0.2.1, 2001:db8:e::1), VIPs routed
+        over all of them (ECMP, L4 hash)."""
+        if self._client is None:
+            self._client = self.netns("client")
+            run = lambda *a: netnsmod.run(self._client, list(a))  # noqa: E731
+            run("ip", "link", "add", "ext0", "type", "bridge")
+            run("ip", "link", "set", "ext0", "up")
+            run("ip", "addr", "add", f"{CLIENT[4]}/24", "dev", "ext0")
+            run("ip", "addr", "add", f"{CLIENT[6]}/64", "dev", "ext0", "nodad")
+            run("sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1", "net.ipv6.fib_multipath_hash_policy=1")
+        return self._client
+
+    def _external_link(self, pod: LbPod, n: int) -> None:
+        client = self.client()
+        port = f"ext-{pod.name}"[:15]
+        subprocess.run(["ip", "link", "add", port, "netns", client, "type", "veth", "peer", "name", "ext0",
+                        "netns", pod.ns], check=True)
+        netnsmod.run(client, ["ip", "link", "set", port, "master", "ext0", "up"])
+        for cmd in (["ip", "addr", "add", f"192.0.2.{n}/24", "dev", "ext0"],
+                    ["ip", "addr", "add", f"2001:db8:e::{n:x}/64", "dev", "ext0", "nodad"],
+                    ["ip", "link", "set", "ext0", "up"],
+                    ["ip", "route", "add", "default", "via", CLIENT[4]],
+                    ["ip", "-6", "route", "add", "default", "via", CLIENT[6]]):
+            netnsmod.run(pod.ns, cmd)
+        self._lb_ext[pod.name] = (f"192.0.2.{n}", f"2001:db8:e::{n:x}")
+        for version, vips in ((4, ("203.0.113.0/24",)), (6, ("2001:db8::/64",))):
+            hops = [f"nexthop via {a[0 if version == 4 else 1]}" for a in self._lb_ext.values()]
+            for vip in vips:
+                netnsmod.run(client, ["ip", f"-{version}", "route", "replace", vip, *" ".join(hops).split()])
+
+    def add_target_pod(self, name: str, node: str, *, tapa: bool = True,
+                       extra_tapa: tuple[str, ...] = ()) -> "TargetPod":
+        """A target namespace running ``meridio example-target`` (answers its name) and, with ``tapa``, a
+        TAPA whose proxy socket template points at this bed's proxies."""
+        ns = self.netns(name)
+        pod = TargetPod(self, name, node, ns, str(self.base / f"tapa-{name}.sock"))
+        pod.example = self.procs.meridio("example-target", "--name", name, ns=ns, name=f"target-{name}")
+        if tapa:
+            pod.tapa_args = ["run", "tapa", "--name", name, "--node", node, "--socket", f"unix://{pod.socket}",
+                             "--nsp-service", self.nsp_address,
+                             "--proxy-socket", str(self.base / "proxy" / "{conduit}" / "{node}" / "link.sock"),
+                             "--log-level", "DEBUG", *extra_tapa]
+            pod.start_tapa()
+        self.targets[name] = pod
+        return pod
+
+    def traffic(self, vip: str, port: int, *, nconn: int = 400, udp: bool = False, timeout: float = 30.0
+                ) -> dict[str, Any]:
+        """mconnect from the client namespace (``meridio.runtime.local.traffic``): ``hosts`` = target
+        name -> connections, ``lost``, ``errors``."""
+        args = [sys.executable, "-m", "meridio.runtime.local.traffic", "--address", vip.split("/")[0],
+                "--port", str(port), "--nconn", str(nconn), "--timeout", str(timeout)] + (["--udp"] if udp else [])
+        done = netnsmod.run(self.client(), args, timeout=timeout + 30)
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
 
     def add_proxy(self, node: str, *, release_delay: str = "20s", orphan_timeout: str = "30s",
                   mtu: int = 1500, extra: tuple[str, ...] = ()) -> ProxyPod:
