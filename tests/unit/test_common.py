@@ -80,3 +80,11 @@ def test_model_round_trips_through_protobuf() -> None:
         model.Attractor("a", t, (vip,), (gw,))
     assert model.target_from_pb(model.target_to_pb(target)) == target and target.identifier == "7"
     assert conduit.destination_port_nats[0].nat_name == "80-4000-tcp"
+
+
+def test_listen_address_uses_a_unix_socket_as_is_and_joins_host_and_port_otherwise() -> None:
+    from meridio.common import grpcutil
+
+    assert grpcutil.listen_address("unix:/run/m/nsp.sock", 7778) == "unix:/run/m/nsp.sock"
+    assert grpcutil.listen_address("[::]", 7778) == "[::]:7778"
+    assert grpcutil.listen_address("127.0.0.1", 0) == "127.0.0.1:0"

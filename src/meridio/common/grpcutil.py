@@ -29,7 +29,7 @@ from meridio.common.retry import PermanentError, TemporaryError
 
 __all__ = [
     "SERVER_OPTIONS", "CLIENT_OPTIONS", "InvalidArgument", "NotFound", "FailedPrecondition",
-    "ListenError", "create_server", "add_listener", "unix_path", "insecure_channel", "status_for",
+    "ListenError", "create_server", "add_listener", "listen_address", "unix_path", "insecure_channel", "status_for",
     "map_errors", "error_from_rpc", "call_with_errors", "TEMPORARY_CODES",
 ]
 
@@ -92,6 +92,12 @@ def unix_path(address: str) -> str | None:
     if rest.startswith("//"):
         rest = rest[2:]
     return rest
+
+
+def listen_address(host: str, port: int) -> str:
+    """The listen address for a ``host`` setting and a ``port`` setting: ``host`` itself when it is a
+    unix socket address (``unix:/run/m/nsp.sock``; the port is then unused), else ``host:port``."""
+    return host if unix_path(host) is not None else f"{host}:{port}"
 
 
 def add_listener(server: grpc.aio.Server, address: str) -> int:

@@ -35,7 +35,7 @@ IP_FAMILIES = ("dualstack", "ipv4", "ipv6")
 @dataclasses.dataclass(frozen=True)
 class Settings:
     port: int = setting(7777, "TCP port of the Ipam and health gRPC services (0: any free port)")
-    listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too)")
+    listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too; or unix:PATH)")
     trench_name: str = setting("", "name of the trench this IPAM serves (required)")
     nsp_service: str = setting("", "NSP address, host:port (required), e.g. nsp-service-trench-a:7778")
     prefix_ipv4: str = setting("172.16.0.0/16", "trench IPv4 prefix")
@@ -130,7 +130,7 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
     ipam_pb2_grpc.add_IpamServicer_to_server(IpamServicer(registry, log=log), server)  # type: ignore[no-untyped-call]
     health.add_to(server)
     try:
-        port = grpcutil.add_listener(server, f"{settings.listen_address}:{settings.port}")
+        port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port))
         await server.start()
         if settings.health_address:
             await health.serve(settings.health_address)

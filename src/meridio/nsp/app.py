@@ -31,7 +31,7 @@ ENV_PREFIX = "NSP_"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     port: int = setting(7778, "gRPC port (ConfigurationManager, TargetRegistry, health)")
-    listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too)")
+    listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too; or unix:PATH)")
     config_file: str = setting("/etc/meridio/nsp/configuration.yaml",
                                "ConfigMap-format YAML file with the trench configuration (watched)")
     config_poll_interval: float = setting(0.2, "how often the configuration file is checked", duration=True)
@@ -68,7 +68,7 @@ async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
     service.add_to_server(server, manager, registry_, log=log)
     hc.add_to(server)
     try:
-        port = grpcutil.add_listener(server, f"{settings.listen_address}:{settings.port}")
+        port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port))
         await server.start()
         if settings.health_address:
             await hc.serve(settings.health_address)
