@@ -83,8 +83,8 @@ def check(settings: Settings) -> list[tree.Layout]:
     if not settings.trench_name.strip():
         raise SettingsError(f"{ENV_PREFIX}TRENCH_NAME: must name the trench to serve")
     host, _, port = settings.nsp_service.rpartition(":")
-    if not host or not port.isdigit():
-        raise SettingsError(f"{ENV_PREFIX}NSP_SERVICE={settings.nsp_service!r}: must be host:port")
+    if grpcutil.unix_path(settings.nsp_service) is None and (not host or not port.isdigit()):
+        raise SettingsError(f"{ENV_PREFIX}NSP_SERVICE={settings.nsp_service!r}: must be host:port or unix:PATH")
     if not 0 <= settings.port <= 65535:
         raise SettingsError(f"{ENV_PREFIX}PORT={settings.port}: must be a TCP port (0-65535)")
     for name in ("interval", "threshold"):
