@@ -404,8 +404,7 @@ class ConduitEnv:
         self.families = {"ipv4": (4,), "ipv6": (6,), "dualstack": (4, 6)}[ip_family]
         # unix socket paths must stay under 108 bytes: a short private directory, removed at teardown
         self.base = pathlib.Path(tempfile.mkdtemp(prefix="mc", dir="/tmp"))
-        self.nsp = nsp_support.launch_nsp(procs, tmp_path, config, listen=f"unix://{self.base}/nsp.sock",
-                                          entry_timeout=entry_timeout)
+        self.nsp = self._start_nsp(config, entry_timeout)
         self.ipam_proc: subprocess.Popen[bytes] | None = None
         self.ipam_address = self._start_ipam()
         self.lbs: dict[str, LbPod] = {}
@@ -418,10 +417,22 @@ class ConduitEnv:
     def nsp_address(self) -> str:
         return self.nsp.address
 
+    def _start_nsp(self, config: str, entry_timeout: str) -> nsp_support.NspProcess:
+        """``meridio run nsp`` listening on ``unix:<base>/nsp.sock`` (restartable, config rewritable)."""
+        data = self.tmp_path / "nsp"
+        data.mkdir(parents=True, exist_ok=True)
+        config_file, datasource = data / "configuration.yaml", data / "data" / "registry.db"
+        nsp_support.write_config(config_file, config)
+        address = f"unix://{self.base}/nsp.sock"
+        args = ["run", "nsp", "--listen-address", address, "--config-file", str(config_file),
+                "--datasource", str(datasource), "--entry-timeout", entry_timeout, "--log-level", "DEBUG"]
+        proc = self.procs.meridio(*args, name="nsp")
+        nsp_support.wait_serving(address, proc)
+        return nsp_support.NspProcess(self.procs, address, 0, config_file, datasource, args, None, proc)
+
     def _start_ipam(self) -> str:
-        port = nsp_support.free_port()
-        address = f"unix://{self.base}/ipam.sock:{port}"
-        self.ipam_proc = proc = self.procs.meridio("run", "ipam", "--port", str(port), "--listen-address", f"unix://{self.base}/ipam.sock",
+        address = f"unix://{self.base}/ipam.sock"
+        self.ipam_proc = proc = self.procs.meridio("run", "ipam", "--listen-address", address,
                                   "--trench-name", self.trench, "--nsp-service", self.nsp_address,
                                   "--datasource", str(self.tmp_path / "ipam" / "registry.db"),
                                   "--ip-family", self.ip_family, "--log-level", "DEBUG", name="ipam")
