@@ -62,8 +62,8 @@ def test_trench_pods_listen_on_unix_sockets_in_the_state_dir(tmp_path: pathlib.P
     nsp = b.build(rc.Workload("nsp-trench-a", rc.Kind.NSP, "node-1", "trench-a"))
     [proc] = nsp.processes
     assert proc.argv == ("/py", "-m", "meridio.cli.main", "run", "nsp")
-    assert proc.env["NSP_LISTEN_ADDRESS"] == f"unix:{tmp_path}/state/trenches/trench-a/nsp"
-    assert b.nsp_address("trench-a") == f"unix:{tmp_path}/state/trenches/trench-a/nsp:7778"
+    assert proc.env["NSP_LISTEN_ADDRESS"] == b.nsp_address("trench-a") == \
+        f"unix:{tmp_path}/state/trenches/trench-a/nsp.sock"
     assert proc.netns == "mdef-pod-nsp-trench-a" and nsp.sysctls == {}
     ipam = b.build(rc.Workload("ipam-trench-a", rc.Kind.IPAM, "node-1", "trench-a", params=(("ip-family", "ipv6"),)))
     assert ipam.processes[0].env["IPAM_NSP_SERVICE"] == b.nsp_address("trench-a")

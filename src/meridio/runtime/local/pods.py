@@ -5,8 +5,7 @@ namespace and its sysctls (Meridio's ``sysctl-init``), the FE's external link on
 one :class:`ProcessSpec` per container with the settings Meridio's operator would give it as
 environment variables, pointed at the environment's unix sockets:
 
-- NSP and IPAM listen on ``unix:<state>/trenches/<trench>/nsp:7778`` and ``.../ipam:7777`` (their
-  listener is ``<listen address>:<port>``, so the port ends up in the socket file name);
+- NSP and IPAM listen on ``unix:<state>/trenches/<trench>/nsp.sock`` and ``.../ipam.sock``;
 - the LB serves its availability socket in the pod directory, the FE reads it;
 - proxies serve the link service at ``<state>/proxies/<trench>/<conduit>/<node>/link.sock``, which the
   TAPA's ``MERIDIO_PROXY_SOCKET`` template points to;
@@ -33,11 +32,7 @@ from meridio.runtime.local import topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
-__all__ = ["PodSpec", "PodBuilder", "Nad", "parse_nad", "host_candidates", "NSP_PORT", "IPAM_PORT"]
-
-NSP_PORT = 7778
-IPAM_PORT = 7777
-LB_IFPREFIX = "lbt"
+__all__ = ["PodSpec", "PodBuilder", "Nad", "parse_nad", "host_candidates"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,20 +118,14 @@ class PodBuilder:
 
     # ----------------------------------------------------------------- addresses
 
-    def nsp_listen(self, trench: str) -> str:
-        return f"unix:{self.layout.trench_dir(trench) / 'nsp'}"
-
     def nsp_address(self, trench: str) -> str:
-        return f"{self.nsp_listen(trench)}:{NSP_PORT}"
-
-    def ipam_listen(self, trench: str) -> str:
-        return f"unix:{self.layout.trench_dir(trench) / 'ipam'}"
+        return f"unix:{self.layout.nsp_socket(trench)}"
 
     def ipam_address(self, trench: str) -> str:
-        return f"{self.ipam_listen(trench)}:{IPAM_PORT}"
+        return f"unix:{self.layout.ipam_socket(trench)}"
 
     def nsp_template(self) -> str:
-        return f"unix:{self.layout.root / 'trenches'}/{{trench}}/nsp:{NSP_PORT}"
+        return f"unix:{self.layout.nsp_socket('{trench}')}"
 
     def tapa_socket(self, pod: str) -> pathlib.Path:
         return self.layout.pod_dir(pod) / "ambassador.sock"
@@ -166,14 +155,14 @@ class PodBuilder:
     def _nsp(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t = w.trench
         yield self._process(w, "nsp", self._meridio("run", "nsp"), {
-            "NSP_LISTEN_ADDRESS": self.nsp_listen(t), "NSP_PORT": str(NSP_PORT),
+            "NSP_LISTEN_ADDRESS": self.nsp_address(t),
             "NSP_CONFIG_FILE": str(self.layout.configmap(t)), "NSP_DATASOURCE": str(self.layout.nsp_db(t)),
             "NSP_LOG_LEVEL": "INFO"})
 
     def _ipam(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t = w.trench
         yield self._process(w, "ipam", self._meridio("run", "ipam"), {
-            "IPAM_LISTEN_ADDRESS": self.ipam_listen(t), "IPAM_PORT": str(IPAM_PORT), "IPAM_TRENCH_NAME": t,
+            "IPAM_LISTEN_ADDRESS": self.ipam_address(t), "IPAM_TRENCH_NAME": t,
             "IPAM_NSP_SERVICE": self.nsp_address(t), "IPAM_PREFIX_IPV4": str(self.env.ipam_ipv4),
             "IPAM_PREFIX_IPV6": str(self.env.ipam_ipv6), "IPAM_IP_FAMILY": w.param("ip-family", "dualstack"),
             "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_LOG_LEVEL": "INFO"})
@@ -185,7 +174,7 @@ class PodBuilder:
             yield self._process(w, "lb", self._meridio("run", "lb"), {
                 "NSM_CONDUIT_NAME": w.param("conduit"), "NSM_TRENCH_NAME": t, "NSM_NAMESPACE": w.namespace,
                 "NSM_NSP_SERVICE": self.nsp_address(t), "NSM_SOCKET": lb_socket, "NSM_HOSTNAME": w.name,
-                "NSM_NETNS": self.naming.pod_ns(w.name), "NSM_IFPREFIX": LB_IFPREFIX, "NSM_LOG_LEVEL": "INFO"})
+                "NSM_LOG_LEVEL": "INFO"})
         yield self._process(w, "frontend", self._meridio("run", "frontend"), {
             "NFE_NSP_SERVICE": self.nsp_address(t), "NFE_TRENCH_NAME": t, "NFE_NAMESPACE": w.namespace,
             "NFE_ATTRACTOR_NAME": w.param("attractor"), "NFE_EXTERNAL_INTERFACE": w.param("interface"),

@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import errno
 import json
 import socket
 import sys
@@ -91,8 +92,10 @@ def _reason(exc: BaseException) -> str:
         return "reset"
     if isinstance(exc, (EOFError, asyncio.IncompleteReadError)):
         return "closed"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower().replace(" ", "-")
+    if isinstance(exc, OSError) and exc.errno:
+        return {errno.EHOSTUNREACH: "host-unreachable", errno.ENETUNREACH: "net-unreachable",
+                errno.ECONNREFUSED: "refused", errno.ETIMEDOUT: "timeout"}.get(exc.errno,
+                                                                            errno.errorcode.get(exc.errno, "oserror"))
     return type(exc).__name__
 
 

@@ -1,0 +1,117 @@
+"""Time and memory of ``meridio up`` for the default environment (goal: <= 30 s on 2 cores), and of ``down``.
+
+Runs (as root) ``meridio down`` (for a clean start), then ``ROUNDS`` times: ``meridio up`` (timed until
+the daemon reports ready: processes up, BGP sessions, VIPs announced by every FE, streams open), the
+memory of everything the environment runs, ``meridio down`` (timed). Memory is the sum over the
+environment's processes (the supervised components, the daemon, BIRD) of PSS (``smaps_rollup``: shared
+pages counted proportionally) and of RSS, plus the drop of ``MemAvailable``. Prints a table and writes
+``bench/results/up_default.json``. Uses its own environment name (``bench``) so it never touches a
+user's ``default`` environment.
+
+    sudo .venv/bin/python bench/up_default.py [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from meridio.runtime.local import environment as envmod
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ENV_NAME, PREFIX = "bench", "mbench"
+
+
+def meridio(*args: str, timeout: float = 600) -> float:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "meridio.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise SystemExit(f"meridio {' '.join(args)} failed: {done.stderr.strip() or done.stdout[-500:]}")
+    return time.monotonic() - started
+
+
+def mem_available_kb() -> int:
+    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def environment_pids(prefix: str) -> list[int]:
+    """Every process whose network namespace belongs to the environment, plus its daemon."""
+    inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in os.listdir("/run/netns") if ns.startswith(prefix + "-")}
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    daemon = pathlib.Path(f"/var/lib/meridio/{ENV_NAME}/runtime.pid")
+    if daemon.exists():
+        pids.append(int(daemon.read_text().split()[0]))
+    return pids
+
+
+def memory(pids: list[int]) -> dict[str, float]:
+    pss = rss = 0
+    for pid in pids:
+        try:
+            for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+                elif line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+        except OSError:
+            continue
+    return {"processes": len(pids), "pss_mib": round(pss / 1024, 1), "rss_mib": round(rss / 1024, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    data = yaml.safe_load(envmod.DEFAULT_PATH.read_text())
+    data.update(name=ENV_NAME, prefix=PREFIX)
+    env_file = pathlib.Path(tempfile.mkdtemp()) / "bench-env.yaml"
+    env_file.write_text(yaml.safe_dump(data))
+    meridio("down", "--env", ENV_NAME)
+    rounds = []
+    for i in range(args.rounds):
+        before = mem_available_kb()
+        up_s = meridio("up", "-f", str(env_file), "--timeout", "300")
+        time.sleep(2)  # let the processes finish their start-up allocations
+        mem = memory(environment_pids(PREFIX))
+        mem["memavailable_drop_mib"] = round((before - mem_available_kb()) / 1024, 1)
+        down_s = meridio("down", "--env", ENV_NAME)
+        rounds.append({"up_s": round(up_s, 1), "down_s": round(down_s, 1), **mem})
+        print(f"round {i + 1}: up {up_s:.1f} s, down {down_s:.1f} s, {mem}", flush=True)
+    summary = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    result = {"date": datetime.date.today().isoformat(), "machine": f"{platform.node()} {os.cpu_count()} vCPU",
+              "environment": "default (2 trenches, 3 attractors x 2 FE+LB, 6 proxies, 8 targets, 4 BIRD routers)",
+              "rounds": rounds, "median": summary}
+    out = ROOT / "bench" / "results" / "up_default.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n| measure | median of {len(rounds)} |\n|---|---|")
+    for k, v in summary.items():
+        print(f"| {k} | {v} |")
+    print(f"\nsaved {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
