@@ -66,3 +66,15 @@ def test_lb_that_stops_announcing_loses_its_link_and_next_hop_and_gets_them_back
                  message=f"IPv{v} egress via lb-1 only")
     env.lbs["lb-2"].announcer.start()
     wait_for(lambda: default_route(px.ns, 4, 1) == both, 10, message="lb-2 back with the same address")
+
+
+def test_readiness_follows_the_lb_links(conduit_env) -> None:
+    from tests.netns.conduit_support import _health_serving
+    env = conduit_env(ip_family="ipv4")
+    px = env.add_proxy("node-1")
+    address = f"unix:{px.socket}"
+    assert not _health_serving(address, ("Readiness",))
+    env.add_lb("lb-1")
+    wait_for(lambda: _health_serving(address, ("Readiness",)), 10, message="Readiness SERVING with an LB link")
+    env.lbs["lb-1"].announcer.stop()
+    wait_for(lambda: not _health_serving(address, ("Readiness",)), 10, message="Readiness NOT_SERVING again")

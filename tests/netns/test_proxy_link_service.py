@@ -25,7 +25,8 @@ FLOW_VIPS = {4: VIP4, 6: VIP6}
 def setup(conduit_env, ip_family: str = "dualstack", **proxy: str) -> tuple[ConduitEnv, ProxyPod]:  # type: ignore[no-untyped-def]
     env = conduit_env(ip_family=ip_family)
     env.add_lb("lb-1")
-    px = env.add_proxy("node-1", **proxy)
+    mtu = int(proxy.pop("mtu", "1500"))
+    px = env.add_proxy("node-1", mtu=mtu, **proxy)
     wait_for(lambda: len(env.lbs["lb-1"].interfaces()) == 1, 10, message="LB link")
     return env, px
 
@@ -204,3 +205,15 @@ def test_a_restarted_owner_adopts_its_link_before_the_orphan_timeout(conduit_env
     assert again == first and links(tgt)["nsm-0"]["ifindex"] == index
     settle(4.0)
     assert links(tgt)["nsm-0"]["ifindex"] == index and len(px.ports("pt-")) == 1
+
+
+def test_the_configured_mtu_is_on_the_bridge_and_both_ends_of_every_link(conduit_env) -> None:
+    env, px = setup(conduit_env, mtu="1400")
+    tgt = env.add_target("tgt-1")
+    link = env.link_owner(tgt).connect(px.socket, "target-1", "nsm-0")
+    assert link["mtu"] == 1400
+    lb = env.lbs["lb-1"]
+    mtus = {n: v["mtu"] for n, v in links(px.ns).items() if n != "lo"}
+    mtus.update({f"lb:{n}": v["mtu"] for n, v in lb.interfaces().items()})
+    mtus["target:nsm-0"] = links(tgt)["nsm-0"]["mtu"]
+    assert len(mtus) == 5 and set(mtus.values()) == {1400}, mtus

@@ -3,7 +3,13 @@
 It owns ``bridge0`` in its own network namespace, links it to every load-balancer replica of the conduit
 (announced in NSP as ``LOADBALANCER`` targets) and, through the link service (``meridio.proxy.v1``), to
 every target namespace on its node. Egress from the targets' VIPs leaves through table 1, a multipath
-default route over all LB replicas. Pure planning lives in :mod:`names`, :mod:`plan`, :mod:`release` and
-:mod:`tokens`; :mod:`dataplane` and :mod:`credentials` touch the host; :mod:`links` owns the state;
-:mod:`service` and :mod:`app` are the thin edges; :mod:`linkclient` is what a TAPA imports.
+default route over all LB replicas.
+
+- pure core: :mod:`names` (interface names, aliases, request checks), :mod:`plan` (desired links,
+  egress and target state), :mod:`deadlines` (delayed release, orphans), :mod:`tokens` (credentials);
+- host adapters: :mod:`dataplane` (netlink via :mod:`meridio.kernel.netlink`), :mod:`credentials` (the
+  credential socket: SO_PEERCRED + pidfd + pinned namespace), :mod:`addressing` (IPAM client);
+- state, one owner behind one lock: :mod:`forwarder` over :mod:`lblinks` and :mod:`targets`;
+- edges: :mod:`service` (gRPC servicer), :mod:`app` (``meridio run proxy``);
+- :mod:`linkclient`: what a TAPA imports to connect its own namespace.
 """
