@@ -26,7 +26,7 @@ from meridio.api.nspclient import NspClient
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
 from meridio.kernel import netns as netnsmod
 from tests.conftest import wait_for
-from tests.integration.nsp_support import launch_nsp
+from tests.integration.nsp_support import wait_serving, write_config
 from tests.netns import lb_topology as lbt
 
 HOST = "lb-a"
@@ -70,10 +70,31 @@ def config(extra_flows: str = "") -> str:
 
 
 @dataclasses.dataclass
+class Nsp:
+    """The NSP process on a unix socket in the shared filesystem (reachable from every namespace)."""
+
+    address: str
+    config_file: pathlib.Path
+
+    def write_config(self, text: str) -> None:
+        write_config(self.config_file, text)
+
+
+def start_nsp(procs: Any, base: pathlib.Path) -> Nsp:
+    nsp = Nsp(f"unix:{base / 'nsp.sock'}", base / "configuration.yaml")
+    nsp.write_config(config())
+    proc = procs.meridio("run", "nsp", "--listen-address", nsp.address, "--config-file", str(nsp.config_file),
+                         "--datasource", str(base / "registry.db"), "--config-poll-interval", "100ms",
+                         "--log-level", "DEBUG", name="nsp")
+    wait_serving(nsp.address, proc)
+    return nsp
+
+
+@dataclasses.dataclass
 class Env:
     topo: lbt.LbTopology
     procs: Any
-    nsp: Any
+    nsp: Nsp
     socket: str
     client: NspClient
     lb: Any = None
@@ -130,8 +151,7 @@ FRONTEND = model.Target.make([HOST], {"identifier": HOST}, type=model.TargetType
 async def env(netns: Any, procs: Any, tmp_path: pathlib.Path) -> AsyncIterator[Env]:
     topo = lbt.build(netns, targets=3)
     lbt.start_responders(procs, topo, [5000, 7000], echo_ports=[4100])
-    nsp = launch_nsp(procs, tmp_path, config(), listen=f"unix:{tmp_path / 'nsp.sock'}", port=1,
-                     extra=("--config-poll-interval", "100ms"))
+    nsp = start_nsp(procs, tmp_path)
     client = NspClient(nsp.address)
     try:
         yield Env(topo, procs, nsp, f"unix:{tmp_path / 'lb.sock'}", client)
@@ -279,3 +299,28 @@ async def test_an_lb_killed_or_stopped_and_restarted_under_traffic_loses_no_conn
     assert traffic.errors == []
     assert traffic.counts["connect"] > 50 and traffic.counts["echo"] > 300 and traffic.counts["udp"] > 50
     assert env.state() == before
+
+
+async def test_a_pending_target_is_taken_as_soon_as_its_link_is_up_and_dropped_when_the_link_goes(env: Env) -> None:
+    # t3 moves behind its own LB-side link (a second bridge, as a link to another proxy would be).
+    with lbt.Netlink(env.topo.targets[3]) as nl:
+        nl.add_address("eth0", "169.254.102.3/24")
+    with lbt.Netlink(env.topo.lb) as nl:
+        nl.add_bridge("tgt1")
+        nl.set_link(f"{env.topo.target_prefix}p3", master="tgt1")
+        nl.set_link("tgt1", up=True)
+    far = model.Target.make(["169.254.102.3/24"], {"identifier": "3"}, stream=STREAM)
+    await env.register(FRONTEND, target(1), far)
+    env.start_lb("--check-interval", "60s")  # only netlink notifications can trigger the retries below
+    await eventually(lambda: any(p["pending"].get("stream-a") == [3] for p in env.programmed()),
+                     message="target 3 pending")
+    with lbt.Netlink(env.topo.lb) as nl:
+        nl.add_address("tgt1", "169.254.102.254/24")
+    await eventually(lambda: env.programmed()[-1]["active"] == {"stream-a": [1, 3]}, timeout=3,
+                     message="target 3 active once its link has an address in its subnet")
+    assert set(names(env, 4, 60)) == {"t1", "t3"}
+    with lbt.Netlink(env.topo.lb) as nl:
+        nl.delete_link("tgt1")
+    await eventually(lambda: env.programmed()[-1]["pending"] == {"stream-a": [3]}, timeout=3,
+                     message="target 3 pending again once its link is gone")
+    assert set(names(env, 4, 30)) == {"t1"}

@@ -9,13 +9,14 @@ them level-triggered. Long sequences from asyncio code belong in ``asyncio.to_th
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import errno
 import ipaddress
 import socket
 import threading
-from typing import Any
+from typing import Any, AsyncIterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -424,3 +425,41 @@ def get_sysctl(name: str, *, netns: str | None = None) -> str:
             return f.read().strip()
 
     return str(_in_netns(netns, read))
+
+
+# --- change notifications ----------------------------------------------------------------------
+
+_RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+_RTMGRP_IPV6_IFADDR, _RTMGRP_IPV6_ROUTE = 0x100, 0x400
+CHANGE_GROUPS = (_RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV4_ROUTE | _RTMGRP_IPV6_IFADDR
+                 | _RTMGRP_IPV6_ROUTE)
+"""Links, addresses and routes of both families."""
+
+
+async def watch_changes(*, groups: int = CHANGE_GROUPS) -> AsyncIterator[None]:
+    """Yield once per burst of rtnetlink notifications in the caller's namespace (content not parsed).
+
+    For reconcilers that re-read the state anyway: a link, address or route came or went. A receive
+    buffer overflow (ENOBUFS) also counts as a change.
+    """
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+    sock.bind((0, groups))
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(sock.fileno(), ready.set)
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            while True:
+                try:
+                    sock.recv(65536)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+            yield None
+    finally:
+        loop.remove_reader(sock.fileno())
+        sock.close()

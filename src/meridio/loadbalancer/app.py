@@ -55,7 +55,8 @@ class Settings:
     target_interface_prefix: str = setting(
         "", "name prefix of the links to targets, exempt from defragmentation ('' = conduit name, 10 chars)")
     fwmark_rule_priority: int = setting(90, "priority of the 'fwmark X lookup X' policy rules")
-    check_interval: float = setting(1.0, "retry pending targets and check routes this often", duration=True)
+    check_interval: float = setting(10.0, "retry pending targets and check routes at least this often (also on "
+                                    "every link, address or route change)", duration=True)
     set_sysctls: bool = setting(True, "set forwarding, rp_filter, multipath hash and fwmark_reflect at start")
     counters_interval: float = setting(0.0, "log flow and target counters this often (0 = never)", duration=True)
     health_address: str = setting("", "health server, e.g. unix:///tmp/health.sock ('' = none)")
@@ -141,6 +142,11 @@ async def _watch_streams(nsp: NspClient, lb: service.LoadBalancer, s: Settings, 
                 task.cancel()
 
 
+async def _watch_kernel(lb: service.LoadBalancer) -> None:
+    async for _ in netlink.watch_changes():
+        lb.kernel_changed()
+
+
 async def _log_counters(lb: service.LoadBalancer, interval: float, log: logmod.Logger) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -209,6 +215,7 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
         tasks.guard(_watch_conduit(nsp, lb, s), "nspConduitWatch", log),
         tasks.guard(_watch_frontends(nsp, lb), "nspFrontendWatch", log),
         tasks.guard(_watch_streams(nsp, lb, s, log), "nspStreamWatch", log),
+        tasks.guard(_watch_kernel(lb), "kernelWatch", log),
     ]
     if s.counters_interval > 0:
         loops.append(tasks.guard(_log_counters(lb, s.counters_interval, log), "countersLog", log))

@@ -10,12 +10,12 @@ Packet walk (DESIGN.md §3), all in one table, no conntrack:
 * prerouting -150 ``classify``: ``ip daddr vmap @dispatch4`` -> one chain per VIP (piece): the flows of
   that VIP by priority, higher number first; each matching rule counts into the flow's named counter and
   ``goto``\\ s its stream's hash chain; the VIP chain ends with ``drop``.
-* stream chains: ``meta mark set jhash <5-tuple> mod M seed S map @<stream map> accept`` then ``drop`` (a
-  stream without targets has an empty map: the lookup misses and the packet is dropped). ICMP errors
-  hash the reversed inner header (same bucket as the flow), echo requests hash the address pair.
+* stream chains: ``meta mark set jhash <5-tuple> mod M seed S map @<stream map>``, count into the
+  target's named counter (chosen by mark) and ``accept``; then ``drop`` (a stream without targets has an
+  empty map: the lookup misses and the packet is dropped). ICMP errors hash the reversed inner header
+  (same bucket as the flow), echo requests hash the address pair.
 * prerouting 100 ``port-nat``: stateless destination port NAT (``tcp/udp/sctp dport set``, which fix the
   checksum) and the reverse source-port rewrite for replies from targets.
-* forward ``target-hits``: per-target packet/byte counters chosen by fwmark.
 
 Pure: :func:`render` takes parsed values (:mod:`flows`) and returns a :class:`~nftobjects.Ruleset`.
 """
@@ -37,7 +37,6 @@ PRIO_DEFRAG_SKIP = -500
 PRIO_RAW = -300
 PRIO_MANGLE = -150
 PRIO_NAT = 100
-PRIO_FILTER = 0
 
 _ICMP4_ERRORS = "{ destination-unreachable, time-exceeded, parameter-problem }"
 _ICMP6_ERRORS = "{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem }"
@@ -222,8 +221,11 @@ def _icmp_error_match(flow: FlowSpec, protocols: Sequence[Protocol], sources: Se
     return parts
 
 
-def _stream_chains(stream: StreamState, bucket: BucketMapObj) -> list[ChainObj]:
-    tail = f"mod {stream.m} seed {stream.seed:#010x} map @{bucket.name} accept"
+def _stream_chains(stream: StreamState, bucket: BucketMapObj, counters: MapObj) -> list[ChainObj]:
+    # Counting here (not in a forward-hook chain) saves a base chain per packet; a mark without a
+    # counter element cannot happen: both come from the same active targets in the same batch.
+    tail = (f"mod {stream.m} seed {stream.seed:#010x} map @{bucket.name} "
+            f"counter name meta mark map @{counters.name} accept")
     hashes = {
         ("h", 4): "jhash ip saddr . ip daddr . th sport . th dport",
         ("i", 4): "jhash @th,192,32 . @th,160,32 . @th,240,16 . @th,224,16",
@@ -233,7 +235,7 @@ def _stream_chains(stream: StreamState, bucket: BucketMapObj) -> list[ChainObj]:
         ("a", 6): "jhash ip6 saddr . ip6 daddr",
     }
     return [ChainObj(_stream_chain(stream.name, kind, version), (f"meta mark set {expr} {tail}", "drop"),
-                     deps=(bucket.comment,))
+                     deps=(bucket.comment, counters.comment))
             for (kind, version), expr in hashes.items()]
 
 
@@ -271,7 +273,7 @@ def _vip_set(version: int, vips: Iterable[Network]) -> SetObj:
 
 
 def _base_chains(config: LbConfig, dispatch: dict[int, MapObj], nat_rules: list[str],
-                 nat_deps: list[str], counters_map: MapObj) -> list[ChainObj]:
+                 nat_deps: list[str]) -> list[ChainObj]:
     chains = [
         ChainObj("defrag-enable", ("meta l4proto tcp tproxy ip to 127.0.0.1:1",
                                    "meta l4proto tcp tproxy ip6 to [::1]:1")),
@@ -279,8 +281,6 @@ def _base_chains(config: LbConfig, dispatch: dict[int, MapObj], nat_rules: list[
         ChainObj("notrack-output", ("notrack",), Hook("output", PRIO_RAW)),
         ChainObj("classify", (f"ip daddr vmap @{dispatch[4].name}", f"ip6 daddr vmap @{dispatch[6].name}"),
                  Hook("prerouting", PRIO_MANGLE), deps=(dispatch[4].comment, dispatch[6].comment)),
-        ChainObj("target-hits", (f"meta mark != 0 counter name meta mark map @{counters_map.name}",),
-                 Hook("forward", PRIO_FILTER), deps=(counters_map.comment,)),
     ]
     if config.target_interface_prefix:
         chains.append(ChainObj("defrag-skip", (f'iifname "{config.target_interface_prefix}*" notrack',),
@@ -308,15 +308,14 @@ def render(config: LbConfig) -> Ruleset:
         dispatch_elements[version][_piece_key(piece)] = f"goto {name}"
     dispatch = {v: MapObj(f"dispatch{v}", f"type ipv{v}_addr : verdict; flags interval;", dispatch_elements[v])
                 for v in (4, 6)}
+    target_counters = {str(s.fwmark(t.identifier)): f'"{target_counter(s.fwmark(t.identifier))}"'
+                       for s in config.streams for t in s.targets}
+    counters_map = MapObj("target-counters", "type mark : counter;", target_counters)
     buckets = {}
-    target_counters = {}
     for stream in config.streams:
         bucket = _bucket_map(stream)
         buckets[bucket.name] = bucket
-        chains += _stream_chains(stream, bucket)
-        for t in stream.targets:
-            target_counters[str(stream.fwmark(t.identifier))] = f'"{target_counter(stream.fwmark(t.identifier))}"'
-    counters_map = MapObj("target-counters", "type mark : counter;", target_counters)
+        chains += _stream_chains(stream, bucket, counters_map)
     sets = {s.name: s for s in (_vip_set(4, config.vips), _vip_set(6, config.vips))}
     nat_rules: list[str] = []
     nat_deps: list[str] = []
@@ -325,7 +324,7 @@ def render(config: LbConfig) -> Ruleset:
         sets.update({s.name: s for s in nat_sets.values()})
         nat_deps += [s.comment for s in nat_sets.values()]
         nat_rules += _nat_rules(nat, nat_sets)
-    chains += _base_chains(config, dispatch, nat_rules, nat_deps, counters_map)
+    chains += _base_chains(config, dispatch, nat_rules, nat_deps)
     counters = frozenset({flow_counter(f.stream, f.name) for f in flows}
                          | {v.strip('"') for v in target_counters.values()})
     return Ruleset(counters=counters, sets=sets,

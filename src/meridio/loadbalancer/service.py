@@ -3,8 +3,9 @@
 Watch tasks only update :class:`~inputs.Inputs` and call :meth:`LoadBalancer.changed`; this task
 debounces, computes the desired state, runs :meth:`Reconciler.reconcile` in a worker thread (the kernel
 calls block; an M=999983 map takes seconds) and publishes availability and health. It also re-runs
-while targets are pending or a route vanished (every ``check_interval``), and retries with backoff
-when the kernel refuses something unexpectedly. It never flushes anything on start.
+while targets are pending or a route vanished, checked on every link/address/route notification
+(:meth:`LoadBalancer.kernel_changed`) and every ``check_interval``, and retries with backoff when the
+kernel refuses something unexpectedly. It never flushes anything on start.
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class LoadBalancer:
 
     def changed(self) -> None:
         """Something in :attr:`inputs` changed: reconcile soon."""
+        self._wake.set()
+
+    def kernel_changed(self) -> None:
+        """A link, address or route changed: check pending targets and lost routes soon."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
