@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Load balancer benchmarks, side by side in one run (run as root from the repository root):
+
+    .venv/bin/python bench/lb_bench.py [--rounds 5] [--seconds 3] [--quick]
+
+1. **Forwarding cost**: client -> LB namespace -> target (tests/netns/lb_topology.py), three variants
+   measured in interleaved rounds (plain, lb-1, lb-1000, plain, lb-1, ...):
+   ``plain`` = a main-table route to the VIP, no nftables table, no rules; ``lb-1`` = the load balancer's
+   whole data path (defrag hooks, VIP dispatch, one flow, jhash -> Maglev map -> fwmark -> policy route);
+   ``lb-1000`` = the same with 1000 flows over 100 VIPs, the measured flow being the LOWEST priority of the
+   10 flows of its VIP (worst case). Figures: 64-byte-payload UDP packets/s delivered to the target
+   (``bench/lb_udpsend.c``, sendmmsg, 16 flows; counted by an nft counter in the target) and TCP Gbit/s
+   (iperf2, one stream). Ratios: lb-1 / plain and lb-1000 / lb-1 per round; medians and ranges reported.
+2. **Target change**: time to add or remove one target (Maglev rebuild + plan + one nft transaction) in a
+   stream of 10 targets at max-targets 100, 1000 and 10000 (M = 9973, 99991, 999983); Maglev cache
+   cleared before each change. Goal: <= 50 ms at 100.
+3. **Maglev disruption**: mean collateral disruption when one of N targets leaves (M = 9973), next to
+   the paper's figures (N=10: <= 1 %, N=100: <= 2.5 %).
+
+Sender, LB and target all share the VM's 2 vCPUs (and whatever else runs): absolute figures are
+VM-specific, only the ratios measured side by side mean something. Prints a table and writes
+``bench/results/lb_bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import ipaddress
+import json
+import os
+import pathlib
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from meridio.api import model  # noqa: E402
+from meridio.kernel import netns as netnsmod  # noqa: E402
+from meridio.kernel import nftables  # noqa: E402
+from meridio.kernel.netlink import Netlink  # noqa: E402
+from meridio.loadbalancer import datapath, maglev, plan, ruleset  # noqa: E402
+from meridio.loadbalancer import flows as fl  # noqa: E402
+from meridio.loadbalancer.reconciler import Desired, StreamInput  # noqa: E402
+from tests.conftest import NetnsFactory, Procs  # noqa: E402
+from tests.netns import lb_topology as lbt  # noqa: E402
+
+VIP = "203.0.113.10"
+UDP_PORT, TCP_PORT = 7000, 5201
+RESULTS = ROOT / "bench" / "results" / "lb_bench.json"
+
+
+def _median_range(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+# --- 1. forwarding ---------------------------------------------------------------------------------
+
+def _flows_1() -> tuple[list[str], list[model.Flow]]:
+    return [VIP], [lbt.model_flow("bench", protocols=("tcp", "udp"), dports=(str(UDP_PORT), str(TCP_PORT)),
+                                  vips=(VIP,))]
+
+
+def _flows_1000() -> tuple[list[str], list[model.Flow]]:
+    vips = [f"203.0.113.{i}" for i in range(1, 101)]
+    flows = []
+    for v in vips:
+        for j in range(10):
+            if v == VIP and j == 9:  # the measured flow: checked after the 9 others of its VIP
+                flows.append(lbt.model_flow(f"f-{v}-{j}", priority=1, protocols=("tcp", "udp"),
+                                            dports=(str(UDP_PORT), str(TCP_PORT)), vips=(v,)))
+            else:
+                flows.append(lbt.model_flow(f"f-{v}-{j}", priority=100 - j, protocols=("tcp", "udp"),
+                                            dports=(str(6000 + j),), sources=("198.51.100.0/24",), vips=(v,)))
+    return vips, flows
+
+
+class Forwarding:
+    def __init__(self, topo: lbt.LbTopology, procs: Procs, sender: str) -> None:
+        self.topo, self.procs, self.sender = topo, procs, sender
+        self.lb = lbt.LbUnderTest(topo)
+        self.target_ns = topo.targets[1]
+        netnsmod.run(self.target_ns, ["nft", "-f", "-"], input="\n".join([
+            "add table inet bench", "add counter inet bench rx",
+            "add chain inet bench pre { type filter hook prerouting priority -400; policy accept; }",
+            f'add rule inet bench pre udp dport {UDP_PORT} counter name "rx"']) + "\n")
+        procs.start(["iperf", "-s", "-B", VIP, "-p", str(TCP_PORT)], ns=self.target_ns, name="iperf-server")
+        time.sleep(0.5)
+
+    def set_mode(self, mode: str) -> None:
+        with Netlink(self.topo.lb) as nl:
+            if mode == "plain":
+                self.lb.datapath.remove()
+                for fwmark in list(self.lb.reconciler.routing.installed()):
+                    self.lb.reconciler.routing.remove(fwmark)
+                self.lb.reconciler.offsets.release("stream-a")
+                nl.replace_route(f"{VIP}/32", gateway=lbt.target_ip(1, 4))
+                return
+            nl.delete_route(f"{VIP}/32")
+        vips, flows = _flows_1() if mode == "lb-1" else _flows_1000()
+        self.lb.program(flows=flows, streams={"stream-a": [1]}, vips=vips)
+
+    def _rx(self) -> int:
+        out = netnsmod.run(self.target_ns, ["nft", "-j", "list", "counter", "inet", "bench", "rx"]).stdout
+        return int(json.loads(out)["nftables"][1]["counter"]["packets"])
+
+    def udp_pps(self, seconds: float) -> tuple[float, float]:
+        before = self._rx()
+        out = netnsmod.run(self.topo.client, [self.sender, VIP, str(UDP_PORT), "64", str(seconds), "16"],
+                           timeout=seconds + 30)
+        time.sleep(0.2)
+        delivered = self._rx() - before
+        return delivered / seconds, delivered / max(1, int(out.stdout.strip()))
+
+    def tcp_gbps(self, seconds: float) -> float:
+        out = netnsmod.run(self.topo.client, ["iperf", "-c", VIP, "-p", str(TCP_PORT), "-t", str(seconds),
+                                              "-y", "C"], timeout=seconds + 30).stdout.strip().splitlines()
+        return int(out[-1].split(",")[-1]) / 1e9
+
+
+def bench_forwarding(rounds: int, seconds: float, sender: str) -> dict[str, Any]:
+    factory, procs = NetnsFactory(), Procs(pathlib.Path(tempfile.mkdtemp(prefix="lb-bench-")))
+    modes = ("plain", "lb-1", "lb-1000")
+    raw: dict[str, dict[str, list[float]]] = {m: {"udp_pps": [], "delivery": [], "tcp_gbps": []} for m in modes}
+    try:
+        topo = lbt.build(factory, targets=1, vips={4: (VIP,), 6: ("2001:db8:f::10",)})
+        fwd = Forwarding(topo, procs, sender)
+        for r in range(rounds):
+            for mode in modes:
+                fwd.set_mode(mode)
+                pps, delivery = fwd.udp_pps(seconds)
+                gbps = fwd.tcp_gbps(seconds)
+                raw[mode]["udp_pps"].append(pps)
+                raw[mode]["delivery"].append(delivery)
+                raw[mode]["tcp_gbps"].append(gbps)
+                print(f"  round {r + 1}/{rounds} {mode:8s} udp {pps / 1e3:8.1f} kpps (delivered {delivery:.3f})"
+                      f"  tcp {gbps:6.2f} Gbit/s", flush=True)
+        fwd.lb.close()
+    finally:
+        procs.cleanup()
+        factory.cleanup()
+    ratios = {
+        "udp_lb1_vs_plain": [a / b for a, b in zip(raw["lb-1"]["udp_pps"], raw["plain"]["udp_pps"])],
+        "tcp_lb1_vs_plain": [a / b for a, b in zip(raw["lb-1"]["tcp_gbps"], raw["plain"]["tcp_gbps"])],
+        "udp_1000_vs_1": [a / b for a, b in zip(raw["lb-1000"]["udp_pps"], raw["lb-1"]["udp_pps"])],
+        "tcp_1000_vs_1": [a / b for a, b in zip(raw["lb-1000"]["tcp_gbps"], raw["lb-1"]["tcp_gbps"])],
+    }
+    return {"raw": raw, "ratios": {k: {**_median_range(v), "rounds": v} for k, v in ratios.items()},
+            "medians": {m: {k: statistics.median(v) for k, v in raw[m].items()} for m in modes}}
+
+
+# --- 2. target change ------------------------------------------------------------------------------
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def bench_update(max_targets_list: list[int], changes: int) -> dict[str, Any]:
+    factory = NetnsFactory()
+    out: dict[str, Any] = {}
+    vips = (ipaddress.ip_network(f"{VIP}/32"),)
+    flow = fl.flow_spec(lbt.model_flow("bench", vips=(VIP,), dports=("80",)))
+    try:
+        ns = factory("upd")
+        with nftables.Nft(netns=ns) as nft:
+            for max_targets in max_targets_list:
+                dp = datapath.NftDataPath(nft)
+                dp.remove()
+
+                def config(ids: list[int]) -> ruleset.LbConfig:
+                    targets = tuple(fl.TargetSpec(i, (ipaddress.ip_address(f"169.254.101.{i}"),)) for i in ids)
+                    return ruleset.LbConfig(vips=vips, flows=(flow,), streams=(
+                        ruleset.StreamState("stream-a", max_targets, 5000, targets),))
+
+                full = list(range(1, 11))
+                ruleset._table.cache_clear()
+                _, first = _timed(lambda: dp.apply(ruleset.render(config(full))))
+                rows = []
+                for c in range(changes):
+                    ids = full[:-1] if c % 2 == 0 else full
+                    ruleset._table.cache_clear()
+                    desired, t_render = _timed(lambda: ruleset.render(config(ids)))
+                    commands, t_plan = _timed(lambda: plan.plan(dp.installed, desired))
+                    _, t_nft = _timed(lambda: nft.apply(commands))
+                    dp.installed = plan.Installed.of(desired)
+                    changed = sum(len(c.split(",")) for c in commands if c.startswith("add element")
+                                  and " s-stream-a " in c)
+                    rows.append({"render_s": t_render, "plan_s": t_plan, "nft_s": t_nft,
+                                 "total_s": t_render + t_plan + t_nft, "buckets_changed": changed})
+                m = maglev.table_size(max_targets)
+                out[str(max_targets)] = {
+                    "m": m, "targets": 10, "first_load_s": first,
+                    "total_s": _median_range([r["total_s"] for r in rows]),
+                    "render_s": statistics.median(r["render_s"] for r in rows),
+                    "plan_s": statistics.median(r["plan_s"] for r in rows),
+                    "nft_s": statistics.median(r["nft_s"] for r in rows),
+                    "buckets_changed": statistics.median(r["buckets_changed"] for r in rows), "changes": rows}
+                print(f"  max-targets {max_targets:5d} M={m:6d}: change median {out[str(max_targets)]['total_s']['median'] * 1e3:8.1f} ms"
+                      f" (first load {first:.2f} s)", flush=True)
+                dp.remove()
+    finally:
+        factory.cleanup()
+    return out
+
+
+# --- 3. Maglev disruption --------------------------------------------------------------------------
+
+def bench_disruption(samples_10: int, samples_100: int) -> dict[str, Any]:
+    rnd = random.Random(2026)
+    m = maglev.table_size(100)
+    result = {}
+    for n, samples, paper in ((10, samples_10, 0.01), (100, samples_100, 0.025)):
+        means = []
+        for _ in range(samples):
+            ids = sorted(rnd.sample(range(1, 101), n))
+            full = maglev.populate(ids, m, 100)
+            means.append(statistics.mean(maglev.disruption(full, maglev.populate([i for i in ids if i != g], m, 100),
+                                                           [g]) for g in ids))
+        result[str(n)] = {"m": m, "sets": samples, "mean": statistics.mean(means), "worst_set": max(means),
+                          "paper": paper}
+        print(f"  N={n:3d}: mean collateral {statistics.mean(means) * 100:.2f} % (worst set "
+              f"{max(means) * 100:.2f} %), paper {paper * 100:.1f} %", flush=True)
+    return result
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+def _machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    nft = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu, "nft": nft,
+            "python": platform.python_version()}
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"LB benchmarks, {results['machine']['date']}, {results['machine']['cpus']} vCPU "
+             f"({results['machine']['cpu']}), kernel {results['machine']['kernel']}, {results['machine']['nft']}",
+             "", "| measure | value | goal |", "|---|---|---|"]
+    f = results.get("forwarding")
+    if f:
+        r, m = f["ratios"], f["medians"]
+        rounds = len(r["udp_lb1_vs_plain"]["rounds"])
+        def ratio(key: str) -> str:
+            return f"**{r[key]['median']:.2f}** ({r[key]['min']:.2f}-{r[key]['max']:.2f})"
+        lines += [
+            f"| UDP 64 B pps, LB / plain routing ({rounds} rounds; plain {m['plain']['udp_pps'] / 1e3:.0f} kpps) "
+            f"| {ratio('udp_lb1_vs_plain')} | >= 0.9 |",
+            f"| TCP Gbit/s, LB / plain routing (plain {m['plain']['tcp_gbps']:.1f} Gbit/s) "
+            f"| {ratio('tcp_lb1_vs_plain')} | >= 0.9 |",
+            f"| UDP 64 B pps, 1000 flows over 100 VIPs / 1 flow | {ratio('udp_1000_vs_1')} | >= 0.9 |",
+            f"| TCP Gbit/s, 1000 flows over 100 VIPs / 1 flow | {ratio('tcp_1000_vs_1')} | >= 0.9 |",
+        ]
+    for mt, u in (results.get("update") or {}).items():
+        lines.append(f"| target change at max-targets {mt} (M={u['m']}, 10 targets, "
+                     f"{u['buckets_changed']:.0f} buckets) | **{u['total_s']['median'] * 1e3:.1f} ms** "
+                     f"({u['total_s']['min'] * 1e3:.1f}-{u['total_s']['max'] * 1e3:.1f}; Maglev "
+                     f"{u['render_s'] * 1e3:.1f}, nft {u['nft_s'] * 1e3:.1f}) | {'<= 50 ms' if mt == '100' else '-'} |")
+    for n, d in (results.get("disruption") or {}).items():
+        lines.append(f"| Maglev collateral disruption, 1 of {n} leaves (M={d['m']}, {d['sets']} sets) "
+                     f"| **{d['mean'] * 100:.2f} %** (worst set {d['worst_set'] * 100:.2f} %) "
+                     f"| paper <= {d['paper'] * 100:.1f} % |")
+    lines.append("")
+    lines.append("Sender, LB and target share the 2 vCPUs; ratios are medians of per-round ratios (range).")
+    return "\n".join(lines)
+
+
+def _sender() -> str:
+    out = pathlib.Path(tempfile.mkdtemp(prefix="lb-udpsend-")) / "lb_udpsend"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(ROOT / "bench" / "lb_udpsend.c")], check=True)
+    return str(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--changes", type=int, default=6)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s, max-targets 100 and 1000 only")
+    parser.add_argument("--only", choices=("forwarding", "update", "disruption"), action="append")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("lb_bench: needs root (network namespaces, nftables)", file=sys.stderr)
+        return 1
+    if args.quick:
+        args.rounds, args.seconds, args.changes = 2, 1.0, 4
+    only = set(args.only or ("forwarding", "update", "disruption"))
+    results: dict[str, Any] = {"machine": _machine(), "settings": vars(args)}
+    if "disruption" in only:
+        print("Maglev disruption:", flush=True)
+        results["disruption"] = bench_disruption(10 if args.quick else 40, 1 if args.quick else 3)
+    if "update" in only:
+        print("Target change:", flush=True)
+        results["update"] = bench_update([100, 1000] if args.quick else [100, 1000, 10000], args.changes)
+    if "forwarding" in only:
+        print("Forwarding (interleaved rounds):", flush=True)
+        results["forwarding"] = bench_forwarding(args.rounds, args.seconds, _sender())
+    text = table(results)
+    results["table"] = text
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print()
+    print(text)
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
