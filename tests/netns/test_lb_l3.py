@@ -173,3 +173,28 @@ def test_flow_and_target_counters_count_what_was_forwarded(version: int, topo: l
     assert after["flow-stream-a-all"] - before["flow-stream-a-all"] == 60
     hits = {i: after[f"tgt-{5000 + i}"] - before[f"tgt-{5000 + i}"] for i in (1, 2, 3)}
     assert hits == {i: per_target[f"t{i}"] for i in (1, 2, 3)}
+
+
+@VERSIONS
+def test_a_datagram_too_big_for_the_target_link_teaches_the_client_the_path_mtu(version: int, topo: lbt.LbTopology,
+                                                                                lb: lbt.LbUnderTest) -> None:
+    from meridio.kernel import netlink
+    from meridio.loadbalancer import app
+
+    for name, value in app.SYSCTLS.items():  # the daemon's sysctls: the LB's own errors must reach the client
+        netlink.set_sysctl(name, value, netns=topo.lb)
+    with lbt.Netlink(topo.lb) as nl:
+        nl.set_link(topo.bridge, mtu=1280)
+    vip = lbt.VIPS[version][0]
+
+    def send_with_df() -> None:
+        with socket.socket(socket.AF_INET if version == 4 else socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            if version == 4:
+                s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+            else:
+                s.setsockopt(socket.IPPROTO_IPV6, 62, 1)  # IPV6_DONTFRAG
+            s.sendto(b"x" * 1400, (vip, 7000))
+
+    lbt.in_netns(topo.client, send_with_df)
+    route = netnsmod.run(topo.client, ["ip", f"-{version}", "route", "get", vip]).stdout
+    assert "mtu 1280" in route

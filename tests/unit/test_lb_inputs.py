@@ -92,3 +92,10 @@ def test_a_stream_without_max_targets_gets_100_as_meridio() -> None:
     inputs.set_streams([model.Stream("stream-a", CONDUIT, 0)])
     desired, _ = inputs.desired()
     assert desired.streams[0].max_targets == 100
+
+
+def test_a_port_nat_without_vips_applies_to_every_vip_of_the_trench() -> None:
+    inputs = complete()
+    inputs.set_conduit([model.Conduit("conduit-a", TRENCH, (model.PortNat(80, 4000, "udp"),))], "conduit-a")
+    desired, _ = inputs.desired()
+    assert [str(v) for v in desired.port_nats[0].vips] == ["203.0.113.10/32", "2001:db8:f::10/128"]

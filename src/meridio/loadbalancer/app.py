@@ -39,9 +39,12 @@ SYSCTLS = {
     "net.ipv4.conf.all.forwarding": "1", "net.ipv6.conf.all.forwarding": "1",
     "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
     "net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1",
-    "net.ipv4.fwmark_reflect": "1", "net.ipv6.fwmark_reflect": "1",
 }
-"""Meridio's LB pod sysctls (reference §3.5), set at start when ``NSM_SET_SYSCTLS`` is true."""
+"""Meridio's LB pod sysctls (reference §3.5), set at start when ``NSM_SET_SYSCTLS`` is true.
+
+Not ``fwmark_reflect``: Meridio needs it for its NFQUEUE path plus a ``snat-local`` chain; here it would
+give the kernel's own ICMP errors (e.g. fragmentation needed towards a target link) the packet's fwmark,
+and so route them to the target instead of back to the client."""
 
 
 @dataclasses.dataclass(frozen=True)

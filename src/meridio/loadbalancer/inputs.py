@@ -90,6 +90,8 @@ class Inputs:
     def _nats(self, problems: list[fl.InputError]) -> tuple[fl.PortNatSpec, ...]:
         nats = []
         for nat in self.conduit.destination_port_nats if self.conduit else ():
+            if not nat.vips:  # nsp.v1: "If the VIP is nil then any VIP will be considered"
+                nat = dataclasses.replace(nat, vips=tuple(self.vips or ()))
             try:
                 nats.append(fl.port_nat_spec(self.conduit.name, nat))  # type: ignore[union-attr]
             except fl.InputError as exc:
