@@ -1,0 +1,45 @@
+"""The e2e tier: Meridio's 21 e2e scenarios against the local runtime's default environment.
+
+What is real: everything. One environment (the built-in default, named ``e2e``, prefix ``me2e``) is
+brought up once for the session with ``meridio up`` and torn down with ``meridio down`` at the end,
+also when tests fail. Each test restores what it changed (re-applies the initial resources, re-opens
+streams, scales back) and waits until the environment is as it found it. Every traffic check sends
+400 connections and requires the exact number of distinct targets and 0 lost connections.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Iterator
+
+import pytest
+import yaml
+
+from meridio.runtime.local import environment as envmod
+from tests.conftest import is_root
+from tests.e2e.framework import E2E
+
+ENV_NAME, ENV_PREFIX = "e2e", "me2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    if not is_root():
+        pytest.fail("the e2e suite needs root: run it through ./run.sh test")
+    data = yaml.safe_load(envmod.DEFAULT_PATH.read_text())
+    data.update(name=ENV_NAME, prefix=ENV_PREFIX)
+    env_file = tmp_path_factory.mktemp("e2e") / "environment.yaml"
+    env_file.write_text(yaml.safe_dump(data))
+    env = envmod.load(env_file)
+    suite = E2E(env)
+    suite.env_file = pathlib.Path(env_file)
+    try:
+        suite.meridio("up", "-f", str(env_file), "--timeout", "240", timeout=400)
+        yield suite
+    finally:
+        suite.meridio("down", check=False, timeout=120)
