@@ -241,3 +241,16 @@ def test_a_proxy_restart_keeps_links_routes_and_targets(bed) -> None:  # type: i
     for pod in pods:
         assert pod.statuses() == {"stream-a-i": "OPEN"}
         assert links(pod.ns)["nsm-0"]["ifindex"] == before[pod.name]
+
+
+def test_sigterm_to_the_tapa_unregisters_its_target_and_removes_its_link(bed) -> None:  # type: ignore[no-untyped-def]
+    pods = [bed.add_target_pod(f"target-{i}", "node-1") for i in (1, 2)]
+    for pod in pods:
+        pod.target("open", "stream-a-i")
+        _wait_streams(pod, {"stream-a-i": "OPEN"})
+    _wait_reach(bed, {"target-1", "target-2"})
+    assert pods[1].tapa is not None
+    assert bed.procs.stop(pods[1].tapa) == 0
+    assert "nsm-0" not in links(pods[1].ns)  # disconnected before the TAPA exited
+    _wait_reach(bed, {"target-1"}, timeout=10)  # unregistered: no keepalive to wait for (60 s here)
+    _assert_all_reach(bed, {"target-1"})

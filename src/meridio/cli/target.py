@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot reach the TAPA: no socket at {path} (is the TAPA running? see --socket)")
     try:
         with grpc.insecure_channel(f"unix:{os.path.abspath(path)}") as channel:
-            stub = tap_pb2_grpc.TapStub(channel)
+            stub = tap_pb2_grpc.TapStub(channel)  # type: ignore[no-untyped-call]
             if args.action == "open":
                 stub.Open(_stream(args), timeout=_CALL_TIMEOUT_S)
             elif args.action == "close":
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 return _watch(stub, _stream(args))
     except grpc.RpcError as exc:
-        raise CliError(f"{args.action} failed: {exc.details() or exc.code().name}") from None  # type: ignore[attr-defined]
+        raise CliError(f"{args.action} failed: {exc.details() or exc.code().name}") from None
     return 0
 
 

@@ -26,7 +26,7 @@ _log = logmod.get("tapa")
 
 def statuses_to_pb(statuses: list[StreamStatus]) -> tap_pb2.StreamResponse:
     return tap_pb2.StreamResponse(streamStatus=[
-        tap_pb2.StreamStatus(status=int(s.status), stream=refs.ref_to_pb(s.ref)) for s in statuses])
+        tap_pb2.StreamStatus(status=s.status.name, stream=refs.ref_to_pb(s.ref)) for s in statuses])
 
 
 def _parse(request: tap_pb2.Stream) -> refs.StreamRef:
@@ -55,7 +55,7 @@ class TapServicer(tap_pb2_grpc.TapServicer):
         return empty_pb2.Empty()
 
     @grpcutil.map_errors(_log)
-    async def Watch(self, request: tap_pb2.Stream,  # type: ignore[override]
+    async def Watch(self, request: tap_pb2.Stream,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[tap_pb2.StreamResponse]:
         async for statuses in self._tap.watch(refs.filter_from_pb(request)):
             yield statuses_to_pb(statuses)
