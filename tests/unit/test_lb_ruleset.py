@@ -48,10 +48,12 @@ def _rules(rs: ruleset.Ruleset, chain: str) -> tuple[str, ...]:
     return rs.chains[chain].rules
 
 
-def test_flows_of_a_vip_are_ordered_by_priority_higher_number_first_and_end_with_drop() -> None:
+def test_flows_of_a_vip_are_ordered_by_priority_higher_number_first_within_each_packet_kind() -> None:
     rules = _rules(ruleset.render(samples.config()), "vip-203.0.113.10/32")
     counters = [r.split('counter name "')[1].split('"')[0] for r in rules if "counter name" in r]
-    assert counters == ["flow-stream-b-special"] * 3 + ["flow-stream-a-web"] * 3
+    assert counters == ["flow-stream-b-special", "flow-stream-a-web"] * 3
+    kinds = [r.split()[0] + " " + r.split()[1] for r in rules[:-1]]
+    assert kinds == ["meta l4proto"] * 2 + ["icmp type"] * 4  # L4 first: one rule per flow for TCP/UDP/SCTP
     assert rules[-1] == "drop"
 
 

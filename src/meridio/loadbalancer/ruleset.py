@@ -8,8 +8,9 @@ Packet walk (DESIGN.md §3), all in one table, no conntrack:
   ingress from outside is reassembled and a fragmented datagram hashes like its flow's other packets.
 * prerouting -300 ``notrack-prerouting`` (and ``notrack-output``): nothing is ever tracked, even if something else loads conntrack.
 * prerouting -150 ``classify``: ``ip daddr vmap @dispatch4`` -> one chain per VIP (piece): the flows of
-  that VIP by priority, higher number first; each matching rule counts into the flow's named counter and
-  ``goto``\\ s its stream's hash chain; the VIP chain ends with ``drop``.
+  that VIP by priority, higher number first (L4 rules first, then ICMP error rules, then echo rules);
+  each matching rule counts into the flow's named counter and ``goto``\\ s its stream's hash chain; the
+  VIP chain ends with ``drop``.
 * stream chains: ``meta mark set jhash <5-tuple> mod M seed S map @<stream map>``, count into the
   target's named counter (chosen by mark) and ``accept``; then ``drop`` (a stream without targets has an
   empty map: the lookup misses and the packet is dropped). ICMP errors hash the reversed inner header
@@ -172,11 +173,12 @@ def _protocols(flow: FlowSpec) -> tuple[Protocol, ...]:
     return tuple(p for p in flow.protocols if not named or p in named)
 
 
-def _flow_rules(flow: FlowSpec, version: int) -> list[str]:
+def _flow_rules(flow: FlowSpec, version: int) -> tuple[str, str, str] | None:
+    """The flow's (L4, ICMP error, echo request) rules for one IP family; None if it cannot match."""
     sources = flow.sources_of(version)
     protocols = _protocols(flow)
     if sources is None or not protocols:
-        return []
+        return None
     ip = "ip" if version == 4 else "ip6"
     count = f'counter name "{flow_counter(flow.stream, flow.name)}"'
     l4 = [f"meta l4proto {_anon([p.value for p in protocols])}"]
@@ -187,14 +189,23 @@ def _flow_rules(flow: FlowSpec, version: int) -> list[str]:
     if flow.destination_ports:
         l4.append(f"th dport {_ports(flow.destination_ports)}")
     l4 += [bm.nft() for bm in flow.byte_matches]
-    rules = [" ".join(l4 + [count, f"goto {_stream_chain(flow.stream, 'h', version)}"])]
-    rules.append(" ".join(_icmp_error_match(flow, protocols, sources, version)
-                          + [count, f"goto {_stream_chain(flow.stream, 'i', version)}"]))
     echo = ["icmp type echo-request" if version == 4 else "icmpv6 type echo-request"]
     if sources:
         echo.append(f"{ip} saddr {_anon([str(n) for n in sources])}")
-    rules.append(" ".join(echo + [count, f"goto {_stream_chain(flow.stream, 'a', version)}"]))
-    return rules
+    return (" ".join(l4 + [count, f"goto {_stream_chain(flow.stream, 'h', version)}"]),
+            " ".join(_icmp_error_match(flow, protocols, sources, version)
+                     + [count, f"goto {_stream_chain(flow.stream, 'i', version)}"]),
+            " ".join(echo + [count, f"goto {_stream_chain(flow.stream, 'a', version)}"]))
+
+
+def _vip_chain_rules(flows: Sequence[FlowSpec], version: int) -> tuple[str, ...]:
+    """All L4 rules by priority, then all ICMP error rules, then all echo rules, then ``drop``.
+
+    The three kinds never match the same packet, so grouping them keeps the priority order within each
+    kind while a TCP/UDP/SCTP packet only walks one rule per higher-priority flow (not three).
+    """
+    per_flow = [r for r in (_flow_rules(f, version) for f in flows) if r is not None]
+    return tuple(rule for kind in range(3) for rule in (r[kind] for r in per_flow)) + ("drop",)
 
 
 def _icmp_error_match(flow: FlowSpec, protocols: Sequence[Protocol], sources: Sequence[Network],
@@ -303,8 +314,7 @@ def render(config: LbConfig) -> Ruleset:
     for piece in pieces(config.vips, [v for f in flows for v in f.vips]):
         version = piece[0]
         name = _piece_chain(piece)
-        rules = [r for f in flows if _covers(f, piece) for r in _flow_rules(f, version)]
-        chains.append(ChainObj(name, tuple(rules) + ("drop",)))
+        chains.append(ChainObj(name, _vip_chain_rules([f for f in flows if _covers(f, piece)], version)))
         dispatch_elements[version][_piece_key(piece)] = f"goto {name}"
     dispatch = {v: MapObj(f"dispatch{v}", f"type ipv{v}_addr : verdict; flags interval;", dispatch_elements[v])
                 for v in (4, 6)}
