@@ -36,12 +36,12 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import grpc  # noqa: E402
+import grpc
 
-from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc  # noqa: E402
-from meridio.kernel import netns as netnsmod  # noqa: E402
-from tests.conftest import NetnsFactory, Procs  # noqa: E402
-from tests.netns.conduit_support import VIP4, ConduitEnv  # noqa: E402
+from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
+from meridio.kernel import netns as netnsmod
+from tests.conftest import NetnsFactory, Procs
+from tests.netns.conduit_support import VIP4, ConduitEnv
 
 UDP_PORT, STREAM = 4003, "stream-a-ii"  # flow-a-udp of the default CONFIG
 TARGET = "target-1"
@@ -167,7 +167,7 @@ def main() -> int:
             print(f"cycle {i + 1:3d}: open->first packet {first:7.1f} ms   close->no new flows {last:7.1f} ms",
                   flush=True)
         prober.stop.set()
-        result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                   "machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "kernel": platform.release()},
                   "probe_interval_ms": args.interval_ms, "cycles": args.cycles, "failed_cycles": failed,
                   "open_to_first_packet": summary(opens), "close_to_no_new_flows": summary(closes),

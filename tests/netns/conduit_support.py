@@ -38,7 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -48,9 +49,29 @@ from meridio.kernel import netns as netnsmod
 from tests.conftest import NetnsFactory, Procs, wait_for
 from tests.integration import nsp_support
 
-__all__ = ["CONFIG", "VIP4", "VIP6", "TRENCH_VIP4", "CLIENT", "ConduitEnv", "LbPod", "ProxyPod", "TargetPod",
-           "LinkOwner", "Announcer", "FakeLbAnnouncer", "FakeFrontendAnnouncer", "conduit_env", "ip_json",
-           "addresses", "rules", "from_rules", "default_route", "links", "settle"]
+__all__ = [
+    "CLIENT",
+    "CONFIG",
+    "TRENCH_VIP4",
+    "VIP4",
+    "VIP6",
+    "Announcer",
+    "ConduitEnv",
+    "FakeFrontendAnnouncer",
+    "FakeLbAnnouncer",
+    "LbPod",
+    "LinkOwner",
+    "ProxyPod",
+    "TargetPod",
+    "addresses",
+    "conduit_env",
+    "default_route",
+    "from_rules",
+    "ip_json",
+    "links",
+    "rules",
+    "settle",
+]
 
 VIP4, VIP6 = "203.0.113.1/32", "2001:db8::1/128"
 CLIENT = {4: "192.0.2.1", 6: "2001:db8:e::1"}
@@ -243,7 +264,7 @@ class LbPod:
 
 @dataclasses.dataclass
 class ProxyPod:
-    env: "ConduitEnv"
+    env: ConduitEnv
     node: str
     ns: str
     socket: str
@@ -287,7 +308,7 @@ def _lb_announces_itself() -> bool:
 class TargetPod:
     """A target namespace with ``meridio example-target`` and (optionally) a TAPA."""
 
-    env: "ConduitEnv"
+    env: ConduitEnv
     name: str
     node: str
     ns: str
@@ -309,6 +330,7 @@ class TargetPod:
     def statuses(self) -> dict[str, str]:
         """``stream -> STATUS`` as the TAPA reports them now."""
         import grpc as _grpc
+
         from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
         with _grpc.insecure_channel(f"unix:{self.socket}") as ch:
             call = tap_pb2_grpc.TapStub(ch).Watch(tap_pb2.Stream(), timeout=5)
@@ -474,7 +496,7 @@ class ConduitEnv:
         over all of them (ECMP, L4 hash)."""
         if self._client is None:
             self._client = self.netns("client")
-            run = lambda *a: netnsmod.run(self._client, list(a))  # noqa: E731
+            run = lambda *a: netnsmod.run(self._client, list(a))
             run("ip", "link", "add", "ext0", "type", "bridge")
             run("ip", "link", "set", "ext0", "up")
             run("ip", "addr", "add", f"{CLIENT[4]}/24", "dev", "ext0")
@@ -501,7 +523,7 @@ class ConduitEnv:
                 netnsmod.run(client, ["ip", f"-{version}", "route", "replace", vip, *" ".join(hops).split()])
 
     def add_target_pod(self, name: str, node: str, *, tapa: bool = True,
-                       extra_tapa: tuple[str, ...] = ()) -> "TargetPod":
+                       extra_tapa: tuple[str, ...] = ()) -> TargetPod:
         """A target namespace running ``meridio example-target`` (answers its name) and, with ``tapa``, a
         TAPA whose proxy socket template points at this bed's proxies."""
         ns = self.netns(name)

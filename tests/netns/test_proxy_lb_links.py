@@ -11,8 +11,16 @@ import pytest
 
 from meridio.kernel import netns as netnsmod
 from tests.conftest import wait_for
-from tests.netns.conduit_support import (TRENCH_VIP4, VIP4, VIP6, ConduitEnv, addresses, conduit_env,  # noqa: F401
-                                         default_route, from_rules, links)
+from tests.netns.conduit_support import (  # noqa: F401
+    TRENCH_VIP4,
+    VIP4,
+    VIP6,
+    ConduitEnv,
+    addresses,
+    default_route,
+    from_rules,
+    links,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -37,16 +45,16 @@ def test_proxy_links_every_lb_replica_and_routes_egress_over_all_of_them(conduit
              message="two LB ports enslaved to bridge0")
     for version in env.families:
         subnet = next(b.network for b in bridge if b.version == version)
-        hops = wait_for(lambda: (h := sorted(lb_end_ips(env, "lb-1", version) + lb_end_ips(env, "lb-2", version)))
+        hops = wait_for(lambda v=version: (h := sorted(lb_end_ips(env, "lb-1", v) + lb_end_ips(env, "lb-2", v)))
                         and len(h) == 2 and h, 10, message=f"IPv{version} addresses on both LB ends")
         assert len(hops) == 2 and all(ipaddress.ip_address(h) in subnet for h in hops)
-        wait_for(lambda: default_route(px.ns, version, 1) == sorted(hops), 10, message=f"IPv{version} ECMP")
+        wait_for(lambda v=version, h=hops: default_route(px.ns, v, 1) == sorted(h), 10, message=f"IPv{version} ECMP")
         bridge_ip = next(str(b.ip) for b in bridge if b.version == version)
         for name in ("lb-1", "lb-2"):
             netnsmod.run(env.lbs[name].ns, ["ping", f"-{version}", "-c1", "-W2", bridge_ip])
     expected = {4: {VIP4, TRENCH_VIP4}, 6: {VIP6}}
     for version in env.families:
-        wait_for(lambda: from_rules(px.ns, version, 1) == expected[version], 10, message="from-VIP rules")
+        wait_for(lambda v=version: from_rules(px.ns, v, 1) == expected[v], 10, message="from-VIP rules")
     for name in ("lb-1", "lb-2"):
         ifname, link = next(iter(env.lbs[name].interfaces().items()))
         assert len(ifname) <= 15 and link["mtu"] == 1500 and link.get("operstate") == "UP"
@@ -62,7 +70,7 @@ def test_lb_that_stops_announcing_loses_its_link_and_next_hop_and_gets_them_back
     wait_for(lambda: env.lbs["lb-2"].interfaces() == {} and len(px.ports("pl-")) == 1, 10,
              message="lb-2's link removed")
     for v in (4, 6):
-        wait_for(lambda: default_route(px.ns, v, 1) == lb_end_ips(env, "lb-1", v), 10,
+        wait_for(lambda v=v: default_route(px.ns, v, 1) == lb_end_ips(env, "lb-1", v), 10,
                  message=f"IPv{v} egress via lb-1 only")
     env.lbs["lb-2"].announcer.start()
     wait_for(lambda: default_route(px.ns, 4, 1) == both, 10, message="lb-2 back with the same address")

@@ -12,9 +12,21 @@ import pytest
 
 from meridio.kernel import netns as netnsmod
 from tests.conftest import wait_for
-from tests.netns.conduit_support import (CONFIG, TRENCH_VIP4, VIP4, VIP6, ConduitEnv, LinkOwner,  # noqa: F401
-                                         ProxyPod, addresses, conduit_env, default_route, from_rules, links,
-                                         rules, settle)
+from tests.netns.conduit_support import (  # noqa: F401
+    CONFIG,
+    TRENCH_VIP4,
+    VIP4,
+    VIP6,
+    ConduitEnv,
+    LinkOwner,
+    ProxyPod,
+    addresses,
+    default_route,
+    from_rules,
+    links,
+    rules,
+    settle,
+)
 
 pytestmark = pytest.mark.netns
 

@@ -16,8 +16,17 @@ import pytest
 
 from meridio.kernel import netns as netnsmod
 from tests.conftest import wait_for
-from tests.netns.conduit_support import (CONFIG, VIP4, VIP6, ConduitEnv, addresses, conduit_env,  # noqa: F401
-                                         default_route, from_rules, links, settle)
+from tests.netns.conduit_support import (
+    CONFIG,
+    VIP4,
+    VIP6,
+    ConduitEnv,
+    addresses,
+    default_route,
+    from_rules,
+    links,
+    settle,
+)
 from tests.netns.test_proxy_link_service import target_state
 
 pytestmark = pytest.mark.netns

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest

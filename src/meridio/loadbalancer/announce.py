@@ -21,13 +21,14 @@ import asyncio
 import enum
 import os
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from meridio.api import model
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
 
-__all__ = ["lb_target", "Action", "decide", "Registry", "Announcer", "own_netns_name", "for_lb"]
+__all__ = ["Action", "Announcer", "Registry", "decide", "for_lb", "lb_target", "own_netns_name"]
 
 
 def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str) -> model.Target:
@@ -126,7 +127,7 @@ class Announcer:
                 await self.step()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._wake.clear()
         finally:
@@ -134,7 +135,7 @@ class Announcer:
                 try:
                     await asyncio.wait_for(self._registry.unregister(self.target), 5.0)
                     self._log.info("lbWithdrawn", reason="stopping")
-                except (TemporaryError, PermanentError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, TemporaryError, PermanentError) as exc:
                     self._log.warning("lbAnnounceFailed", action="unregister", error=str(exc))
                 self.registered = False
 

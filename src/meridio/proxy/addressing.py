@@ -7,7 +7,7 @@ it against IPAM's garbage collector, which is how the proxy renews what it holds
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import grpc
 import grpc.aio
@@ -17,7 +17,7 @@ from meridio.api.pb.nsp.v1 import model_pb2
 from meridio.common import grpcutil
 from meridio.common.retry import PermanentError, TemporaryError
 
-__all__ = ["Ipam", "BRIDGE_CHILD", "lb_child", "target_child"]
+__all__ = ["BRIDGE_CHILD", "Ipam", "lb_child", "target_child"]
 
 BRIDGE_CHILD = "bridge"
 _FAMILY = {4: ipam_pb2.IPV4, 6: ipam_pb2.IPV6}

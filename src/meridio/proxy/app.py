@@ -14,7 +14,8 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from meridio.api import model
 from meridio.api.nspclient import NspClient

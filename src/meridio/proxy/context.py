@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from meridio.common import log as logmod
 from meridio.proxy import dataplane, deadlines
 
-__all__ = ["Config", "IpamPort", "Context"]
+__all__ = ["Config", "Context", "IpamPort"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,13 +17,23 @@ import os
 import signal
 import socket
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from meridio.common import log as logmod
 from meridio.proxy import tokens
 
-__all__ = ["Owner", "PinnedNs", "PinError", "pin_peer", "pin_owner", "find_netns", "process_start_time", "owner_alive",
-           "CredentialServer", "credential_path"]
+__all__ = [
+    "CredentialServer",
+    "Owner",
+    "PinError",
+    "PinnedNs",
+    "credential_path",
+    "find_netns",
+    "owner_alive",
+    "pin_owner",
+    "pin_peer",
+    "process_start_time",
+]
 
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
 _CRED_TTL_S = 10.0

@@ -21,13 +21,24 @@ import ipaddress
 import os
 import random
 import socket
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from meridio.kernel import netlink, netns
 from meridio.proxy import plan
 
-__all__ = ["NsRef", "KernelError", "NameTaken", "NamespaceGone", "Port", "FarEnd", "Dataplane",
-           "netns_path", "EGRESS_RULE_PRIORITY", "TARGET_RULE_PRIORITY"]
+__all__ = [
+    "EGRESS_RULE_PRIORITY",
+    "TARGET_RULE_PRIORITY",
+    "Dataplane",
+    "FarEnd",
+    "KernelError",
+    "NameTaken",
+    "NamespaceGone",
+    "NsRef",
+    "Port",
+    "netns_path",
+]
 
 NsRef = str | int | None
 T = TypeVar("T")

@@ -6,7 +6,8 @@ tracks links whose owner process died: they are reclaimed after a grace period u
 """
 from __future__ import annotations
 
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 __all__ = ["Deadlines"]
 

@@ -12,7 +12,7 @@ there (reference §3.8 flushes table 1 rules at the first VIP update instead; we
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 from meridio.api import model
 from meridio.common.retry import PermanentError, TemporaryError

@@ -10,7 +10,7 @@ recreating them, so the LB ends keep their addresses and no traffic is lost.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.proxy import addressing, dataplane, names, plan

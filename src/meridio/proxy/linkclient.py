@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
@@ -30,7 +30,7 @@ from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common.retry import TemporaryError
 
-__all__ = ["Link", "socket_paths", "credential", "connect", "disconnect", "watch", "SOCKET_NAME"]
+__all__ = ["SOCKET_NAME", "Link", "connect", "credential", "disconnect", "socket_paths", "watch"]
 
 SOCKET_NAME = "link.sock"
 
@@ -78,11 +78,11 @@ async def credential(cred_path: str, timeout: float = 5.0) -> str:
     """A one-time credential for this process's network namespace."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(cred_path), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise TemporaryError(f"credential socket {cred_path}: {exc}") from None
     try:
         line = (await asyncio.wait_for(reader.readline(), timeout)).decode().strip()
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise TemporaryError(f"credential socket {cred_path}: {exc}") from None
     finally:
         writer.close()

@@ -18,9 +18,24 @@ import hashlib
 import re
 
 __all__ = [
-    "IFNAMSIZ", "InvalidName", "check_target_id", "check_interface_name", "check_ifprefix",
-    "check_identifier", "check_netns", "lb_port_name", "target_port_name", "lb_far_name", "is_lb_port", "is_target_port",
-    "Alias", "LbPortAlias", "TargetPortAlias", "FarEndAlias", "parse_alias", "ipam_child",
+    "IFNAMSIZ",
+    "Alias",
+    "FarEndAlias",
+    "InvalidName",
+    "LbPortAlias",
+    "TargetPortAlias",
+    "check_identifier",
+    "check_ifprefix",
+    "check_interface_name",
+    "check_netns",
+    "check_target_id",
+    "ipam_child",
+    "is_lb_port",
+    "is_target_port",
+    "lb_far_name",
+    "lb_port_name",
+    "parse_alias",
+    "target_port_name",
 ]
 
 IFNAMSIZ = 15

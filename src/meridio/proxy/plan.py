@@ -14,15 +14,34 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import Generic, Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
 
 from meridio.api import model
 from meridio.proxy import names
 
 __all__ = [
-    "FAMILIES", "families", "family_of", "LbPeer", "PeerProblem", "lb_peers", "Egress", "egress",
-    "conduit_vips", "target_vips", "vip_host_address", "IfaceState", "target_iface", "Delta", "delta",
-    "EGRESS_TABLE", "TARGET_TABLE_BASE", "target_table", "normalize_interface", "normalize_prefix", "address_key",
+    "EGRESS_TABLE",
+    "FAMILIES",
+    "TARGET_TABLE_BASE",
+    "Delta",
+    "Egress",
+    "IfaceState",
+    "LbPeer",
+    "PeerProblem",
+    "address_key",
+    "conduit_vips",
+    "delta",
+    "egress",
+    "families",
+    "family_of",
+    "lb_peers",
+    "normalize_interface",
+    "normalize_prefix",
+    "target_iface",
+    "target_table",
+    "target_vips",
+    "vip_host_address",
 ]
 
 FAMILIES = {"ipv4": (4,), "ipv6": (6,), "dualstack": (4, 6)}

@@ -12,7 +12,8 @@ anything else (a bug)                                        ``INTERNAL`` (logge
 """
 from __future__ import annotations
 
-from typing import AsyncIterator, NoReturn
+from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 import grpc.aio
@@ -26,7 +27,7 @@ from meridio.proxy import credentials, dataplane, names
 from meridio.proxy.forwarder import Forwarder
 from meridio.proxy.targets import LinkInfo, PermissionDenied, Unauthenticated
 
-__all__ = ["LinkServicer", "link_to_pb", "status_for", "add_to_server"]
+__all__ = ["LinkServicer", "add_to_server", "link_to_pb", "status_for"]
 
 
 def link_to_pb(info: LinkInfo) -> link_pb2.Link:

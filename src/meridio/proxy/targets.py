@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-from typing import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
-from meridio.common.retry import PermanentError, TemporaryError
 from meridio.common.grpcutil import FailedPrecondition
+from meridio.common.retry import PermanentError, TemporaryError
 from meridio.proxy import addressing, credentials, dataplane, names, plan
 from meridio.proxy.context import Context
 
-__all__ = ["LinkInfo", "TargetLink", "TargetLinks", "Unauthenticated", "PermissionDenied"]
+__all__ = ["LinkInfo", "PermissionDenied", "TargetLink", "TargetLinks", "Unauthenticated"]
 
 
 class Unauthenticated(PermanentError):

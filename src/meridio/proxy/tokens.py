@@ -7,7 +7,8 @@ can close what they hold (namespace and pidfd file descriptors).
 from __future__ import annotations
 
 import secrets
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 __all__ = ["TokenStore", "random_token"]
 

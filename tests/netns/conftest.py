@@ -1,0 +1,8 @@
+"""Fixtures of the network-namespace tier (root needed).
+
+Real: the kernel (namespaces, veths, bridges, nftables, rules, routes) and the component processes.
+``conduit_env`` (from :mod:`tests.netns.conduit_support`) starts NSP, IPAM, LB pods, proxies and targets
+as real processes; its only fakes, named as such there, are FRONTEND/LOADBALANCER announcements where
+a test does not run the component that would make them.
+"""
+from tests.netns.conduit_support import conduit_env  # noqa: F401  (fixture)
