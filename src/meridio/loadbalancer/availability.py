@@ -72,7 +72,7 @@ class AvailabilityService(stream_pb2_grpc.StreamAvailabilityServiceServicer):
     def __init__(self, availability: Availability) -> None:
         self._availability = availability
 
-    async def Watch(self, request: empty_pb2.Empty,  # type: ignore[override]
+    async def Watch(self, request: empty_pb2.Empty,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[stream_pb2.Response]:
         async for response in self._availability.watch():
             yield response

@@ -192,8 +192,8 @@ def merge_ranges(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
 
 
 def _merge_networks(nets: Iterable[Network]) -> tuple[Network, ...]:
-    v4 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 4))  # type: ignore[misc]
-    v6 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 6))  # type: ignore[misc]
+    v4 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 4))
+    v6 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 6))
     return tuple(v4) + tuple(v6)
 
 

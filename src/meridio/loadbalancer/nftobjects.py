@@ -42,7 +42,7 @@ def safe_name(prefix: str, *parts: str) -> str:
 def canonical_interval(first: ipaddress.IPv4Address | ipaddress.IPv6Address,
                        last: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """An address interval as nft lists it back: a prefix when it is one, else ``first-last``."""
-    nets = list(ipaddress.summarize_address_range(first, last))  # type: ignore[arg-type]
+    nets = list(ipaddress.summarize_address_range(first, last))
     if len(nets) == 1:
         return str(nets[0])
     return f"{first}-{last}"

@@ -183,7 +183,12 @@ def _changed_buckets(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[list[i
 def plan(installed: Installed, desired: Ruleset) -> list[str]:
     """The commands (one batch) that make ``installed`` equal to ``desired``; ``[]`` if nothing differs."""
     inst = installed
-    flush, drop_elements, delete, declare, add_elements, rules = [], [], [], [], [], []  # type: ignore[var-annotated]
+    flush: list[str] = []
+    drop_elements: list[str] = []
+    delete: list[str] = []
+    declare: list[str] = []
+    add_elements: list[str] = []
+    rules: list[str] = []
     if not inst.table:
         declare.append(f"add table {_T}")
 

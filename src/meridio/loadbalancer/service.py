@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable
+from typing import Callable, Sequence
 
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
@@ -120,7 +120,7 @@ class LoadBalancer:
             self.health.set_serving(healthmod.STREAM, bool(desired.streams))
             self.health.set_serving(healthmod.FLOW, bool(desired.flows))
 
-    def _log_problems(self, problems: list[Exception]) -> None:  # type: ignore[type-arg]
+    def _log_problems(self, problems: Sequence[Exception]) -> None:
         current = {str(p) for p in problems}
         for text in sorted(current - self._problems):
             self._log.warning("inputSkipped", reason="invalidInput", error=text)
