@@ -190,3 +190,25 @@ async def test_watch_streams_every_state_of_the_link(served: Any) -> None:
     first, second = await stream.__anext__(), await stream.__anext__()
     await stream.aclose()
     assert not first.connected and second.connected and second.addresses == ("172.16.1.6/24",)
+
+
+def test_an_exited_owner_is_dead_even_before_its_parent_reaps_it() -> None:
+    import signal
+    import subprocess
+    import time
+    child = subprocess.Popen(["sleep", "60"])
+    start = credentials.process_start_time(child.pid)
+    assert start is not None
+    pinned = credentials.PinnedNs(-1, credentials.Owner(child.pid, start), 0, os.pidfd_open(child.pid))
+    try:
+        assert pinned.alive() and credentials.owner_alive(pinned.owner)
+        os.kill(child.pid, signal.SIGKILL)
+        for _ in range(100):
+            if not pinned.alive():
+                break
+            time.sleep(0.01)
+        assert not pinned.alive()  # a zombie now: exited, not yet waited for
+        assert not credentials.owner_alive(pinned.owner)
+    finally:
+        pinned.close()
+        child.wait()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import signal
+import select
 import socket
 import struct
 from collections.abc import Callable
@@ -48,16 +48,24 @@ def credential_path(link_socket: str) -> str:
     return link_socket + ".cred"
 
 
-def process_start_time(pid: int, proc: str = "/proc") -> int | None:
-    """Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), ``None`` if there is no such process."""
+def _stat_fields(pid: int, proc: str) -> list[str] | None:
+    """Fields 3.. of ``/proc/<pid>/stat`` (``None`` if there is no such process)."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # comm (field 2) may contain spaces and parentheses: the fields after it start after the last ")".
-    rest = stat[stat.rfind(")") + 2:].split()
-    return int(rest[19]) if len(rest) > 19 else None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def process_start_time(pid: int, proc: str = "/proc") -> int | None:
+    """Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), ``None`` if there is no such process
+    or it has exited (a zombie waiting for its parent counts as exited)."""
+    rest = _stat_fields(pid, proc)
+    if rest is None or len(rest) <= 19 or rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,15 +97,12 @@ class PinnedNs:
         self.ns_fd = self.pidfd = -1
 
     def alive(self) -> bool:
-        """Whether the owner still runs (via its pidfd when there is one)."""
+        """Whether the owner still runs. A pidfd turns readable when its process exits (zombies
+        included, which a signal probe would still reach); without one, /proc tells."""
         if self.pidfd >= 0:
-            try:
-                signal.pidfd_send_signal(self.pidfd, 0)
-                return True
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
+            poller = select.poll()
+            poller.register(self.pidfd, select.POLLIN)
+            return not poller.poll(0)
         return owner_alive(self.owner)
 
 
