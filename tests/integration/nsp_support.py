@@ -165,7 +165,10 @@ def launch_nsp(procs: Any, tmp_path: pathlib.Path, config: str | None = SAMPLE_C
     port = port or free_port()
     args = ["run", "nsp", "--port", str(port), "--listen-address", listen, "--config-file", str(config_file),
             "--datasource", str(datasource), "--entry-timeout", entry_timeout, "--log-level", "DEBUG", *extra]
-    address = f"{'127.0.0.1' if listen in ('0.0.0.0', '[::]') else listen}:{port}"
+    if listen.startswith("unix:"):
+        address = listen  # a unix socket: the port is unused
+    else:
+        address = f"{'127.0.0.1' if listen in ('0.0.0.0', '[::]') else listen}:{port}"
     proc = procs.meridio(*args, ns=ns, name="nsp")
     nsp = NspProcess(procs, address, port, config_file, datasource, args, ns, proc)
     if ns is None:
