@@ -8,6 +8,7 @@ tests do not exercise BGP. Both IPv4 and IPv6 VIPs are checked.
 """
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -253,4 +254,21 @@ def test_sigterm_to_the_tapa_unregisters_its_target_and_removes_its_link(bed) ->
     assert bed.procs.stop(pods[1].tapa) == 0
     assert "nsm-0" not in links(pods[1].ns)  # disconnected before the TAPA exited
     _wait_reach(bed, {"target-1"}, timeout=10)  # unregistered: no keepalive to wait for (60 s here)
+    _assert_all_reach(bed, {"target-1"})
+
+
+def test_a_restarted_tapa_takes_over_the_link_its_predecessor_left(bed) -> None:  # type: ignore[no-untyped-def]
+    t1 = bed.add_target_pod("target-1", "node-1")
+    t1.target("open", "stream-a-i")
+    _wait_streams(t1, {"stream-a-i": "OPEN"})
+    ifindex = links(t1.ns)["nsm-0"]["ifindex"]
+    assert t1.tapa is not None
+    t1.tapa.send_signal(signal.SIGKILL)
+    t1.tapa.wait(5)
+    os.unlink(t1.socket)  # the killed TAPA's socket file: start_tapa waits for the new one to appear
+    t1.start_tapa()
+    t1.target("open", "stream-a-i")
+    _wait_streams(t1, {"stream-a-i": "OPEN"})
+    assert links(t1.ns)["nsm-0"]["ifindex"] == ifindex and "nsm-1" not in links(t1.ns)
+    _wait_reach(bed, {"target-1"})
     _assert_all_reach(bed, {"target-1"})

@@ -3,9 +3,15 @@
 Implements :class:`meridio.tapa.ports.ConduitLink`: Connect/Disconnect/Watch of this target's link
 (``target_id`` = the target name), with every failure turned into a ``TemporaryError`` (the TAPA
 retries). Written against the link service contract in ``proto/meridio/proxy/v1/link.proto``.
+
+A TAPA restarted in the same namespace finds its link still there (the proxy keeps it while the
+namespace lives) under the name its predecessor chose; the proxy only reconnects a link under its own
+name, so when a Connect is refused this adapter asks the proxy for the existing link and connects
+again with that name.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator
 
 from meridio.common import log as logmod
@@ -13,6 +19,8 @@ from meridio.common.retry import PermanentError, TemporaryError
 from meridio.tapa.ports import LinkInfo
 
 __all__ = ["ProxyLink", "link_info"]
+
+_LOOKUP_TIMEOUT_S = 5.0
 
 
 def link_info(link: Any) -> LinkInfo:
@@ -28,6 +36,16 @@ class ProxyLink:
         self._log = log
 
     async def connect(self, interface_name: str) -> LinkInfo:
+        try:
+            return await self._connect(interface_name)
+        except TemporaryError:
+            existing = await self._existing_name()
+            if existing is None or existing == interface_name:
+                raise
+            self._log.info("linkAdopted", interface=existing, reason="linkedByAPreviousRun")
+            return await self._connect(existing)
+
+    async def _connect(self, interface_name: str) -> LinkInfo:
         from meridio.proxy import linkclient
         try:
             return link_info(await linkclient.connect(self._path, self._target_id, interface_name))
@@ -35,6 +53,17 @@ class ProxyLink:
             raise TemporaryError(f"proxy refused the link: {exc}") from None
         except OSError as exc:
             raise TemporaryError(f"proxy at {self._path} unreachable: {exc}") from None
+
+    async def _existing_name(self) -> str | None:
+        """The interface name of the link the proxy already has for this target, if any."""
+        watch = self.watch()
+        try:
+            first = await asyncio.wait_for(anext(watch), _LOOKUP_TIMEOUT_S)
+        except (TemporaryError, asyncio.TimeoutError, StopAsyncIteration):
+            return None
+        finally:
+            await watch.aclose()  # type: ignore[attr-defined]
+        return first.interface_name if first is not None else None
 
     async def disconnect(self) -> None:
         from meridio.proxy import linkclient
