@@ -29,7 +29,6 @@ VM-specific, only the ratios measured side by side mean something. Prints a tabl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import ipaddress
 import json
@@ -53,7 +52,6 @@ from meridio.kernel import nftables  # noqa: E402
 from meridio.kernel.netlink import Netlink  # noqa: E402
 from meridio.loadbalancer import datapath, maglev, plan, ruleset  # noqa: E402
 from meridio.loadbalancer import flows as fl  # noqa: E402
-from meridio.loadbalancer.reconciler import Desired, StreamInput  # noqa: E402
 from tests.conftest import NetnsFactory, Procs  # noqa: E402
 from tests.netns import lb_topology as lbt  # noqa: E402
 
@@ -198,49 +196,51 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
+def _update_config(ids: list[int], max_targets: int) -> ruleset.LbConfig:
+    targets = tuple(fl.TargetSpec(i, (ipaddress.ip_address(f"169.254.101.{i}"),)) for i in ids)
+    flow = fl.flow_spec(lbt.model_flow("bench", vips=(VIP,), dports=("80",)))
+    return ruleset.LbConfig(vips=(ipaddress.ip_network(f"{VIP}/32"),), flows=(flow,),
+                            streams=(ruleset.StreamState("stream-a", max_targets, 5000, targets),))
+
+
+def _update_case(nft: nftables.Nft, max_targets: int, changes: int) -> dict[str, Any]:
+    """Load a stream of 10 targets, then remove and re-add target 10 ``changes`` times, timing each step."""
+    dp = datapath.NftDataPath(nft)
+    dp.remove()
+    full = list(range(1, 11))
+    ruleset._table.cache_clear()
+    _, first = _timed(lambda: dp.apply(ruleset.render(_update_config(full, max_targets))))
+    rows = []
+    for change in range(changes):
+        ids = full[:-1] if change % 2 == 0 else full
+        ruleset._table.cache_clear()  # time the Maglev rebuild, not a cache hit
+        desired, t_render = _timed(lambda ids=ids: ruleset.render(_update_config(ids, max_targets)))  # type: ignore[misc]
+        commands, t_plan = _timed(lambda desired=desired: plan.plan(dp.installed, desired))  # type: ignore[misc]
+        _, t_nft = _timed(lambda commands=commands: nft.apply(commands))  # type: ignore[misc]
+        dp.installed = plan.Installed.of(desired)
+        changed = sum(len(cmd.split(",")) for cmd in commands
+                      if cmd.startswith("add element") and " s-stream-a " in cmd)
+        rows.append({"render_s": t_render, "plan_s": t_plan, "nft_s": t_nft,
+                     "total_s": t_render + t_plan + t_nft, "buckets_changed": changed})
+    dp.remove()
+    return {"m": maglev.table_size(max_targets), "targets": 10, "first_load_s": first,
+            "total_s": _median_range([r["total_s"] for r in rows]),
+            "render_s": statistics.median(r["render_s"] for r in rows),
+            "plan_s": statistics.median(r["plan_s"] for r in rows),
+            "nft_s": statistics.median(r["nft_s"] for r in rows),
+            "buckets_changed": statistics.median(r["buckets_changed"] for r in rows), "changes": rows}
+
+
 def bench_update(max_targets_list: list[int], changes: int) -> dict[str, Any]:
     factory = NetnsFactory()
     out: dict[str, Any] = {}
-    vips = (ipaddress.ip_network(f"{VIP}/32"),)
-    flow = fl.flow_spec(lbt.model_flow("bench", vips=(VIP,), dports=("80",)))
     try:
-        ns = factory("upd")
-        with nftables.Nft(netns=ns) as nft:
+        with nftables.Nft(netns=factory("upd")) as nft:
             for max_targets in max_targets_list:
-                dp = datapath.NftDataPath(nft)
-                dp.remove()
-
-                def config(ids: list[int]) -> ruleset.LbConfig:
-                    targets = tuple(fl.TargetSpec(i, (ipaddress.ip_address(f"169.254.101.{i}"),)) for i in ids)
-                    return ruleset.LbConfig(vips=vips, flows=(flow,), streams=(
-                        ruleset.StreamState("stream-a", max_targets, 5000, targets),))
-
-                full = list(range(1, 11))
-                ruleset._table.cache_clear()
-                _, first = _timed(lambda: dp.apply(ruleset.render(config(full))))
-                rows = []
-                for c in range(changes):
-                    ids = full[:-1] if c % 2 == 0 else full
-                    ruleset._table.cache_clear()
-                    desired, t_render = _timed(lambda: ruleset.render(config(ids)))
-                    commands, t_plan = _timed(lambda: plan.plan(dp.installed, desired))
-                    _, t_nft = _timed(lambda: nft.apply(commands))
-                    dp.installed = plan.Installed.of(desired)
-                    changed = sum(len(c.split(",")) for c in commands if c.startswith("add element")
-                                  and " s-stream-a " in c)
-                    rows.append({"render_s": t_render, "plan_s": t_plan, "nft_s": t_nft,
-                                 "total_s": t_render + t_plan + t_nft, "buckets_changed": changed})
-                m = maglev.table_size(max_targets)
-                out[str(max_targets)] = {
-                    "m": m, "targets": 10, "first_load_s": first,
-                    "total_s": _median_range([r["total_s"] for r in rows]),
-                    "render_s": statistics.median(r["render_s"] for r in rows),
-                    "plan_s": statistics.median(r["plan_s"] for r in rows),
-                    "nft_s": statistics.median(r["nft_s"] for r in rows),
-                    "buckets_changed": statistics.median(r["buckets_changed"] for r in rows), "changes": rows}
-                print(f"  max-targets {max_targets:5d} M={m:6d}: change median {out[str(max_targets)]['total_s']['median'] * 1e3:8.1f} ms"
-                      f" (first load {first:.2f} s)", flush=True)
-                dp.remove()
+                case = out[str(max_targets)] = _update_case(nft, max_targets, changes)
+                print(f"  max-targets {max_targets:5d} M={case['m']:6d}: change median "
+                      f"{case['total_s']['median'] * 1e3:8.1f} ms (first load {case['first_load_s']:.2f} s)",
+                      flush=True)
     finally:
         factory.cleanup()
     return out
@@ -340,7 +340,10 @@ def main() -> int:
     if args.quick:
         args.rounds, args.seconds, args.changes = 2, 1.0, 4
     only = set(args.only or ("forwarding", "update", "disruption"))
-    results: dict[str, Any] = {"machine": _machine(), "settings": vars(args)}
+    results: dict[str, Any] = {}
+    if args.only and RESULTS.exists():  # a partial run updates its sections of the last full results
+        results = json.loads(RESULTS.read_text())
+    results.update({"machine": _machine(), "settings": vars(args)})
     if "disruption" in only:
         print("Maglev disruption:", flush=True)
         results["disruption"] = bench_disruption(10 if args.quick else 40, 1 if args.quick else 3)

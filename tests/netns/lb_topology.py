@@ -10,7 +10,8 @@ ext0 192.0.2.1 ─── ext0 192.0.2.2                           eth0 169.254.1
 The LB namespace forwards (v4 and v6) and has nothing else: the tests program it with the load
 balancer's own code. Checksum offload is off on every veth so receivers really check L4 checksums.
 A target's responder (:data:`RESPONDER`) answers TCP connections and UDP datagrams with
-``"<name> <bytes received>"`` (padded to 3000 bytes when the datagram starts with ``BIG``). Clients run in a thread switched into the client namespace.
+``"<name> <bytes received>"`` (padded to 3000 bytes when the datagram starts with ``BIG``). Clients run
+in a thread switched into the client namespace.
 Everything is created through the ``netns`` fixture, so it all goes away at teardown.
 """
 from __future__ import annotations
@@ -322,7 +323,8 @@ class LbUnderTest:
 
         from meridio.loadbalancer.flows import TargetSpec
 
-        return TargetSpec(identifier or i, (ipaddress.ip_address(target_ip(i, 4)), ipaddress.ip_address(target_ip(i, 6))))
+        ips = (ipaddress.ip_address(target_ip(i, 4)), ipaddress.ip_address(target_ip(i, 6)))
+        return TargetSpec(identifier or i, ips)
 
     def program(self, *, flows: Iterable[Any], streams: dict[str, Iterable[int]], max_targets: int = 100,
                 nats: Iterable[Any] = (), vips: Iterable[str] = VIPS[4] + VIPS[6]) -> Any:

@@ -171,7 +171,8 @@ def test_a_flow_nftables_rejects_is_left_out_and_everything_else_applies(version
     from meridio.loadbalancer.reconciler import Desired, StreamInput
 
     desired = Desired(vips=tuple(flowsmod.parse_network(v) for v in lbt.VIPS[4] + lbt.VIPS[6]),
-                      streams=tuple(StreamInput(n, 100, tuple(lb.target(i) for i in ids)) for n, ids in STREAMS.items()),
+                      streams=tuple(StreamInput(n, 100, tuple(lb.target(i) for i in ids))
+                                    for n, ids in STREAMS.items()),
                       flows=(good, other, bad))
     report = lb.reconciler.reconcile(desired)
     assert [(s, f) for s, f, _ in report.rejected_flows] == [("stream-c", "bad")]

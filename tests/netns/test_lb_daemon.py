@@ -25,7 +25,6 @@ from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
 from meridio.kernel import netns as netnsmod
-from tests.conftest import wait_for
 from tests.integration.nsp_support import wait_serving, write_config
 from tests.netns import lb_topology as lbt
 

@@ -89,7 +89,8 @@ def test_each_active_target_gets_a_fwmark_rule_and_a_default_route_per_family(to
     for family in ("-4", "-6"):
         rules = netnsmod.run(topo.lb, ["ip", family, "rule", "show"]).stdout
         assert "90:\tfrom all fwmark 0x1389 lookup 5001" in rules and "fwmark 0x138a lookup 5002" in rules
-    assert "default via 169.254.101.1 dev tgt0" in netnsmod.run(topo.lb, ["ip", "route", "show", "table", "5001"]).stdout
+    table = netnsmod.run(topo.lb, ["ip", "route", "show", "table", "5001"]).stdout
+    assert "default via 169.254.101.1 dev tgt0" in table
     assert "default via 2001:db8:101::2 dev tgt0" in netnsmod.run(topo.lb, ["ip", "-6", "route", "show", "table",
                                                                            "5002"]).stdout
     lb.program(flows=[flow("all", dports=(str(PORT),))], streams={"stream-a": [1]})

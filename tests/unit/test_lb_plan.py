@@ -116,7 +116,8 @@ def listing_of(rs: Ruleset, *, foreign_rule_in: str | None = None) -> list[dict[
         out.append({"map": {"name": b.name, "type": "integer", "map": "mark", "comment": b.comment,
                             "elem": [[i, mark] for i, mark in enumerate(b.marks) if mark]}})
     for c in rs.chains.values():
-        hook = {"type": c.hook.type, "hook": c.hook.hook, "prio": c.hook.priority, "policy": c.hook.policy} if c.hook else {}
+        hook = ({"type": c.hook.type, "hook": c.hook.hook, "prio": c.hook.priority, "policy": c.hook.policy}
+                if c.hook else {})
         out.append({"chain": {"name": c.name, **hook}})
         comments = [f"{c.fingerprint}:{i}" for i in range(len(c.rules))]
         if c.name == foreign_rule_in:

@@ -21,8 +21,7 @@ import ipaddress
 import re
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from meridio.loadbalancer.nftobjects import (FAMILY, TABLE, BucketMapObj, ChainObj, Hook, Ruleset,
-                                             canonical_interval)
+from meridio.loadbalancer.nftobjects import FAMILY, TABLE, ChainObj, Hook, Ruleset, canonical_interval
 
 __all__ = ["InstalledChain", "Installed", "installed_from_json", "plan", "stream_params", "CHUNK"]
 
@@ -180,78 +179,76 @@ def _changed_buckets(old: tuple[int, ...], new: tuple[int, ...]) -> tuple[list[i
     return delete, add
 
 
+def _split(desired: Mapping[str, str], installed: Mapping[str, str]) -> tuple[set[str], set[str], set[str]]:
+    """Names by declaration (comment/hook text): (kept as is, to declare, to delete). Re-declared = both."""
+    kept = {n for n, decl in desired.items() if n in installed and installed[n] == decl}
+    return kept, set(desired) - kept, set(installed) - kept
+
+
+def _set_and_map_deltas(inst: Installed, desired: Ruleset, kept: dict[str, set[str]]) -> tuple[list[str], list[str]]:
+    """(element deletions, element additions) for every set and map; new maps get all their elements."""
+    drop: list[str] = []
+    add: list[str] = []
+    for name, s in sorted(desired.sets.items()):
+        old = inst.sets[name][1] if name in kept["sets"] else frozenset()
+        drop += _elements("delete", "set", name, sorted(old - s.elements))
+        add += _elements("add", "set", name, sorted(s.elements - old))
+    for name, m in sorted(desired.maps.items()):
+        old_map = inst.maps[name][1] if name in kept["maps"] else {}
+        drop += _elements("delete", "map", name, sorted(k for k, v in old_map.items() if m.elements.get(k) != v))
+        add += _elements("add", "map", name, [f"{k} : {v}" for k, v in sorted(m.elements.items())
+                                              if old_map.get(k) != v])
+    for name, b in sorted(desired.buckets.items()):
+        old_marks = inst.buckets[name][1] if name in kept["buckets"] else ()
+        if name in kept["buckets"] and old_marks == b.marks:
+            continue  # one C-speed comparison instead of a Python loop over up to 999983 buckets
+        gone, new = _changed_buckets(old_marks, b.marks)
+        drop += _elements("delete", "map", name, [str(x) for x in gone])
+        add += _elements("add", "map", name, [f"{x} : {b.marks[x]}" for x in new])
+    return drop, add
+
+
+def _declarations(desired: Ruleset, new: dict[str, set[str]], counters: frozenset[str]) -> list[str]:
+    out = [f"add counter {_T} {name}" for name in sorted(counters)]
+    out += [f"add chain {_T} {n}" + (f" {{ {_hook_text(desired.chains[n].hook)} }}" if desired.chains[n].hook else "")
+            for n in sorted(new["chains"])]
+    out += [f'add set {_T} {n} {{ {desired.sets[n].decl} comment "{desired.sets[n].comment}"; }}'
+            for n in sorted(new["sets"])]
+    out += [f'add map {_T} {n} {{ {desired.maps[n].decl} comment "{desired.maps[n].comment}"; }}'
+            for n in sorted(new["maps"])]
+    out += [f'add map {_T} {n} {{ {desired.buckets[n].decl} comment "{desired.buckets[n].comment}"; }}'
+            for n in sorted(new["buckets"])]
+    return out
+
+
+def _hook_text(hook: Hook | None) -> str:
+    """A chain's declaration: its hook line, or '' for a regular chain."""
+    return hook.nft() if hook else ""
+
+
 def plan(installed: Installed, desired: Ruleset) -> list[str]:
     """The commands (one batch) that make ``installed`` equal to ``desired``; ``[]`` if nothing differs."""
     inst = installed
-    flush: list[str] = []
-    drop_elements: list[str] = []
-    delete: list[str] = []
-    declare: list[str] = []
-    add_elements: list[str] = []
-    rules: list[str] = []
-    if not inst.table:
-        declare.append(f"add table {_T}")
-
-    redeclared_sets = {n for n, s in desired.sets.items() if n in inst.sets and inst.sets[n][0] != s.comment}
-    redeclared_maps = {n for n, m in desired.maps.items() if n in inst.maps and inst.maps[n][0] != m.comment}
-    redeclared_buckets = {n for n, b in desired.buckets.items()
-                          if n in inst.buckets and inst.buckets[n][0] != b.comment}
-    redeclared_chains = {n for n, c in desired.chains.items() if n in inst.chains and inst.chains[n].hook != c.hook}
-    changed_chains = {n for n, c in desired.chains.items()
-                      if n not in inst.chains or n in redeclared_chains or inst.chains[n].fingerprint != c.fingerprint}
-
-    for name in sorted(inst.chains):
-        if name not in desired.chains or name in changed_chains:
-            flush.append(f"flush chain {_T} {name}")
-
-    for name, s in sorted(desired.sets.items()):
-        old = inst.sets[name][1] if name in inst.sets and name not in redeclared_sets else frozenset()
-        drop_elements += _elements("delete", "set", name, sorted(old - s.elements))
-        add_elements += _elements("add", "set", name, sorted(s.elements - old))
-    for name, m in sorted(desired.maps.items()):
-        old_map = inst.maps[name][1] if name in inst.maps and name not in redeclared_maps else {}
-        gone = sorted(k for k, v in old_map.items() if m.elements.get(k) != v)
-        drop_elements += _elements("delete", "map", name, gone)
-        add_elements += _elements("add", "map", name, [f"{k} : {v}" for k, v in sorted(m.elements.items())
-                                                       if old_map.get(k) != v])
-    for name, b in sorted(desired.buckets.items()):
-        old_marks = inst.buckets[name][1] if name in inst.buckets and name not in redeclared_buckets else ()
-        if old_marks == b.marks and name in inst.buckets and name not in redeclared_buckets:
-            continue  # one C-speed comparison instead of a Python loop over up to 999983 buckets
-        gone_b, new_b = _changed_buckets(old_marks, b.marks)
-        drop_elements += _elements("delete", "map", name, [str(x) for x in gone_b])
-        add_elements += _elements("add", "map", name, [f"{x} : {b.marks[x]}" for x in new_b])
-
-    for name in sorted(inst.sets):
-        if name not in desired.sets or name in redeclared_sets:
-            delete.append(f"delete set {_T} {name}")
-    for name in sorted(inst.maps):
-        if name not in desired.maps or name in redeclared_maps:
-            delete.append(f"delete map {_T} {name}")
-    for name in sorted(inst.buckets):
-        if name not in desired.buckets or name in redeclared_buckets:
-            delete.append(f"delete map {_T} {name}")
-    for name in sorted(inst.chains):
-        if name not in desired.chains or name in redeclared_chains:
-            delete.append(f"delete chain {_T} {name}")
-    for name in sorted(inst.counters - desired.counters):
-        delete.append(f"delete counter {_T} {name}")
-
-    for name in sorted(desired.counters - inst.counters):
-        declare.append(f"add counter {_T} {name}")
-    for name, c in sorted(desired.chains.items()):
-        if name not in inst.chains or name in redeclared_chains:
-            declare.append(f"add chain {_T} {name}" + (f" {{ {c.hook.nft()} }}" if c.hook else ""))
-    for name, s in sorted(desired.sets.items()):
-        if name not in inst.sets or name in redeclared_sets:
-            declare.append(f'add set {_T} {name} {{ {s.decl} comment "{s.comment}"; }}')
-    for name, m in sorted(desired.maps.items()):
-        if name not in inst.maps or name in redeclared_maps:
-            declare.append(f'add map {_T} {name} {{ {m.decl} comment "{m.comment}"; }}')
-    for name, b in sorted(desired.buckets.items()):
-        if name not in inst.buckets or name in redeclared_buckets:
-            declare.append(f'add map {_T} {name} {{ {b.decl} comment "{b.comment}"; }}')
-
-    for name in sorted(changed_chains):
-        rules += _rule_lines(desired.chains[name])
+    kept: dict[str, set[str]] = {}
+    new: dict[str, set[str]] = {}
+    gone: dict[str, set[str]] = {}
+    for kind, want, have in (
+            ("sets", {n: s.comment for n, s in desired.sets.items()}, {n: c for n, (c, _) in inst.sets.items()}),
+            ("maps", {n: m.comment for n, m in desired.maps.items()}, {n: c for n, (c, _) in inst.maps.items()}),
+            ("buckets", {n: b.comment for n, b in desired.buckets.items()},
+             {n: c for n, (c, _) in inst.buckets.items()}),
+            ("chains", {n: _hook_text(c.hook) for n, c in desired.chains.items()},
+             {n: _hook_text(c.hook) for n, c in inst.chains.items()})):
+        kept[kind], new[kind], gone[kind] = _split(want, have)
+    changed_chains = new["chains"] | {n for n in kept["chains"]
+                                      if inst.chains[n].fingerprint != desired.chains[n].fingerprint}
+    flush = [f"flush chain {_T} {n}" for n in sorted(inst.chains) if n in gone["chains"] or n in changed_chains]
+    drop_elements, add_elements = _set_and_map_deltas(inst, desired, kept)
+    delete = ([f"delete set {_T} {n}" for n in sorted(gone["sets"])]
+              + [f"delete map {_T} {n}" for n in sorted(gone["maps"] | gone["buckets"])]
+              + [f"delete chain {_T} {n}" for n in sorted(gone["chains"])]
+              + [f"delete counter {_T} {n}" for n in sorted(inst.counters - desired.counters)])
+    declare = ([] if inst.table else [f"add table {_T}"]) + _declarations(
+        desired, new, desired.counters - inst.counters)
+    rules = [line for n in sorted(changed_chains) for line in _rule_lines(desired.chains[n])]
     return flush + drop_elements + delete + declare + add_elements + rules

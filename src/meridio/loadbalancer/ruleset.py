@@ -6,7 +6,8 @@ Packet walk (DESIGN.md §3), all in one table, no conntrack:
   kernel's defragmentation (-400) leaves it alone; ``defrag-enable`` (a chain nothing jumps to, holding
   ``tproxy`` statements) makes the kernel register its defrag hooks without any conntrack hook, so
   ingress from outside is reassembled and a fragmented datagram hashes like its flow's other packets.
-* prerouting -300 ``notrack-prerouting`` (and ``notrack-output``): nothing is ever tracked, even if something else loads conntrack.
+* prerouting -300 ``notrack-prerouting`` (and ``notrack-output``): nothing is ever tracked, even if
+  something else in the namespace loads conntrack.
 * prerouting -150 ``classify``: ``ip daddr vmap @dispatch4`` -> one chain per VIP (piece): the flows of
   that VIP by priority, higher number first (L4 rules first, then ICMP error rules, then echo rules);
   each matching rule counts into the flow's named counter and ``goto``\\ s its stream's hash chain; the
