@@ -354,10 +354,11 @@ def model_flow(name: str, stream: str = "stream-a", *, priority: int = 1, protoc
                dports: tuple[str, ...] = (), sports: tuple[str, ...] = (), sources: tuple[str, ...] = (),
                vips: tuple[str, ...] = VIPS[4] + VIPS[6], byte_matches: tuple[str, ...] = (),
                conduit: str = "conduit-a", trench: str = "trench-a", max_targets: int = 100) -> Any:
-    """An nsp.v1 Flow (as :mod:`meridio.api.model`) on VIP addresses given without prefix length."""
+    """An nsp.v1 Flow (as :mod:`meridio.api.model`); VIPs without prefix length are /32 or /128."""
     from meridio.api import model
 
     tr = model.Trench(trench)
     return model.Flow(name, model.Stream(stream, model.Conduit(conduit, tr), max_targets), priority, protocols,
                       sources, sports, dports,
-                      tuple(model.Vip(v, f"{v}/{128 if ':' in v else 32}", tr) for v in vips), byte_matches)
+                      tuple(model.Vip(v, v if "/" in v else f"{v}/{128 if ':' in v else 32}", tr) for v in vips),
+                      byte_matches)

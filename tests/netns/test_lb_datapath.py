@@ -129,3 +129,16 @@ def test_a_route_that_vanishes_with_its_link_is_reported_lost(topo: lbt.LbTopolo
     assert lb.reconciler.lost_routes(report, desired) == [5001, 5002]
     report = lb.reconciler.reconcile(desired)
     assert report.active == {"stream-a": ()} and report.pending == {"stream-a": (1, 2)}
+
+
+def test_a_vip_prefix_carries_traffic_to_every_address_in_it(topo: lbt.LbTopology, lb: lbt.LbUnderTest) -> None:
+    prefixes = ("198.51.100.0/30", "2001:db8:f:1::/126")
+    for ns in topo.targets.values():
+        with Netlink(ns) as nl:
+            for address in ("198.51.100.1/32", "198.51.100.2/32", "2001:db8:f:1::1/128", "2001:db8:f:1::2/128"):
+                nl.add_address("lo", address)
+    lb.program(flows=[flow("prefixes", dports=(str(PORT),), vips=prefixes)], streams={"stream-a": [1, 2, 3, 4]},
+               vips=prefixes)
+    for address in ("198.51.100.1", "198.51.100.2", "2001:db8:f:1::1", "2001:db8:f:1::2"):
+        got = lbt.tcp_names(topo.client, address, PORT, range(25000, 25060))
+        assert None not in got and len(set(got)) > 1, address
