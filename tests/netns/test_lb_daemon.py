@@ -72,20 +72,33 @@ def config(extra_flows: str = "") -> str:
 class Nsp:
     """The NSP process on a unix socket in the shared filesystem (reachable from every namespace)."""
 
-    address: str
-    config_file: pathlib.Path
+    procs: Any
+    base: pathlib.Path
+    proc: Any = None
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.base / 'nsp.sock'}"
+
+    @property
+    def config_file(self) -> pathlib.Path:
+        return self.base / "configuration.yaml"
 
     def write_config(self, text: str) -> None:
         write_config(self.config_file, text)
 
+    def start(self) -> None:
+        self.proc = self.procs.meridio(
+            "run", "nsp", "--listen-address", self.address, "--config-file", str(self.config_file),
+            "--datasource", str(self.base / "registry.db"), "--config-poll-interval", "100ms",
+            "--log-level", "DEBUG", name="nsp")
+        wait_serving(self.address, self.proc)
+
 
 def start_nsp(procs: Any, base: pathlib.Path) -> Nsp:
-    nsp = Nsp(f"unix:{base / 'nsp.sock'}", base / "configuration.yaml")
+    nsp = Nsp(procs, base)
     nsp.write_config(config())
-    proc = procs.meridio("run", "nsp", "--listen-address", nsp.address, "--config-file", str(nsp.config_file),
-                         "--datasource", str(base / "registry.db"), "--config-poll-interval", "100ms",
-                         "--log-level", "DEBUG", name="nsp")
-    wait_serving(nsp.address, proc)
+    nsp.start()
     return nsp
 
 
@@ -323,3 +336,17 @@ async def test_a_pending_target_is_taken_as_soon_as_its_link_is_up_and_dropped_w
     await eventually(lambda: env.programmed()[-1]["pending"] == {"stream-a": [3]}, timeout=3,
                      message="target 3 pending again once its link is gone")
     assert set(names(env, 4, 30)) == {"t1"}
+
+
+async def test_forwarding_survives_an_nsp_outage_and_the_lb_follows_the_restarted_nsp(env: Env) -> None:
+    await env.register(FRONTEND, target(1), target(2), target(3))
+    env.start_lb()
+    await eventually(lambda: any(p["active"].get("stream-a") == [1, 2, 3] for p in env.programmed()),
+                     message="targets programmed")
+    env.procs.stop(env.nsp.proc, sig=signal.SIGKILL)
+    await asyncio.sleep(1.0)
+    assert set(names(env, 4, 60)) == {"t1", "t2", "t3"}  # nothing changed while the NSP is away
+    env.nsp.start()  # targets come back from its sqlite registry
+    await env.client.unregister(target(3))
+    await eventually(lambda: env.programmed()[-1]["active"] == {"stream-a": [1, 2]}, message="target 3 removed")
+    assert set(names(env, 6, 60)) == {"t1", "t2"}
