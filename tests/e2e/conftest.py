@@ -2,13 +2,16 @@
 
 What is real: everything. One environment (the built-in default, named ``e2e``, prefix ``me2e``) is
 brought up once for the session with ``meridio up`` and torn down with ``meridio down`` at the end,
-also when tests fail. Each test restores what it changed (re-applies the initial resources, re-opens
+also when tests fail (``MERIDIO_E2E_KEEP=1`` keeps it up to look at a failure; the status and
+every log are copied aside when a test failed). Each test restores what it changed (re-applies the initial resources, re-opens
 streams, scales back) and waits until the environment is as it found it. Every traffic check sends
 400 connections and requires the exact number of distinct targets and 0 lost connections.
 """
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
 from typing import Iterator
 
 import pytest
@@ -21,10 +24,31 @@ from tests.e2e.framework import E2E
 ENV_NAME, ENV_PREFIX = "e2e", "me2e"
 
 
+_FAILED: list[str] = []
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.failed and "tests/e2e/" in str(item.fspath):
+        _FAILED.append(item.nodeid)
+    return report
+
+
+def _collect_logs(suite: E2E, dest: pathlib.Path) -> None:
+    """Meridio's on_failure log collector: the status and every process log, kept after ``down``."""
+    from meridio.runtime.local.layout import state_root
+    done = suite.meridio("status", "-o", "json", check=False)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "status.json").write_text(done.stdout or done.stderr)
+    shutil.copytree(state_root(ENV_NAME) / "logs", dest / "logs", dirs_exist_ok=True)
+    print(f"\ne2e failures: status and logs kept in {dest}")
 
 
 @pytest.fixture(scope="session")
@@ -42,4 +66,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         suite.meridio("up", "-f", str(env_file), "--timeout", "240", timeout=400)
         yield suite
     finally:
-        suite.meridio("down", check=False, timeout=120)
+        if _FAILED:
+            _collect_logs(suite, tmp_path_factory.mktemp("e2e-logs"))
+        if os.environ.get("MERIDIO_E2E_KEEP") != "1":  # keep the environment up to debug a failure
+            suite.meridio("down", check=False, timeout=120)

@@ -86,7 +86,7 @@ class E2E:
         return json.loads(self.meridio(*args, timeout=timeout + 60).stdout)  # type: ignore[no-any-return]
 
     def expect_traffic(self, trench: str, vip: str, port: int, targets: int, *, udp: bool = False,
-                       absent: Iterable[str] = (), settle: float = 30) -> dict[str, Any]:
+                       absent: Iterable[str] = (), settle: float = 60) -> dict[str, Any]:
         """Meridio's "(Traffic) is received by the targets", with lost connections NOT ignored.
 
         First a small probe until the expected number of targets answer with nothing lost (the
@@ -124,7 +124,7 @@ class E2E:
         statuses = self.status()["targets"].get(pod) or []
         return sorted(f"{s['status']} - {s['stream']} - {s['conduit']} - {s['trench']}" for s in statuses)
 
-    def wait_streams(self, pod: str, expected: Iterable[str], timeout: float = 60) -> None:
+    def wait_streams(self, pod: str, expected: Iterable[str], timeout: float = 120) -> None:
         want = sorted(expected)
         _until(f"{pod} streams {want}", lambda: self.streams(pod) == want or None, timeout)
 
@@ -148,7 +148,7 @@ class E2E:
                 return len({e[1] for e in item["map"].get("elem", [])})
         return None
 
-    def wait_lb(self, attractor: str, stream: str, targets: int | None, timeout: float = 60) -> None:
+    def wait_lb(self, attractor: str, stream: str, targets: int | None, timeout: float = 120) -> None:
         """Every LB pod of ``attractor`` has ``targets`` targets in ``stream`` (None: the stream is gone)."""
         seen: dict[str, int | None] = {}
 
@@ -175,7 +175,7 @@ OPEN_A = "OPEN - stream-a-i - conduit-a-1 - trench-a"
 OPEN_B = "OPEN - stream-b-i - conduit-b-1 - trench-b"
 
 
-def wait_baseline(e2e: E2E, timeout: float = 90) -> None:
+def wait_baseline(e2e: E2E, timeout: float = 120) -> None:
     """The environment as the suite starts: every target with its one stream OPEN, 4 + 4 targets in the LBs."""
     for pod in TARGETS_A:
         e2e.wait_streams(pod, [OPEN_A], timeout)
@@ -183,3 +183,31 @@ def wait_baseline(e2e: E2E, timeout: float = 90) -> None:
         e2e.wait_streams(pod, [OPEN_B], timeout)
     e2e.wait_lb("attractor-a-1", "stream-a-i", 4, timeout)
     e2e.wait_lb("attractor-b-1", "stream-b-i", 4, timeout)
+
+
+def ctraffic(e2e: E2E, trench: str, vip: str, port: int, *, duration: float, nconn: int = 50,
+             rate: float = 10) -> dict[str, Any]:
+    """ctraffic-like: ``nconn`` long-lived connections for ``duration`` seconds (``meridio traffic --duration``)."""
+    args = ["traffic", "--trench", trench, "--vip", vip, "--port", str(port), "--nconn", str(nconn),
+            "--duration", str(duration), "--rate", str(rate), "-o", "json"]
+    return json.loads(e2e.meridio(*args, timeout=duration + 120).stdout)  # type: ignore[no-any-return]
+
+
+def daemon_pid(e2e: E2E) -> int:
+    from meridio.runtime.local.layout import state_root
+    return int((state_root(e2e.env.name) / "runtime.pid").read_text().split()[0])
+
+
+def namespace_pids(prefix: str) -> set[int]:
+    """Every process running in a namespace whose name starts with ``prefix``."""
+    import os
+    inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in netnsmod.list_names() if ns.startswith(prefix)}
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    found.add(int(entry))
+            except OSError:
+                continue
+    return found

@@ -116,7 +116,7 @@ async def test_a_pid_file_records_the_running_process_and_goes_with_it(tmp_path:
     pid = await sup.wait_started(spec.name)
     pid_file = tmp_path / "pids" / "pod__c.pid"
     await _until(pid_file.exists)
-    assert pid_file.read_text().split() == [str(pid), str(supmod.process_start_time(pid))]
+    assert pid_file.read_text().split() == [str(pid), str(supmod.process_start_time(pid)), spec.fingerprint]
     await sup.stop_all()
     assert not pid_file.exists()
 
@@ -172,3 +172,64 @@ async def test_signal_reaches_a_running_process_and_it_is_restarted(tmp_path: pa
     await _until(lambda: sup.status()[0].pid not in (None, first))
     assert sup.status()[0].restarts == 1
     await sup.stop_all()
+
+
+def _orphan(tmp: pathlib.Path, spec: supmod.ProcessSpec, fingerprint: str | None = None) -> subprocess.Popen[bytes]:
+    """A process left running by a previous supervisor, with its pid file."""
+    proc = subprocess.Popen(list(spec.argv), start_new_session=True)
+    (tmp / "pids").mkdir(exist_ok=True)
+    (tmp / "pids" / "pod__c.pid").write_text(
+        f"{proc.pid} {supmod.process_start_time(proc.pid)} {fingerprint or spec.fingerprint}\n")
+    return proc
+
+
+async def test_a_new_supervisor_adopts_a_running_process_with_the_same_spec_instead_of_restarting_it(
+        tmp_path: pathlib.Path) -> None:
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    orphan = _orphan(tmp_path, spec)
+    try:
+        sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
+        assert sup.adopt() == ["pod/c"]
+        assert sup.ensure(spec) is False
+        assert await sup.wait_started(spec.name) == orphan.pid
+        assert sup.status()[0].state is supmod.ProcessState.RUNNING
+        orphan.kill()
+        orphan.wait()
+        await _until(lambda: sup.status()[0].pid not in (None, orphan.pid))  # it died: restarted as a child
+        assert sup.status()[0].restarts == 1
+        await sup.stop_all()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
+async def test_an_adopted_process_whose_spec_changed_is_replaced(tmp_path: pathlib.Path) -> None:
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    orphan = _orphan(tmp_path, spec, fingerprint="0" * 16)
+    try:
+        sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
+        sup.adopt()
+        assert sup.ensure(spec) is True
+        assert orphan.wait(5) == -signal.SIGTERM
+        assert await sup.wait_started(spec.name) != orphan.pid
+        await sup.stop_all()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
+async def test_adopted_processes_nobody_claims_are_stopped(tmp_path: pathlib.Path) -> None:
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    orphan = _orphan(tmp_path, spec)
+    try:
+        sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
+        sup.adopt()
+        assert sup.stop_unclaimed() == ["pod/c"]
+        assert orphan.wait(5) == -signal.SIGTERM
+        assert list((tmp_path / "pids").iterdir()) == []
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

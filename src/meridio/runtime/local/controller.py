@@ -27,7 +27,7 @@ from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pods, routers, tapaclient, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
-from meridio.runtime.local.supervisor import Supervisor, stop_leftovers
+from meridio.runtime.local.supervisor import Supervisor
 
 __all__ = ["Controller", "Progress", "ApplyResult", "RuntimeError_"]
 
@@ -65,9 +65,9 @@ class Controller:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def adopt_leftovers(self) -> list[int]:
-        """Stop processes a previous controller left running (verified by pid and start time)."""
-        return stop_leftovers(self.layout.pids, log=self.log)
+    def adopt(self) -> list[str]:
+        """Take note of the processes a previous controller left running; ``up`` takes them over."""
+        return self.sup.adopt()
 
     async def up(self, progress: Progress) -> None:
         async with self.lock:
@@ -77,6 +77,7 @@ class Controller:
             if self.store.get_meta("initialized") is None:
                 await self._apply_initial(progress)
             await self._reconcile(progress)
+            await asyncio.to_thread(self.sup.stop_unclaimed)
             await asyncio.to_thread(self._remove_stray_pods)
 
     async def _apply_initial(self, progress: Progress) -> None:
@@ -233,10 +234,9 @@ class Controller:
             self.blocked[spec.name] = f"namespace setup failed: {exc}"
             self.log.error("podSetupFailed", pod=spec.name, error=str(exc))
             return
-        for proc in spec.processes:
-            self.sup.ensure(proc)
+        started = {proc.component: self.sup.ensure(proc) for proc in spec.processes}
         self.pods[spec.name] = spec
-        if spec.kind is rc.Kind.TARGET:
+        if spec.kind is rc.Kind.TARGET and started.get("tapa"):  # an adopted TAPA keeps the streams it has
             self._start_opener(spec)
 
     def _prepare_pod(self, spec: pods.PodSpec) -> None:

@@ -145,9 +145,9 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
         log.critical("runtimeStartFailed", error=str(exc))
         return 1
     ctl = Controller(env, layout, log=log)
-    left = ctl.adopt_leftovers()
-    if left:
-        log.info("leftoversStopped", pids=left)
+    adopted = ctl.adopt()
+    if adopted:
+        log.info("processesFound", count=len(adopted), reason="previousRuntime")
     server = Server(ctl, log)
     layout.control_socket.unlink(missing_ok=True)
     unix = await asyncio.start_unix_server(server.handle, path=str(layout.control_socket))

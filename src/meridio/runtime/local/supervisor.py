@@ -7,8 +7,12 @@ waits for its exit and restarts it after a backoff (reset once the process staye
 Stopping sends SIGTERM, then SIGKILL to the process group after a timeout. Only processes started here
 are ever signalled, always by pid (or by the process group the supervisor created for them).
 
-Pid files (``<pid_dir>/<pod>__<component>.pid``: pid and kernel start time) let a new runtime daemon
-or ``meridio down`` stop processes a crashed daemon left behind, without ever signalling a reused pid.
+Pid files (``<pid_dir>/<pod>__<component>.pid``: pid, kernel start time, spec fingerprint) survive the
+supervisor. A new supervisor :meth:`~Supervisor.adopt`\\ s the processes still running (as Kubernetes
+keeps pods running while its control plane restarts): :meth:`~Supervisor.ensure` with the same spec
+takes them over (watched through a pidfd) instead of starting them again; :meth:`~Supervisor.
+stop_unclaimed` stops the ones no longer wanted; :func:`stop_leftovers` stops them all (``down``). A
+pid is only signalled if its kernel start time still matches the recorded one.
 """
 from __future__ import annotations
 
@@ -82,11 +86,54 @@ class ProcessStatus:
         return d
 
 
+class _Handle:
+    """A running process: our child (asyncio) or an adopted one (watched through a pidfd)."""
+
+    def __init__(self, pid: int, child: asyncio.subprocess.Process | None = None) -> None:
+        self.pid = pid
+        self._child = child
+        self._exited: asyncio.Future[int | None] | None = None
+        if child is None:
+            self._watch_pidfd()
+
+    def _watch_pidfd(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        try:
+            fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            self._exited.set_result(None)
+            return
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not self._exited.done():  # type: ignore[union-attr]
+                self._exited.set_result(None)  # type: ignore[union-attr]
+        loop.add_reader(fd, gone)
+
+    @property
+    def running(self) -> bool:
+        if self._child is not None:
+            return self._child.returncode is None
+        return self._exited is not None and not self._exited.done()
+
+    async def wait(self) -> int | None:
+        """The exit code (None for an adopted process: it is not our child)."""
+        if self._child is not None:
+            return await self._child.wait()
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+
 class _Entry:
     def __init__(self, spec: ProcessSpec, backoff: retry.Backoff) -> None:
         self.spec = spec
         self.backoff = backoff
-        self.proc: asyncio.subprocess.Process | None = None
+        self.handle: _Handle | None = None
         self.state = ProcessState.STARTING
         self.restarts = 0
         self.exit_code: int | None = None
@@ -99,9 +146,16 @@ class _Entry:
         self.state, self.since = state, time.time()
 
     def status(self) -> ProcessStatus:
-        pid = self.proc.pid if self.proc and self.state in (ProcessState.RUNNING, ProcessState.STOPPING) else None
+        pid = self.handle.pid if self.handle and self.state in (ProcessState.RUNNING, ProcessState.STOPPING) else None
         return ProcessStatus(self.spec.name, self.spec.pod, self.spec.component, pid, self.state, self.restarts,
                              self.exit_code, self.since, str(self.spec.log_path))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Adopted:
+    pid: int
+    start: int
+    fingerprint: str
 
 
 class Supervisor:
@@ -111,6 +165,7 @@ class Supervisor:
                  backoff: Callable[[], retry.Backoff] = lambda: retry.Backoff(initial=0.5, cap=30.0),
                  stable_after_s: float = 10.0) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._adopted: dict[str, _Adopted] = {}
         self._pid_dir = pid_dir
         self._log = log
         self._backoff = backoff
@@ -123,8 +178,9 @@ class Supervisor:
     def ensure(self, spec: ProcessSpec) -> bool:
         """Run ``spec``: start it if absent, keep it if identical. Returns True if it was started.
 
-        A process of the same name with a different fingerprint must be stopped first
-        (:meth:`stop`); ensure refuses to silently replace it.
+        An adopted process with the same name and fingerprint is taken over (not started: False). A
+        process of the same name with a different fingerprint must be stopped first (:meth:`stop`);
+        ensure refuses to silently replace it.
         """
         current = self._entries.get(spec.name)
         if current is not None:
@@ -133,9 +189,10 @@ class Supervisor:
             return False
         entry = _Entry(spec, self._backoff())
         self._entries[spec.name] = entry
+        adopted = self._claim(spec)
         entry.task = asyncio.create_task(
-            tasks.guard(self._run(entry), f"supervise:{spec.name}", self._log, expect_end=True))
-        return True
+            tasks.guard(self._run(entry, adopted), f"supervise:{spec.name}", self._log, expect_end=True))
+        return adopted is None
 
     def get(self, name: str) -> ProcessSpec | None:
         entry = self._entries.get(name)
@@ -148,11 +205,11 @@ class Supervisor:
         return [e.status() for _, e in sorted(self._entries.items())]
 
     async def wait_started(self, name: str, timeout: float = 10.0) -> int:
-        """Wait until the process has been spawned at least once; return its pid."""
+        """Wait until the process has been spawned (or adopted) at least once; return its pid."""
         entry = self._entries[name]
         await asyncio.wait_for(entry.started.wait(), timeout)
-        assert entry.proc is not None
-        return entry.proc.pid
+        assert entry.handle is not None
+        return entry.handle.pid
 
     async def stop(self, name: str) -> None:
         entry = self._entries.get(name)
@@ -170,39 +227,80 @@ class Supervisor:
 
     async def stop_all(self) -> None:
         await self.stop_many(list(self._entries))
+        self.stop_unclaimed()
 
     def signal(self, name: str, sig: int) -> bool:
         """Send ``sig`` to a running process (for tests and chaos: SIGKILL a component)."""
         entry = self._entries.get(name)
-        if entry is None or entry.proc is None or entry.proc.returncode is not None:
+        if entry is None or entry.handle is None or not entry.handle.running:
             return False
         with contextlib.suppress(ProcessLookupError):
-            entry.proc.send_signal(sig)
+            entry.handle.signal(sig)
             return True
         return False
 
+    # ------------------------------------------------------------------ adoption
+
+    def adopt(self) -> list[str]:
+        """Remember the processes of this pid dir that still run, for :meth:`ensure` to take over."""
+        for path in sorted(self._pid_dir.glob("*.pid")) if self._pid_dir else []:
+            fields = _read_pid_file(path)
+            if fields is None or process_start_time(fields[0]) != fields[1]:
+                path.unlink(missing_ok=True)
+                continue
+            pod, _, component = path.stem.partition("__")
+            self._adopted[f"{pod}/{component}"] = _Adopted(fields[0], fields[1], fields[2])
+        return sorted(self._adopted)
+
+    def stop_unclaimed(self) -> list[str]:
+        """Stop adopted processes that no :meth:`ensure` took over (no longer wanted)."""
+        names = sorted(self._adopted)
+        for name in names:
+            found = self._adopted.pop(name)
+            if process_start_time(found.pid) == found.start:
+                _terminate_group(found.pid, self._log, name)
+            pod, _, component = name.partition("/")
+            if self._pid_dir:
+                (self._pid_dir / f"{pod}__{component}.pid").unlink(missing_ok=True)
+        return names
+
+    def _claim(self, spec: ProcessSpec) -> _Adopted | None:
+        found = self._adopted.pop(spec.name, None)
+        if found is None or process_start_time(found.pid) != found.start:
+            return None
+        reason = "specChanged" if found.fingerprint != spec.fingerprint else \
+            "namespaceReplaced" if not _in_netns(found.pid, spec.netns) else None
+        if reason:
+            self._log.info("processReplaced", process=spec.name, pid=found.pid, reason=reason)
+            _terminate_group(found.pid, self._log, spec.name)
+            return None
+        return found
+
     # ------------------------------------------------------------------ the per-process task
 
-    async def _run(self, entry: _Entry) -> None:
+    async def _run(self, entry: _Entry, adopted: _Adopted | None) -> None:
         log = self._log.bind(process=entry.spec.name)
         while not entry.stopping.is_set():
             started = time.monotonic()
             try:
-                entry.proc = await self._spawn(entry.spec)
+                entry.handle = _Handle(adopted.pid) if adopted else await self._spawn(entry.spec)
             except OSError as exc:
                 log.error("processSpawnFailed", error=str(exc))
                 entry.exit_code = None
             else:
                 entry.set_state(ProcessState.RUNNING)
                 entry.started.set()
-                self._write_pid(entry)
-                log.info("processStarted", pid=entry.proc.pid, restarts=entry.restarts)
-                entry.exit_code = await entry.proc.wait()
+                if adopted is None:
+                    self._write_pid(entry)
+                log.info("processAdopted" if adopted else "processStarted", pid=entry.handle.pid,
+                         restarts=entry.restarts)
+                adopted = None
+                entry.exit_code = await entry.handle.wait()
                 self._remove_pid(entry)
-                _kill_group(entry.proc.pid)  # what the component left behind (e.g. its BIRD), as a pod restart would
+                _kill_group(entry.handle.pid)  # what the component left behind (e.g. its BIRD), as a pod restart
                 if entry.stopping.is_set():
                     break
-                log.warning("processExited", pid=entry.proc.pid, exit_code=entry.exit_code)
+                log.warning("processExited", pid=entry.handle.pid, exit_code=entry.exit_code)
             if not entry.spec.restart:
                 entry.set_state(ProcessState.EXITED)
                 return
@@ -214,28 +312,29 @@ class Supervisor:
                 await asyncio.wait_for(entry.stopping.wait(), entry.backoff.next_delay())
         entry.set_state(ProcessState.STOPPED)
 
-    async def _spawn(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
+    async def _spawn(self, spec: ProcessSpec) -> _Handle:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(spec.log_path, "ab") as out:
-            return await asyncio.create_subprocess_exec(
+            child = await asyncio.create_subprocess_exec(
                 *netnsmod.exec_argv(spec.netns, spec.argv), stdin=asyncio.subprocess.DEVNULL, stdout=out,
                 stderr=asyncio.subprocess.STDOUT, env={**os.environ, **spec.env}, start_new_session=True)
+        return _Handle(child.pid, child)
 
     async def _terminate(self, entry: _Entry) -> None:
-        proc = entry.proc
-        if proc is None or proc.returncode is not None:
+        handle = entry.handle
+        if handle is None or not handle.running:
             return
         entry.set_state(ProcessState.STOPPING)
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+            handle.signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), entry.spec.stop_timeout_s)
+            await asyncio.wait_for(handle.wait(), entry.spec.stop_timeout_s)
         except asyncio.TimeoutError:
-            self._log.warning("processKilled", process=entry.spec.name, pid=proc.pid, reason="stopTimeout")
+            self._log.warning("processKilled", process=entry.spec.name, pid=handle.pid, reason="stopTimeout")
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        _kill_group(proc.pid)
+                os.killpg(handle.pid, signal.SIGKILL)
+            await handle.wait()
+        _kill_group(handle.pid)
 
     # ------------------------------------------------------------------ pid files
 
@@ -246,17 +345,35 @@ class Supervisor:
 
     def _write_pid(self, entry: _Entry) -> None:
         path = self._pid_file(entry.spec)
-        if path is None or entry.proc is None:
+        if path is None or entry.handle is None:
             return
-        start = process_start_time(entry.proc.pid)
+        start = process_start_time(entry.handle.pid)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{entry.proc.pid} {start}\n")
+        tmp.write_text(f"{entry.handle.pid} {start} {entry.spec.fingerprint}\n")
         tmp.replace(path)
 
     def _remove_pid(self, entry: _Entry) -> None:
         path = self._pid_file(entry.spec)
         if path is not None:
             path.unlink(missing_ok=True)
+
+
+def _read_pid_file(path: pathlib.Path) -> tuple[int, int, str] | None:
+    try:
+        fields = path.read_text().split()
+        return int(fields[0]), int(fields[1]), fields[2] if len(fields) > 2 else ""
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _in_netns(pid: int, netns: str | None) -> bool:
+    """Whether ``pid`` runs in the namespace named ``netns`` now (not in one deleted and made again)."""
+    try:
+        inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+        return inode == (os.stat(os.path.join(netnsmod.NETNS_DIR, netns)).st_ino if netns else
+                         os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        return False
 
 
 def _kill_group(pgid: int) -> None:
@@ -267,6 +384,17 @@ def _kill_group(pgid: int) -> None:
     """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _terminate_group(pid: int, log: logmod.Logger, name: str, timeout_s: float = 5.0) -> None:
+    """SIGTERM a verified process group, SIGKILL it after ``timeout_s`` (blocking; rare path)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+        log.info("processStopped", process=name, pid=pid, reason="notWanted")
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _kill_group(pid)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -285,33 +413,25 @@ def stop_leftovers(pid_dir: pathlib.Path, log: logmod.Logger = logmod.null, time
     touched): SIGTERM to its process group (the supervisor made every process a group leader), then
     SIGKILL to the group after ``timeout_s``.
     """
-    victims: list[tuple[int, int]] = []
+    victims: list[int] = []
     for path in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
-        try:
-            pid_text, start_text = path.read_text().split()
-            pid, start = int(pid_text), int(start_text)
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            continue
-        if process_start_time(pid) == start:
+        fields = _read_pid_file(path)
+        if fields is not None and process_start_time(fields[0]) == fields[1]:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-                victims.append((pid, start))
-                log.info("leftoverStopped", pid=pid, pidfile=path.name)
+                os.killpg(fields[0], signal.SIGTERM)
+                victims.append(fields[0])
+                log.info("leftoverStopped", pid=fields[0], pidfile=path.name)
         path.unlink(missing_ok=True)
     deadline = time.monotonic() + timeout_s
-    while victims and time.monotonic() < deadline and any(_alive(p) for p, _ in victims):
+    while victims and time.monotonic() < deadline and any(_alive(p) for p in victims):
         time.sleep(0.05)
-    for pid, _ in victims:
+    for pid in victims:
         # The group was verified ours when signalled; pid space wraps far slower than this timeout.
         _kill_group(pid)
-    return [pid for pid, _ in victims]
+    return victims
 
 
 def _alive(pid: int) -> bool:
-    stat = process_start_time(pid)
-    if stat is None:
-        return False
     try:
         state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:

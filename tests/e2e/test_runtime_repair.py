@@ -1,0 +1,38 @@
+"""The runtime itself (not a Meridio scenario): a crashed runtime daemon loses nothing and disturbs no
+traffic, and ``meridio up`` repairs a half-built environment."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import time
+
+from tests.e2e.framework import VIP1, E2E, ctraffic, daemon_pid, wait_baseline
+
+
+def test_a_killed_runtime_daemon_is_replaced_by_up_without_restarting_anything_or_losing_traffic(e2e: E2E) -> None:
+    e2e.expect_traffic("trench-a", VIP1[4], 4000, 4)
+    before = {p["name"]: p["pid"] for p in e2e.status()["processes"]}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run = pool.submit(ctraffic, e2e, "trench-a", VIP1[4], 4000, duration=12)
+        time.sleep(3)
+        os.kill(daemon_pid(e2e), signal.SIGKILL)
+        e2e.wait_ready()  # a new daemon adopts what runs
+        report = run.result()
+    after = {p["name"]: p["pid"] for p in e2e.status()["processes"]}
+    assert after == before, "no process may be restarted"
+    assert len(report["hosts"]) == 4 and report["lost"] == 0
+    assert (report["failed_connects"], report["resets"], report["lost_messages"]) == (0, 0, 0), report
+
+
+def test_up_repairs_a_half_built_environment(e2e: E2E) -> None:
+    os.kill(daemon_pid(e2e), signal.SIGKILL)
+    for ns in (e2e.naming.router_ns("gw-b1"), e2e.naming.pod_ns("target-b-3")):
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    gone = e2e.meridio("status", check=False)
+    assert gone.returncode == 1 and "is not up" in gone.stderr
+    e2e.wait_ready()
+    wait_baseline(e2e)
+    e2e.expect_traffic("trench-b", VIP1[4], 4000, 4)
+    e2e.expect_traffic("trench-b", VIP1[6], 4000, 4)
