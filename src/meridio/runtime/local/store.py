@@ -11,6 +11,7 @@ import contextlib
 import json
 import pathlib
 import sqlite3
+import threading
 from typing import Iterator, Mapping, Sequence
 
 from meridio.api import resources
@@ -36,6 +37,8 @@ class StoreError(RuntimeError):
 class Store:
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
+        """One connection, used from the event loop and worker threads: one statement or transaction at a time."""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -45,23 +48,29 @@ class Store:
             raise StoreError(f"{path}: not a usable runtime store ({exc}); remove it or run 'meridio down'") from None
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     # ------------------------------------------------------------------ resources
 
     def resources(self) -> list[resources.Resource]:
-        rows = self._db.execute("SELECT body FROM resources ORDER BY seq").fetchall()
-        return [resources.parse_object(json.loads(body), where="store") for (body,) in rows]
+        rows = self._rows("SELECT body FROM resources ORDER BY seq")
+        return [resources.parse_object(json.loads(str(body)), where="store") for (body,) in rows]
 
     def replace_resources(self, objs: Sequence[resources.Resource]) -> None:
         """Make the stored set exactly ``objs`` (one transaction; unchanged objects keep their order)."""
@@ -79,7 +88,7 @@ class Store:
     # ------------------------------------------------------------------ scale overrides
 
     def replicas(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT deployment, count FROM replicas").fetchall())
+        return {str(d): int(c) for d, c in self._rows("SELECT deployment, count FROM replicas")}  # type: ignore[call-overload]
 
     def set_replicas(self, deployment: str, count: int) -> None:
         with self._tx() as db:
@@ -89,7 +98,7 @@ class Store:
     # ------------------------------------------------------------------ external address leases
 
     def leases(self, network: str) -> dict[str, int]:
-        return dict(self._db.execute("SELECT pod, host FROM leases WHERE network=?", (network,)).fetchall())
+        return {str(p): int(h) for p, h in self._rows("SELECT pod, host FROM leases WHERE network=?", (network,))}  # type: ignore[call-overload]
 
     def lease(self, network: str, pod: str, candidates: Iterator[int] | Sequence[int]) -> int:
         """The host index leased to ``pod`` on ``network``: its existing one, else the first free candidate."""
@@ -111,8 +120,8 @@ class Store:
     # ------------------------------------------------------------------ small values
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return None if not rows else str(rows[0][0])
 
     def set_meta(self, values: Mapping[str, str]) -> None:
         with self._tx() as db:
