@@ -127,3 +127,14 @@ def test_removing_the_environment_deletes_only_its_namespaces(world, netns) -> N
     assert sorted(made) == sorted([naming.network_ns("seg"), naming.router_ns("gw"), naming.tg_ns("gw")])
     assert sorted(topology.remove_namespaces(naming)) == sorted(made)
     assert not [ns for ns in netnsmod.list_names() if naming.owns(ns)] and netnsmod.exists(bystander)
+
+
+def test_a_router_made_again_keeps_its_mac_so_its_peers_neighbour_caches_stay_right(world) -> None:  # type: ignore[no-untyped-def]
+    env, naming, _ = world
+    topology.ensure_external(env, naming)
+    rns = naming.router_ns("gw")
+    first = netnsmod.run(rns, ["cat", f"/sys/class/net/{topology.ROUTER_EXT}/address"]).stdout
+    netnsmod.remove(rns)
+    topology.ensure_external(env, naming)
+    assert netnsmod.run(rns, ["cat", f"/sys/class/net/{topology.ROUTER_EXT}/address"]).stdout == first
+    assert first.strip() == topology.stable_mac(rns, topology.ROUTER_EXT)

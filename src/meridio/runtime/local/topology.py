@@ -14,6 +14,7 @@ step) and ``sysctl`` inside ``ip netns exec``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import subprocess
@@ -26,7 +27,7 @@ from meridio.runtime.local.layout import Naming, port_name
 __all__ = [
     "TopologyError", "LinkSpec", "ensure_namespace", "ensure_bridge", "ensure_link", "ensure_external",
     "external_link", "fe_address", "remove_namespaces", "ROUTER_SYSCTLS", "POD_SYSCTLS", "BRIDGE",
-    "ROUTER_EXT", "ROUTER_TG", "TG_IF",
+    "ROUTER_EXT", "ROUTER_TG", "TG_IF", "stable_mac",
 ]
 
 BRIDGE = "br0"
@@ -109,6 +110,16 @@ def _link_exists(ns: str, ifname: str) -> bool:
                           check=False).returncode == 0
 
 
+def stable_mac(ns: str, ifname: str) -> str:
+    """A locally administered unicast MAC derived from the interface's identity.
+
+    A namespace made again (``up`` repairing a router or a pod) gets the MAC it had, so its peers'
+    neighbour caches stay right instead of pointing at a MAC that is gone for up to a minute.
+    """
+    digest = hashlib.sha256(f"{ns}/{ifname}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def _addr_line(ifname: str, cidr: str) -> str:
     nodad = " nodad" if ":" in cidr else ""
     return f"addr replace {cidr} dev {ifname}{nodad}"
@@ -137,7 +148,8 @@ def ensure_link(spec: LinkSpec) -> bool:
         _batch(spec.ns, [f"link del {spec.ifname}"])
     if _link_exists(spec.peer_ns, spec.peer_ifname):
         _batch(spec.peer_ns, [f"link del {spec.peer_ifname}"])
-    peer_lines = [f"link add {spec.peer_ifname} type veth peer name {spec.ifname} netns {spec.ns}"]
+    peer_lines = [f"link add {spec.peer_ifname} type veth peer name {spec.ifname} netns {spec.ns}",
+                  f"link set {spec.peer_ifname} address {stable_mac(spec.peer_ns, spec.peer_ifname)}"]
     if spec.peer_master:
         peer_lines.append(f"link set {spec.peer_ifname} master {spec.peer_master}")
     peer_lines += [_addr_line(spec.peer_ifname, a) for a in spec.peer_addresses]
@@ -145,7 +157,8 @@ def ensure_link(spec: LinkSpec) -> bool:
     _batch(spec.peer_ns, peer_lines)
     _sysctl(spec.ns, {f"net.ipv6.conf.{spec.ifname}.keep_addr_on_down": "1",
                       f"net.ipv6.conf.{spec.ifname}.accept_dad": "0"})
-    _batch(spec.ns, [*(_addr_line(spec.ifname, a) for a in spec.addresses), f"link set {spec.ifname} up"])
+    _batch(spec.ns, [f"link set {spec.ifname} address {stable_mac(spec.ns, spec.ifname)}",
+                     *(_addr_line(spec.ifname, a) for a in spec.addresses), f"link set {spec.ifname} up"])
     return True
 
 
