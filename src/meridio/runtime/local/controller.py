@@ -100,8 +100,8 @@ class Controller:
         async with self.lock:
             for task in self._openers.values():
                 task.cancel()
+            await self._stop_pods_in_order(list(self.pods), remove=False)
             await self.sup.stop_all()
-            self.pods.clear()
 
     async def down(self, progress: Progress) -> list[str]:
         """Stop everything, remove every namespace of the environment. The caller removes the state dir."""
@@ -109,8 +109,8 @@ class Controller:
             for task in self._openers.values():
                 task.cancel()
             progress(f"stopping {len(self.sup.names())} processes")
+            await self._stop_pods_in_order(list(self.pods), remove=False)
             await self.sup.stop_all()
-            self.pods.clear()
             gone = await asyncio.to_thread(topology.remove_namespaces, self.naming)
             progress(f"removed {len(gone)} namespaces")
             return gone
@@ -172,7 +172,7 @@ class Controller:
         self.blocked = {}
         if step.stop:
             progress(f"stopping {len(step.stop)} pods")
-            await asyncio.gather(*(self._stop_pod(n) for n in step.stop))
+            await self._stop_pods_in_order(list(step.stop))
         gone = {w.trench for w in (self.desired.workloads if self.desired else ()) if w.trench} - set(want.configmaps)
         for trench in gone:
             await asyncio.to_thread(shutil.rmtree, self.layout.trench_dir(trench), True)
@@ -245,7 +245,16 @@ class Controller:
             topology.ensure_link(spec.external)
         self.layout.pod_dir(spec.name).mkdir(parents=True, exist_ok=True)
 
-    async def _stop_pod(self, name: str) -> None:
+    async def _stop_pods_in_order(self, names: list[str], *, remove: bool = True) -> None:
+        """Stop pods by kind, each kind in parallel: targets first (their TAPAs unregister and disconnect
+        while NSP and proxies still answer), then FE+LB, proxies, IPAM and NSP last."""
+        kinds = {n: self.pods[n].kind if n in self.pods else rc.Kind.NSP for n in names}
+        for kind in _STOP_ORDER:
+            batch = [n for n in names if kinds[n] is kind]
+            if batch:
+                await asyncio.gather(*(self._stop_pod(n, remove=remove) for n in batch))
+
+    async def _stop_pod(self, name: str, *, remove: bool = True) -> None:
         spec = self.pods.pop(name, None)
         task = self._openers.pop(name, None)
         if task:
@@ -253,7 +262,8 @@ class Controller:
         if spec is None:
             return
         await self.sup.stop_many([p.name for p in spec.processes])
-        await asyncio.to_thread(self._remove_pod, spec)
+        if remove:
+            await asyncio.to_thread(self._remove_pod, spec)
 
     def _remove_pod(self, spec: pods.PodSpec) -> None:
         from meridio.kernel import netns as netnsmod
@@ -304,6 +314,9 @@ class Controller:
                 path.write_text(text)
                 asyncio.create_task(tasks.guard(routers.reconfigure(self.layout, router), f"reconfigure:{router.name}",
                                                 self.log, expect_end=True))
+
+
+_STOP_ORDER = (rc.Kind.TARGET, rc.Kind.FRONTEND_LB, rc.Kind.PROXY, rc.Kind.IPAM, rc.Kind.NSP)
 
 
 def _parse(text: str, source: str) -> list[resources.Resource]:
