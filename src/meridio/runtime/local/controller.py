@@ -261,7 +261,8 @@ class Controller:
             task.cancel()
         if spec is None:
             return
-        await self.sup.stop_many([p.name for p in spec.processes])
+        for late in (False, True):  # the TAPA before its app; the LB before its frontend (it then withdraws)
+            await self.sup.stop_many([p.name for p in spec.processes if (p.component in _STOP_LATE) is late])
         if remove:
             await asyncio.to_thread(self._remove_pod, spec)
 
@@ -317,6 +318,7 @@ class Controller:
 
 
 _STOP_ORDER = (rc.Kind.TARGET, rc.Kind.FRONTEND_LB, rc.Kind.PROXY, rc.Kind.IPAM, rc.Kind.NSP)
+_STOP_LATE = ("frontend", "example-target")
 
 
 def _parse(text: str, source: str) -> list[resources.Resource]:
