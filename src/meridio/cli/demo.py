@@ -58,7 +58,8 @@ def _distribution(reports: dict[str, dict[str, Any]], table: Any) -> str:
     hosts = sorted({h for r in reports.values() for h in r["hosts"]})
     rows = [(h, *(r["hosts"].get(h, 0) for r in reports.values())) for h in hosts]
     rows.append(("lost", *(r["lost"] for r in reports.values())))
-    header = ("TARGET", *(f"{label} {r['address']}:{r['port']}" for label, r in reports.items()))
+    header = ("TARGET", *(f"{label} " + (f"[{r['address']}]" if ":" in r["address"] else r["address"]) + f":{r['port']}"
+                          for label, r in reports.items()))
     return table(header, rows)
 
 
