@@ -12,14 +12,27 @@ import pathlib
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming
 
-__all__ = ["E2E", "TrafficError", "E2E_DIR", "VIP1", "VIP2", "VIP3", "FAMILIES", "wait_baseline", "TARGETS_A",
-           "TARGETS_B", "OPEN_A", "OPEN_B"]
+__all__ = [
+    "E2E",
+    "E2E_DIR",
+    "FAMILIES",
+    "OPEN_A",
+    "OPEN_B",
+    "TARGETS_A",
+    "TARGETS_B",
+    "VIP1",
+    "VIP2",
+    "VIP3",
+    "TrafficError",
+    "wait_baseline",
+]
 
 E2E_DIR = envmod.EXAMPLES_E2E
 VIP1 = {4: "203.0.113.1", 6: "2001:db8:a1::1"}
@@ -54,7 +67,7 @@ class E2E:
         argv = [sys.executable, "-m", "meridio.cli.main", *args]
         if args[0] not in ("up",):
             argv += ["--env", self.env.name]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"meridio {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done

@@ -2,11 +2,11 @@
 gateways and VIP, whose conduit's stream a target opens at runtime."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, OPEN_A, VIP2, E2E, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, OPEN_A, VIP2, wait_baseline
 
 POD = "target-a-0"
 

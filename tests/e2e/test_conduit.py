@@ -1,11 +1,11 @@
 """Conduit (Meridio e2e 19): destination port NAT — clients use port 80, targets listen on 4000."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, VIP1, E2E, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, VIP1, wait_baseline
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@
 matches, all applied at runtime without restarting anything."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, VIP1, E2E, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, VIP1, wait_baseline
 
 
 @pytest.fixture

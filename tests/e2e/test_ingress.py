@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, VIP1, E2E
+from tests.e2e.framework import E2E, FAMILIES, VIP1
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=["ipv4", "ipv6"])

@@ -3,11 +3,11 @@ can leave one trench for the other at runtime."""
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, OPEN_A, OPEN_B, VIP1, E2E, TrafficError, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, OPEN_A, OPEN_B, VIP1, TrafficError, wait_baseline
 
 POD = "target-a-0"
 
@@ -17,7 +17,7 @@ def test_mt_parallel_traffic_in_both_trenches_at_once_reaches_each_trench_s_own_
         for trench in ("trench-a", "trench-b"):  # settled first, so the parallel run measures isolation only
             e2e.expect_traffic(trench, VIP1[family], 4000, 4)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            a, b = pool.map(lambda t: e2e.traffic(t, VIP1[family], 4000), ("trench-a", "trench-b"))
+            a, b = pool.map(e2e.traffic, ("trench-a", "trench-b"), (VIP1[family],) * 2, (4000,) * 2)
         for report, own in ((a, "target-a-"), (b, "target-b-")):
             if report["lost"] or len(report["hosts"]) != 4 or not all(h.startswith(own) for h in report["hosts"]):
                 raise TrafficError(f"expected 4 {own}* targets and 0 lost: {report['hosts']}, lost {report['lost']}")

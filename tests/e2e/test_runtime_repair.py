@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from tests.e2e.framework import VIP1, E2E, ctraffic, daemon_pid, wait_baseline
+from tests.e2e.framework import E2E, VIP1, ctraffic, daemon_pid, wait_baseline
 
 
 def test_a_killed_runtime_daemon_is_replaced_by_up_without_restarting_anything_or_losing_traffic(e2e: E2E) -> None:

@@ -2,11 +2,11 @@
 only (the second target opening it sees UNAVAILABLE and gets no traffic)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, OPEN_A, VIP1, E2E, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, OPEN_A, VIP1, wait_baseline
 
 OPEN_III = "OPEN - stream-a-iii - conduit-a-1 - trench-a"
 

@@ -2,11 +2,11 @@
 a second conduit (a second link), each taking effect in the load balancers at runtime."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, OPEN_A, VIP1, VIP3, E2E, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, OPEN_A, VIP1, VIP3, wait_baseline
 
 POD = "target-a-0"
 

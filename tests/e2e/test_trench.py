@@ -2,7 +2,7 @@
 every workload of the trench; re-applying it brings everything back and the TAPAs re-open by themselves."""
 from __future__ import annotations
 
-from tests.e2e.framework import FAMILIES, VIP1, E2E, _until, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, VIP1, _until, wait_baseline
 
 
 def test_delete_and_create_trench_a_restores_traffic_to_all_targets(e2e: E2E) -> None:

@@ -1,11 +1,11 @@
 """Vip (Meridio e2e 20): a new VIP added to an attractor and a flow is announced, programmed and served."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.framework import FAMILIES, VIP2, E2E, wait_baseline
+from tests.e2e.framework import E2E, FAMILIES, VIP2, wait_baseline
 
 
 @pytest.fixture

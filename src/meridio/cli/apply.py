@@ -8,11 +8,13 @@ Meridio's owner references do. ``scale`` changes a target deployment's replicas 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
+from typing import Any
 
 from meridio.cli.up import add_env_option, call
 
-__all__ = ["register", "KIND_ALIASES"]
+__all__ = ["KIND_ALIASES", "register"]
 
 KIND_ALIASES = {
     "trench": "Trench", "trenches": "Trench", "conduit": "Conduit", "conduits": "Conduit", "stream": "Stream",
@@ -48,7 +50,7 @@ def _read(filenames: list[str]) -> list[tuple[str, str]]:
     out = []
     for name in filenames:
         try:
-            out.append((name, sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()))
+            out.append((name, sys.stdin.read() if name == "-" else pathlib.Path(name).read_text(encoding="utf-8")))
         except OSError as exc:
             raise CliError(f"{name}: {exc.strerror}") from None
     return out
@@ -82,6 +84,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     from meridio.cli.main import CliError
 
+    message: dict[str, Any]
     if args.filename:
         files = _read(args.filename)
         _check(files)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["register", "CHECKS"]
+__all__ = ["CHECKS", "register"]
 
 CHECKS = (("TCP v4", "203.0.113.1", 4000, False), ("TCP v6", "2001:db8:a1::1", 4000, False),
           ("UDP v4", "203.0.113.1", 4003, True), ("UDP v6", "2001:db8:a1::1", 4003, True))
@@ -40,6 +41,9 @@ def _demo(args: argparse.Namespace) -> int:
         print("the environment is not ready: see 'meridio status'", file=sys.stderr)
         return 1
     router = env.router("gw-a1")
+    if router is None:
+        print("the default environment has no router gw-a1", file=sys.stderr)
+        return 1
     print(f"\n== 2/3 meridio traffic: {args.nconn} connections per check from trench-a's traffic generator "
           f"(behind {router.name}) to vip-a-1", flush=True)
     reports: dict[str, dict[str, Any]] = {}
@@ -54,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _distribution(reports: dict[str, dict[str, Any]], table: Any) -> str:
+def _distribution(reports: dict[str, dict[str, Any]], table: Callable[..., str]) -> str:
     hosts = sorted({h for r in reports.values() for h in r["hosts"]})
     rows = [(h, *(r["hosts"].get(h, 0) for r in reports.values())) for h in hosts]
     rows.append(("lost", *(r["lost"] for r in reports.values())))

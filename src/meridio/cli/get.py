@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from meridio.cli.apply import KIND_ALIASES
 from meridio.cli.up import add_env_option, call
@@ -41,7 +42,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
-def _join(values: Sequence[Any]) -> str:
+def _join(values: Iterable[Any]) -> str:
     return ",".join(map(str, values)) or "-"
 
 
@@ -112,8 +113,8 @@ def _get_runtime(args: argparse.Namespace, what: str) -> int:
     for p in snap["pods"]:
         if p["kind"] == "target":
             deps.setdefault(p["name"].rsplit("-", 1)[0], []).append(p)
-    rows = [(d, f"{sum(p['state'] == 'Running' for p in ps)}/{len(ps)}") for d, ps in sorted(deps.items())]
-    print(json.dumps(dict(rows)) if args.output != "table" else table(("NAME", "READY"), rows))
+    ready = [(d, f"{sum(p['state'] == 'Running' for p in ps)}/{len(ps)}") for d, ps in sorted(deps.items())]
+    print(json.dumps(dict(ready)) if args.output != "table" else table(("NAME", "READY"), ready))
     return 0
 
 

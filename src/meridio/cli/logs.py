@@ -11,7 +11,8 @@ import argparse
 import pathlib
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from meridio.cli.up import add_env_option, env_layout
 

@@ -18,7 +18,7 @@ from typing import Any
 from meridio.cli.get import table
 from meridio.cli.up import add_env_option, call, env_layout
 
-__all__ = ["register", "run_traffic", "choose_router"]
+__all__ = ["choose_router", "register", "run_traffic"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def choose_router(env: Any, objs: list[dict[str, Any]], trench: str, vip: str) -> Any:
     """The router (with a traffic generator) on the segment of the attractor of ``trench`` announcing ``vip``."""
-    from meridio.runtime.local import pods as podsmod
     from meridio.api import resources
+    from meridio.runtime.local import pods as podsmod
 
     candidates = env.trench_routers(trench)
     if len(candidates) <= 1:
@@ -71,11 +71,11 @@ def run_traffic(env: Any, router: Any, argv: list[str], timeout: float) -> dict[
     ns = Naming(env.prefix).tg_ns(router.name)
     cmd = netnsmod.exec_argv(ns, [sys.executable, "-m", "meridio.runtime.local.traffic", *argv])
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise CliError(f"the traffic generator did not finish within {timeout:.0f}s") from None
     try:
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         raise CliError(f"the traffic generator failed: {done.stderr.strip()[-300:] or done.stdout[-300:]}") from None
     if "error" in report:
@@ -121,7 +121,7 @@ def format_report(trench: str, r: dict[str, Any]) -> str:
         body = table(("TARGET", "CONNECTIONS", "MESSAGES"), rows)
         tail = (f"sent {r['sent']}, received {r['received']}, lost messages {r['lost_messages']}; failed connects "
                 f"{r['failed_connects']}, resets {r['resets']}, reconnects {r['reconnects']}, moved {r['moved']}")
-        return "\n".join([head, body, tail])
+        return f"{head}\n{body}\n{tail}"
     rows = [(h, n, "#" * max(1, round(40 * n / max(r["connections"], 1)))) for h, n in r["hosts"].items()]
     errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items())
     return "\n".join([head, table(("TARGET", "CONNECTIONS", ""), rows)] + ([f"errors: {errors}"] if errors else []))

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["register", "add_env_option", "env_layout", "call", "DEFAULT_ENV"]
+__all__ = ["DEFAULT_ENV", "add_env_option", "call", "env_layout", "register"]
 
 DEFAULT_ENV = "default"
 
@@ -110,7 +110,8 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     from meridio.cli.main import CliError
-    from meridio.runtime.local import client, environment as envmod
+    from meridio.runtime.local import client
+    from meridio.runtime.local import environment as envmod
 
     if os.geteuid() != 0:
         raise CliError("the local runtime needs root: run it with sudo")

@@ -22,12 +22,23 @@ import dataclasses
 import enum
 import hashlib
 import json
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from meridio.api import configmap, resources
 
-__all__ = ["Kind", "Workload", "TargetDeployment", "Desired", "Plan", "desired", "plan", "fe_pod_name",
-           "proxy_pod_name", "nsp_pod_name", "ipam_pod_name"]
+__all__ = [
+    "Desired",
+    "Kind",
+    "Plan",
+    "TargetDeployment",
+    "Workload",
+    "desired",
+    "fe_pod_name",
+    "ipam_pod_name",
+    "nsp_pod_name",
+    "plan",
+    "proxy_pod_name",
+]
 
 
 class Kind(str, enum.Enum):
@@ -143,21 +154,21 @@ def _of(objs: Iterable[resources.Resource], trench: resources.Trench, kind: type
 
 def _trench_workloads(objs: Sequence[resources.Resource], trench: resources.Trench,
                       nodes: Sequence[str]) -> list[Workload]:
-    base = {"trench": trench.name, "namespace": trench.namespace}
+    t, ns = trench.name, trench.namespace
     family = trench.spec.ip_family
-    out = [Workload(nsp_pod_name(trench.name), Kind.NSP, nodes[0], **base),
-           Workload(ipam_pod_name(trench.name), Kind.IPAM, nodes[0], params=_params(ip_family=family), **base)]
+    out = [Workload(nsp_pod_name(t), Kind.NSP, nodes[0], trench=t, namespace=ns),
+           Workload(ipam_pod_name(t), Kind.IPAM, nodes[0], trench=t, namespace=ns, params=_params(ip_family=family))]
     for attractor in _of(objs, trench, resources.Attractor):
-        out += _attractor_workloads(attractor, family, nodes, base)
+        out += _attractor_workloads(attractor, family, nodes, t, ns)
     for conduit in _of(objs, trench, resources.Conduit):
         for node in nodes:
-            out.append(Workload(proxy_pod_name(conduit.name, node), Kind.PROXY, node,
-                                params=_params(conduit=conduit.name, ip_family=family), **base))
+            out.append(Workload(proxy_pod_name(conduit.name, node), Kind.PROXY, node, trench=t, namespace=ns,
+                                params=_params(conduit=conduit.name, ip_family=family)))
     return out
 
 
 def _attractor_workloads(attractor: resources.Attractor, family: str, nodes: Sequence[str],
-                         base: Mapping[str, str]) -> list[Workload]:
+                         trench: str, namespace: str) -> list[Workload]:
     spec = attractor.spec
     itf = spec.interface
     nad = itf.network_attachments[0] if itf.network_attachments else None
@@ -172,8 +183,8 @@ def _attractor_workloads(attractor: resources.Attractor, family: str, nodes: Seq
         node = nodes[i] if i < len(nodes) else ""
         pending = "" if node else (f"0/{len(nodes)} nodes are available: one FE+LB pod per node "
                                    f"(attractor {attractor.name} wants {replicas} replicas)")
-        out.append(Workload(fe_pod_name(attractor.name, i), Kind.FRONTEND_LB, node, params=params, pending=pending,
-                            **base))
+        out.append(Workload(fe_pod_name(attractor.name, i), Kind.FRONTEND_LB, node, trench=trench, namespace=namespace,
+                            params=params, pending=pending))
     return out
 
 

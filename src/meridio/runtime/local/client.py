@@ -14,14 +14,25 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming, StateLayout, state_root
 from meridio.runtime.local.supervisor import process_start_time, stop_leftovers
 
-__all__ = ["DaemonUnavailable", "RequestFailed", "request", "ping", "start_daemon", "preflight", "teardown",
-           "layout_for", "saved_environment", "REQUIRED_COMMANDS"]
+__all__ = [
+    "REQUIRED_COMMANDS",
+    "DaemonUnavailable",
+    "RequestFailed",
+    "layout_for",
+    "ping",
+    "preflight",
+    "request",
+    "saved_environment",
+    "start_daemon",
+    "teardown",
+]
 
 REQUIRED_COMMANDS = {"ip": "iproute2", "bird": "bird2", "nft": "nftables", "sysctl": "procps"}
 

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import pathlib
 import shutil
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from meridio.api import configmap, resources, validation, yamlio
 from meridio.api.problems import ProblemsError
@@ -29,7 +29,7 @@ from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
 from meridio.runtime.local.supervisor import Supervisor
 
-__all__ = ["Controller", "Progress", "ApplyResult", "RuntimeError_"]
+__all__ = ["ApplyResult", "Controller", "Progress", "RuntimeError_"]
 
 Progress = Callable[[str], None]
 

@@ -23,7 +23,8 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from meridio.api import resources
 from meridio.common import log as logmod
@@ -34,7 +35,7 @@ from meridio.runtime.local.controller import Controller, RuntimeError_
 from meridio.runtime.local.layout import StateLayout
 from meridio.runtime.local.supervisor import process_start_time
 
-__all__ = ["main", "serve", "load_environment", "save_environment"]
+__all__ = ["load_environment", "main", "save_environment", "serve"]
 
 Write = Callable[[dict[str, Any]], None]
 
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     layout = StateLayout(pathlib.Path(args.state_dir))
     layout.logs.mkdir(parents=True, exist_ok=True)
-    stream = open(layout.daemon_log, "a", buffering=1)
+    stream = open(layout.daemon_log, "a", buffering=1)  # noqa: SIM115 (the log stays open for the process)
     log = logmod.setup("runtime", level="INFO", stream=stream)
     layout.daemon_pid.write_text(f"{os.getpid()} {process_start_time(os.getpid())}\n")
     try:

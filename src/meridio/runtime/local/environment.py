@@ -32,16 +32,29 @@ import dataclasses
 import ipaddress
 import pathlib
 import re
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import yaml
 
 from meridio.common.durations import DurationError, parse_duration
 
 __all__ = [
-    "EnvironmentSpecError", "Network", "Bfd", "Bgp", "Static", "TrafficGenerator",
-    "Router", "StreamRef", "Deployment", "Environment", "parse", "load", "load_default", "DEFAULT_PATH",
+    "DEFAULT_PATH",
     "EXAMPLES_E2E",
+    "Bfd",
+    "Bgp",
+    "Deployment",
+    "Environment",
+    "EnvironmentSpecError",
+    "Network",
+    "Router",
+    "Static",
+    "StreamRef",
+    "TrafficGenerator",
+    "load",
+    "load_default",
+    "parse",
 ]
 
 DEFAULT_PATH = pathlib.Path(__file__).with_name("default.yaml")
@@ -159,8 +172,8 @@ class Environment:
     routers: tuple[Router, ...] = ()
     deployments: tuple[Deployment, ...] = ()
     resources: tuple[pathlib.Path, ...] = ()
-    ipam_ipv4: ipaddress.IPv4Network = ipaddress.IPv4Network("172.16.0.0/16")
-    ipam_ipv6: ipaddress.IPv6Network = ipaddress.IPv6Network("fd00::/48")
+    ipam_ipv4: ipaddress.IPv4Network = dataclasses.field(default_factory=lambda: ipaddress.IPv4Network("172.16.0.0/16"))
+    ipam_ipv6: ipaddress.IPv6Network = dataclasses.field(default_factory=lambda: ipaddress.IPv6Network("fd00::/48"))
     components: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     """Extra environment variables per component (``nsp``, ``ipam``, ``lb``, ``frontend``, ``proxy``, ``tapa``)."""
 

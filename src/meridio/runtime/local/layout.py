@@ -19,7 +19,7 @@ import hashlib
 import os
 import pathlib
 
-__all__ = ["Naming", "StateLayout", "state_root", "DEFAULT_STATE_BASE", "port_name"]
+__all__ = ["DEFAULT_STATE_BASE", "Naming", "StateLayout", "port_name", "state_root"]
 
 DEFAULT_STATE_BASE = pathlib.Path("/var/lib/meridio")
 

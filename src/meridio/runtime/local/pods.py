@@ -23,7 +23,8 @@ import ipaddress
 import json
 import pathlib
 import sys
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from meridio.api import resources
 from meridio.runtime import reconcile as rc
@@ -32,7 +33,7 @@ from meridio.runtime.local import topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
-__all__ = ["PodSpec", "PodBuilder", "Nad", "parse_nad", "host_candidates"]
+__all__ = ["Nad", "PodBuilder", "PodSpec", "host_candidates", "parse_nad"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +73,8 @@ def parse_nad(nad: resources.NetworkAttachmentDefinition) -> Nad:
             continue
         if isinstance(plugin.get("vlan"), int):
             vlan = plugin["vlan"]
-        ipam = plugin.get("ipam") if isinstance(plugin.get("ipam"), dict) else {}
-        items = ipam.get("ipRanges") if isinstance(ipam.get("ipRanges"), list) else [ipam]
+        ipam: dict[str, Any] = plugin["ipam"] if isinstance(plugin.get("ipam"), dict) else {}
+        items: list[Any] = ipam["ipRanges"] if isinstance(ipam.get("ipRanges"), list) else [ipam]
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("range"), str):
                 ranges += _networks([item["range"]])

@@ -9,7 +9,7 @@ over the FE replicas. A ``static`` router instead routes its configured VIPs to 
 from __future__ import annotations
 
 import ipaddress
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from meridio.frontend import birdconf, gatewayconf
 from meridio.runtime.local import environment as envmod
@@ -17,7 +17,7 @@ from meridio.runtime.local import topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
-__all__ = ["router_config", "render", "process_spec", "reconfigure", "POD_PREFIX", "bird_socket", "bird_config_path"]
+__all__ = ["POD_PREFIX", "bird_config_path", "bird_socket", "process_spec", "reconfigure", "render", "router_config"]
 
 POD_PREFIX = "router-"
 """Routers appear in process listings as pod ``router-<name>``."""
@@ -57,7 +57,7 @@ def _static_routes(static: envmod.Static, frontends: Sequence[str]) -> tuple[gat
         prefix = ipaddress.ip_network(vip)
         via = tuple(sorted((h for h in hops if h.version == prefix.version), key=str))
         if via:
-            out.append(gatewayconf.StaticRoute(prefix, via, bfd=static.bfd is not None))  # type: ignore[arg-type]
+            out.append(gatewayconf.StaticRoute(prefix, via, bfd=static.bfd is not None))
     return tuple(out)
 
 

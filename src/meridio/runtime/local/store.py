@@ -3,7 +3,7 @@
 One sqlite file (``<state>/store.db``, WAL). Every change is one transaction, written before the
 caller answers the user: ``apply`` of a file either stores every object or none, and a crash of the
 runtime daemon loses nothing (the next ``meridio up`` continues from it). Resources are kept in their
-stored YAML form (:func:`meridio.api.resources.to_dict`) and parsed back with the same strict reader.
+stored YAML form (:func:`meridio.api.res.to_dict`) and parsed back with the same strict reader.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import json
 import pathlib
 import sqlite3
 import threading
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from meridio.api import resources
+from meridio.api import resources as res
 
 __all__ = ["Store", "StoreError"]
 
@@ -68,11 +68,11 @@ class Store:
 
     # ------------------------------------------------------------------ resources
 
-    def resources(self) -> list[resources.Resource]:
+    def resources(self) -> list[res.Resource]:
         rows = self._rows("SELECT body FROM resources ORDER BY seq")
-        return [resources.parse_object(json.loads(str(body)), where="store") for (body,) in rows]
+        return [res.parse_object(json.loads(str(body)), where="store") for (body,) in rows]
 
-    def replace_resources(self, objs: Sequence[resources.Resource]) -> None:
+    def replace_resources(self, objs: Sequence[res.Resource]) -> None:
         """Make the stored set exactly ``objs`` (one transaction; unchanged objects keep their order)."""
         wanted = {o.ref: o for o in objs}
         with self._tx() as db:
@@ -80,7 +80,7 @@ class Store:
                 if (kind, ns, name) not in wanted:
                     db.execute("DELETE FROM resources WHERE kind=? AND namespace=? AND name=?", (kind, ns, name))
             for obj in objs:
-                body = json.dumps(resources.to_dict(obj), sort_keys=True)
+                body = json.dumps(res.to_dict(obj), sort_keys=True)
                 db.execute("INSERT INTO resources (kind, namespace, name, body) VALUES (?, ?, ?, ?) "
                            "ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body",
                            (obj.KIND, obj.namespace, obj.name, body))

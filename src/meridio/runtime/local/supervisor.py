@@ -26,13 +26,13 @@ import os
 import pathlib
 import signal
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from meridio.common import log as logmod
 from meridio.common import retry, tasks
 from meridio.kernel import netns as netnsmod
 
-__all__ = ["ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "stop_leftovers", "process_start_time"]
+__all__ = ["ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "process_start_time", "stop_leftovers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +314,7 @@ class Supervisor:
 
     async def _spawn(self, spec: ProcessSpec) -> _Handle:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(spec.log_path, "ab") as out:
+        with open(spec.log_path, "ab") as out:  # noqa: ASYNC230 (a local file, opened once per start)
             child = await asyncio.create_subprocess_exec(
                 *netnsmod.exec_argv(spec.netns, spec.argv), stdin=asyncio.subprocess.DEVNULL, stdout=out,
                 stderr=asyncio.subprocess.STDOUT, env={**os.environ, **spec.env}, start_new_session=True)
@@ -329,7 +329,7 @@ class Supervisor:
             handle.signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(handle.wait(), entry.spec.stop_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._log.warning("processKilled", process=entry.spec.name, pid=handle.pid, reason="stopTimeout")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle.pid, signal.SIGKILL)

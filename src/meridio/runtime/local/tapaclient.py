@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import grpc
 import grpc.aio
@@ -61,7 +61,7 @@ async def open_streams(socket: pathlib.Path, streams: Sequence[str], *, log: log
 async def _try_open(socket: pathlib.Path, streams: Sequence[str], log: logmod.Logger) -> list[str]:
     left = []
     async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
-        stub = tap_pb2_grpc.TapStub(channel)
+        stub = tap_pb2_grpc.TapStub(channel)  # type: ignore[no-untyped-call]
         for ref in streams:
             try:
                 await stub.Open(stream_message(ref), timeout=5)
@@ -79,7 +79,8 @@ async def statuses(socket: pathlib.Path, timeout: float = 2.0) -> list[StreamSta
         return None
     try:
         async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
-            call = tap_pb2_grpc.TapStub(channel).Watch(tap_pb2.Stream(), timeout=timeout)
+            stub = tap_pb2_grpc.TapStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Watch(tap_pb2.Stream(), timeout=timeout)
             async for response in call:
                 call.cancel()
                 return [StreamStatus(tap_pb2.StreamStatus.Status.Name(s.status), s.stream.name, s.stream.conduit.name,

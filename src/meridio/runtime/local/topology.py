@@ -18,16 +18,29 @@ import hashlib
 import ipaddress
 import json
 import subprocess
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming, port_name
 
 __all__ = [
-    "TopologyError", "LinkSpec", "ensure_namespace", "ensure_bridge", "ensure_link", "ensure_external",
-    "external_link", "fe_address", "remove_namespaces", "ROUTER_SYSCTLS", "POD_SYSCTLS", "BRIDGE",
-    "ROUTER_EXT", "ROUTER_TG", "TG_IF", "stable_mac",
+    "BRIDGE",
+    "POD_SYSCTLS",
+    "ROUTER_EXT",
+    "ROUTER_SYSCTLS",
+    "ROUTER_TG",
+    "TG_IF",
+    "LinkSpec",
+    "TopologyError",
+    "ensure_bridge",
+    "ensure_external",
+    "ensure_link",
+    "ensure_namespace",
+    "external_link",
+    "fe_address",
+    "remove_namespaces",
+    "stable_mac",
 ]
 
 BRIDGE = "br0"

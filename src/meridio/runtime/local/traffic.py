@@ -26,9 +26,10 @@ import json
 import socket
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["Options", "Tally", "run", "main", "mconnect", "ctraffic"]
+__all__ = ["Options", "Tally", "ctraffic", "main", "mconnect", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +139,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 async def _udp_endpoint(opts: Options) -> tuple[asyncio.DatagramTransport, _Datagrams]:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=(opts.address, opts.port))
-    return transport, proto  # type: ignore[return-value]
+    return transport, proto
 
 
 async def _udp_once(opts: Options, deadline: float, index: int) -> str:
@@ -149,7 +150,7 @@ async def _udp_once(opts: Options, deadline: float, index: int) -> str:
             transport.sendto(payload)
             wait = min(opts.udp_retry_s, deadline - time.monotonic())
             if wait <= 0:
-                raise asyncio.TimeoutError()
+                raise TimeoutError()
             with contextlib.suppress(asyncio.TimeoutError):
                 return _name_of(await asyncio.wait_for(proto.queue.get(), wait))
             if proto.error is not None:
@@ -167,7 +168,7 @@ async def mconnect(opts: Options) -> Tally:
         async with gate:
             try:
                 host = await (_udp_once(opts, deadline, i) if opts.udp else _tcp_once(opts, deadline))
-            except Exception as exc:  # every failure is a lost connection with its reason
+            except Exception as exc:  # noqa: BLE001 (every failure is a lost connection, with its reason)
                 tally.failed(_reason(exc))
             else:
                 tally.answered(host)
@@ -186,7 +187,7 @@ async def _tcp_session(opts: Options, end: float, tally: Tally, index: int) -> N
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(opts.address, opts.port), opts.timeout_s)
             host = _name_of(await asyncio.wait_for(reader.readline(), opts.timeout_s))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a failed connect, counted with its reason)
             tally.failed_connects += 1
             tally.errors[_reason(exc)] += 1
             await asyncio.sleep(0.1)
@@ -197,7 +198,7 @@ async def _tcp_session(opts: Options, end: float, tally: Tally, index: int) -> N
         connected = True
         try:
             seq = await _tcp_exchange(opts, end, tally, reader, writer, host, index, seq)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a broken connection, counted with its reason)
             tally.resets += 1
             tally.errors[_reason(exc)] += 1
         finally:
@@ -236,7 +237,7 @@ async def _udp_session(opts: Options, end: float, tally: Tally, index: int) -> N
             transport.sendto(payload)
             try:
                 reply = await _udp_reply(proto, payload, opts.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 tally.errors["timeout"] += 1
                 continue
             host = _name_of(reply)
