@@ -224,3 +224,51 @@ def namespace_pids(prefix: str) -> set[int]:
             except OSError:
                 continue
     return found
+
+
+# ---------------------------------------------------------------------------------------- small custom environments
+
+_BFD = {"switch": True, "min-tx": "300ms", "min-rx": "300ms", "multiplier": 3}
+BGP_GATEWAY = {"address": "169.254.200.150", "bgp": {"local-asn": 8103, "remote-asn": 4248829953, "hold-time": "24s",
+                                                     "local-port": 10179, "remote-port": 10179, "bfd": _BFD}}
+BGP_ROUTER = {"bgp": {"hold-time": "24s", "bfd": {"min-rx": "300ms", "min-tx": "300ms", "multiplier": 3}}}
+MINI_VIP = "198.51.100.1"
+
+
+def _obj(kind: str, name: str, spec: dict[str, Any], labels: bool = True,
+         api: str = "meridio.nordix.org/v1") -> dict[str, Any]:
+    meta = {"name": name, "namespace": "lab", **({"labels": {"trench": "trench-m"}} if labels else {})}
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def mini_environment(tmp: pathlib.Path, name: str, prefix: str, *, gateway: dict[str, Any] | None = None,
+                     router: dict[str, Any] | None = None) -> pathlib.Path:
+    """A one-node environment: trench-m (IPv4), one FE+LB replica, one gateway router, one target ``tm-0``
+    serving VIP 198.51.100.1 TCP 4000. ``gateway``/``router`` replace the BGP defaults (e.g. static)."""
+    import yaml
+    nad = ('{"cniVersion": "0.4.0", "plugins": [{"type": "bridge", "vlan": 300, "ipam": {"type": "whereabouts", '
+           '"ipRanges": [{"range": "169.254.200.0/24", "exclude": ["169.254.200.150/32"]}]}}]}')
+    objs = [
+        _obj("NetworkAttachmentDefinition", "m-nad", {"config": nad}, False, "k8s.cni.cncf.io/v1"),
+        _obj("Trench", "trench-m", {"ip-family": "ipv4"}, False),
+        _obj("Gateway", "gw-m", gateway or BGP_GATEWAY),
+        _obj("Vip", "vip-m", {"address": f"{MINI_VIP}/32"}),
+        _obj("Conduit", "conduit-m", {"type": "stateless-lb"}),
+        _obj("Stream", "stream-m", {"conduit": "conduit-m"}),
+        _obj("Flow", "flow-m", {"stream": "stream-m", "vips": ["vip-m"], "protocols": ["tcp"], "priority": 1,
+                                "destination-ports": ["4000"], "source-subnets": ["0.0.0.0/0"]}),
+        _obj("Attractor", "attractor-m", {
+            "replicas": 1, "composites": ["conduit-m"], "gateways": ["gw-m"], "vips": ["vip-m"],
+            "interface": {"name": "ext0", "type": "network-attachment",
+                          "network-attachments": [{"name": "m-nad", "namespace": "lab"}]}}),
+    ]
+    (tmp / "m.yaml").write_text(yaml.safe_dump_all(objs))
+    env = {"name": name, "prefix": prefix, "nodes": ["node-1"],
+           "networks": [{"name": "seg", "vlan": 300, "ipv4": "169.254.200.0/24"}],
+           "routers": [{"name": "gw", "trench": "trench-m", "network": "seg", "ipv4": "169.254.200.150",
+                        **(router or BGP_ROUTER), "traffic-generator": {"ipv4": "192.0.2.0/24"}}],
+           "deployments": [{"name": "tm", "namespace": "lab", "replicas": 1,
+                            "streams": [{"trench": "trench-m", "conduit": "conduit-m", "stream": "stream-m"}]}],
+           "resources": ["m.yaml"]}
+    (tmp / "env.yaml").write_text(yaml.safe_dump(env))
+    return tmp / "env.yaml"

@@ -62,6 +62,9 @@ class Controller:
         self.desired: rc.Desired | None = None
         self.lock = asyncio.Lock()
         self._openers: dict[str, asyncio.Task[None]] = {}
+        self.awaiting_streams: dict[str, set[str]] = {}
+        """Streams (``trench/conduit/stream``) a freshly started target pod opened and whose outcome (not
+        PENDING) its TAPA has not shown yet; readiness waits for them once, then forgets them."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -257,6 +260,7 @@ class Controller:
     async def _stop_pod(self, name: str, *, remove: bool = True) -> None:
         spec = self.pods.pop(name, None)
         task = self._openers.pop(name, None)
+        self.awaiting_streams.pop(name, None)
         if task:
             task.cancel()
         if spec is None:
@@ -286,6 +290,7 @@ class Controller:
         if dep is None or not dep.streams:
             return
         socket = self.builder.tapa_socket(spec.name)
+        self.awaiting_streams[spec.name] = set(dep.streams)
         self._openers[spec.name] = asyncio.create_task(tasks.guard(
             tapaclient.open_streams(socket, dep.streams, log=self.log.bind(pod=spec.name)), f"open:{spec.name}",
             self.log, expect_end=True))

@@ -130,6 +130,8 @@ class Server:
             snap = await readiness.snapshot(self.ctl)
             reasons = snap["notReady"]
             if not reasons:
+                self.log.info("environmentReady", routes={r["name"]: r["routes"] for r in snap["routers"]},
+                              streams=snap["streams"])
                 return {"ready": True, "seconds": round(time.monotonic() - started, 1)}
             if time.monotonic() > deadline:
                 raise RuntimeError_(f"not ready after {timeout:.0f}s: " + "; ".join(reasons[:8]))

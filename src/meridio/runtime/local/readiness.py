@@ -162,8 +162,15 @@ def not_ready(ctl: Any, snap: dict[str, Any]) -> list[str]:
     for pod, statuses in snap["targets"].items():
         if statuses is None:
             reasons.append(f"pod {pod}: TAPA not answering")
-        else:
-            reasons += [f"pod {pod}: stream {s['stream']} {s['status']}" for s in statuses if s["status"] == "PENDING"]
+            continue
+        reasons += [f"pod {pod}: stream {s['stream']} {s['status']}" for s in statuses if s["status"] == "PENDING"]
+        status = {f"{s['trench']}/{s['conduit']}/{s['stream']}": s["status"] for s in statuses}
+        awaited = {ref for ref in ctl.awaiting_streams.get(pod, set()) if status.get(ref) != "OPEN"}
+        if awaited:  # opened at start, not OPEN yet (Open is asynchronous; early on a stream may be UNDEFINED)
+            reasons += [f"pod {pod}: stream {ref.split('/')[-1]} {status.get(ref, 'not listed')}" for ref in sorted(awaited)]
+        else:  # once OPEN, what the user does with the stream later is not a readiness matter
+            ctl.awaiting_streams.pop(pod, None)
+    reasons += [f"trench {t}: NSP not answering" for t, targets in snap["streams"].items() if targets is None]
     reasons += _routing_reasons(ctl, snap)
     return reasons
 
