@@ -75,6 +75,10 @@ class E2E:
     def status(self) -> dict[str, Any]:
         return json.loads(self.meridio("status", "-o", "json").stdout)  # type: ignore[no-any-return]
 
+    def pids(self) -> dict[str, int | None]:
+        """Process name → pid of everything the runtime supervises (a restart changes the pid)."""
+        return {p["name"]: p["pid"] for p in self.status()["processes"]}
+
     def apply(self, name: str) -> None:
         self.meridio("apply", "-f", str(E2E_DIR / name))
 

@@ -11,9 +11,11 @@ from tests.e2e.framework import E2E, FAMILIES, VIP1, wait_baseline
 
 @pytest.fixture
 def applied(e2e: E2E, request: pytest.FixtureRequest) -> Iterator[None]:
+    before = e2e.pids()
     e2e.apply(request.param)
     try:
         yield
+        assert e2e.pids() == before, "changing flows must restart no process"
     finally:
         if request.param == "new-flow.yaml":
             e2e.delete("flow", "flow-a-x-tcp")
