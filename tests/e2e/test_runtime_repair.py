@@ -23,7 +23,8 @@ def test_a_killed_runtime_daemon_is_replaced_by_up_without_restarting_anything_o
     after = {p["name"]: p["pid"] for p in e2e.status()["processes"]}
     assert after == before, "no process may be restarted"
     assert len(report["hosts"]) == 4 and report["lost"] == 0
-    assert (report["failed_connects"], report["resets"], report["lost_messages"]) == (0, 0, 0), report
+    assert (report["failed_connects"], report["resets"], report["timeouts"], report["lost_messages"]) == (0, 0, 0, 0), \
+        report
 
 
 def test_up_repairs_a_half_built_environment(e2e: E2E) -> None:

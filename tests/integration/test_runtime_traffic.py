@@ -20,6 +20,8 @@ class _FakeTarget:
     def __init__(self, name: str = "t1") -> None:
         self.name = name
         self.drop_first_datagrams = 0
+        self.stalled: set[asyncio.StreamWriter] = set()
+        """Connections that stopped answering (as behind a dead path); new ones answer."""
         self.writers: list[asyncio.StreamWriter] = []
         self.seen: set[tuple[str, int]] = set()
 
@@ -35,8 +37,9 @@ class _FakeTarget:
         writer.write(f"{self.name}\n".encode())
         try:
             while line := await reader.readline():
-                writer.write(line)
-                await writer.drain()
+                if writer not in self.stalled:
+                    writer.write(line)
+                    await writer.drain()
         except ConnectionError:
             pass
         finally:
@@ -118,6 +121,7 @@ async def test_ctraffic_counts_messages_and_a_reset_connection_reconnects(target
     target.reset_all()
     report = await run
     assert report["resets"] == 5 and report["reconnects"] == 5 and report["hosts"] == {"t1": 10}
+    assert report["timeouts"] == 0
     assert report["lost"] == 0 and report["failed_connects"] == 0
     assert report["messages"]["t1"] == report["received"] > 5 * 15
     assert report["sent"] - report["received"] == report["lost_messages"] <= 5
@@ -136,3 +140,13 @@ def test_the_module_prints_one_json_object_and_rejects_a_bad_address() -> None:
     done = subprocess.run([sys.executable, "-m", "meridio.runtime.local.traffic", "--address", "not an address",
                            "--port", "1"], check=False, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "bad address" in json.loads(done.stdout)["error"]
+
+
+async def test_ctraffic_gives_up_a_connection_that_stops_answering_and_counts_a_timeout(target: _FakeTarget) -> None:
+    opts = traffic.Options("127.0.0.1", target.port, nconn=3, duration_s=1.5, rate=20, timeout_s=0.3)  # type: ignore[attr-defined]
+    run = asyncio.create_task(traffic.run(opts))
+    await asyncio.sleep(0.5)
+    target.stalled = set(target.writers)
+    report = await run
+    assert report["timeouts"] == 3 and report["resets"] == 0 and report["reconnects"] == 3
+    assert report["lost_messages"] == 3

@@ -58,5 +58,6 @@ def test_ctraffic_exchanges_messages_with_the_echoing_target(pair) -> None:  # t
             break
     report = _traffic(pair, "--address", "203.0.113.1", "--port", "4000", "--nconn", "20", "--duration", "1.5",
                       "--rate", "10")
-    assert report["hosts"] == {"target-x": 20} and report["lost_messages"] == 0 and report["resets"] == 0
+    assert report["hosts"] == {"target-x": 20} and report["lost_messages"] == 0 and report["resets"] == 0 \
+        and report["timeouts"] == 0
     assert report["messages"]["target-x"] == report["received"] >= 20 * 10

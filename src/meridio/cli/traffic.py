@@ -4,7 +4,7 @@ mconnect-like: from the trench's traffic generator (the one behind the gateway r
 whose attractor announces ADDR), N connections (default 400) to ADDR:P; prints the connections each
 target answered and the lost connections. With ``--duration S [--rate R]`` it works like ctraffic:
 N long-lived connections for S seconds exchanging R messages per second each, reporting per target the
-connections and messages, plus failed connects, resets, reconnects and lost messages.
+connections and messages, plus failed connects, resets, timeouts, reconnects and lost messages.
 """
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def format_report(trench: str, r: dict[str, Any]) -> str:
         rows = [(h, n, r["messages"].get(h, 0)) for h, n in r["hosts"].items()]
         body = table(("TARGET", "CONNECTIONS", "MESSAGES"), rows)
         tail = (f"sent {r['sent']}, received {r['received']}, lost messages {r['lost_messages']}; failed connects "
-                f"{r['failed_connects']}, resets {r['resets']}, reconnects {r['reconnects']}, moved {r['moved']}")
+                f"{r['failed_connects']}, resets {r['resets']}, timeouts {r['timeouts']}, reconnects {r['reconnects']}, "
+                f"moved {r['moved']}")
         return f"{head}\n{body}\n{tail}"
     rows = [(h, n, "#" * max(1, round(40 * n / max(r["connections"], 1)))) for h, n in r["hosts"].items()]
     errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items())

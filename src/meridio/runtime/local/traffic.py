@@ -8,8 +8,9 @@ that got no answer), ``errors`` (reason → count).
 
 With ``--duration S [--rate R]`` (ctraffic mode) it keeps N long-lived connections for S seconds, each
 sending R messages per second that the target echoes; it reports per target the connections and the
-messages, plus ``failed_connects``, ``resets`` (a connection broken mid-way, then re-made),
-``reconnects``, ``moved`` (a UDP flow answered by another target than before) and ``lost_messages``: how
+messages, plus ``failed_connects``, ``resets`` (a connection reset or closed by the other end),
+``timeouts`` (a message not echoed within ``--timeout``: the connection is given up), ``reconnects``
+(connections made again after either), ``moved`` (a UDP flow answered by another target than before) and ``lost_messages``: how
 much a disruption (a killed process, a failed gateway, a scale-in) hurt established traffic.
 
 Only the standard library: it must start fast and stay small inside ``ip netns exec``.
@@ -60,6 +61,7 @@ class Tally:
         self.received = 0
         self.failed_connects = 0
         self.resets = 0
+        self.timeouts = 0
         self.reconnects = 0
         self.moved = 0
 
@@ -79,7 +81,8 @@ class Tally:
         if opts.duration_s:
             out.update(duration_s=opts.duration_s, rate=opts.rate, messages=dict(sorted(self.messages.items())),
                        sent=self.sent, received=self.received, lost_messages=self.sent - self.received,
-                       failed_connects=self.failed_connects, resets=self.resets, reconnects=self.reconnects,
+                       failed_connects=self.failed_connects, resets=self.resets, timeouts=self.timeouts,
+                       reconnects=self.reconnects,
                        moved=self.moved)
         return out
 
@@ -199,8 +202,12 @@ async def _tcp_session(opts: Options, end: float, tally: Tally, index: int) -> N
         try:
             seq = await _tcp_exchange(opts, end, tally, reader, writer, host, index, seq)
         except Exception as exc:  # noqa: BLE001 (a broken connection, counted with its reason)
-            tally.resets += 1
-            tally.errors[_reason(exc)] += 1
+            reason = _reason(exc)
+            if reason == "timeout":
+                tally.timeouts += 1
+            else:
+                tally.resets += 1
+            tally.errors[reason] += 1
         finally:
             _close(writer)
     if not connected:
