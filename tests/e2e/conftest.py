@@ -62,6 +62,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     env = envmod.load(env_file)
     suite = E2E(env)
     suite.env_file = pathlib.Path(env_file)
+    suite.meridio("down", check=False, timeout=120)  # what a previous, interrupted run may have left
     try:
         suite.meridio("up", "-f", str(env_file), "--timeout", "240", timeout=400)
         yield suite
