@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import json
 import subprocess
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from meridio.kernel import netns as netnsmod
@@ -157,12 +158,10 @@ def ensure_link(spec: LinkSpec) -> bool:
     peer = _addresses(spec.peer_ns, spec.peer_ifname)
     if have is not None and peer is not None and set(spec.addresses) <= have and set(spec.peer_addresses) <= peer:
         return False
-    if have is not None:
-        _batch(spec.ns, [f"link del {spec.ifname}"])
-    if _link_exists(spec.peer_ns, spec.peer_ifname):
-        _batch(spec.peer_ns, [f"link del {spec.peer_ifname}"])
-    peer_lines = [f"link add {spec.peer_ifname} type veth peer name {spec.ifname} netns {spec.ns}",
-                  f"link set {spec.peer_ifname} address {stable_mac(spec.peer_ns, spec.peer_ifname)}"]
+    _delete_link(spec.ns, spec.ifname)
+    _delete_link(spec.peer_ns, spec.peer_ifname)
+    _create_veth(spec)
+    peer_lines = [f"link set {spec.peer_ifname} address {stable_mac(spec.peer_ns, spec.peer_ifname)}"]
     if spec.peer_master:
         peer_lines.append(f"link set {spec.peer_ifname} master {spec.peer_master}")
     peer_lines += [_addr_line(spec.peer_ifname, a) for a in spec.peer_addresses]
@@ -173,6 +172,26 @@ def ensure_link(spec: LinkSpec) -> bool:
     _batch(spec.ns, [f"link set {spec.ifname} address {stable_mac(spec.ns, spec.ifname)}",
                      *(_addr_line(spec.ifname, a) for a in spec.addresses), f"link set {spec.ifname} up"])
     return True
+
+
+def _delete_link(ns: str, ifname: str) -> None:
+    """Delete ``ifname`` if it is there (it may vanish on its own meanwhile: a namespace being torn down)."""
+    subprocess.run(["ip", "-n", ns, "link", "del", ifname], capture_output=True, check=False)
+
+
+def _create_veth(spec: LinkSpec, attempts: int = 40) -> None:
+    """``link add``, retried while the kernel still tears down a previous pair of the same name (a deleted
+    namespace's veths go asynchronously)."""
+    line = f"link add {spec.peer_ifname} type veth peer name {spec.ifname} netns {spec.ns}"
+    for attempt in range(attempts):
+        try:
+            _batch(spec.peer_ns, [line])
+            return
+        except TopologyError as exc:
+            if "exists" not in str(exc) or attempt == attempts - 1:
+                raise
+            _delete_link(spec.peer_ns, spec.peer_ifname)
+            time.sleep(0.05)
 
 
 def _routes(ns: str, gateways: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None]) -> None:
