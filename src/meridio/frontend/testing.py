@@ -336,10 +336,10 @@ class FeEnv:
         self.write_nsp_config(config)
         sock = base / "nsp.sock"
         self.nsp = self.procs.meridio(
-            "run", "nsp", "--listen-address", f"unix:{sock}", "--port", "1", "--config-file",
+            "run", "nsp", "--listen-address", f"unix:{sock}", "--config-file",
             str(self.nsp_config_file), "--datasource", str(base / "registry.db"), "--config-poll-interval",
             "100ms", "--log-level", "DEBUG", name="nsp")
-        self.nsp_address = f"unix:{sock}:1"
+        self.nsp_address = f"unix:{sock}"
         eventually(lambda: _health_serving(self.nsp_address), 20, message="the NSP serving")
         return self.nsp_address
 
