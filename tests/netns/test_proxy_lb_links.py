@@ -86,3 +86,35 @@ def test_readiness_follows_the_lb_links(conduit_env) -> None:
     wait_for(lambda: _health_serving(address, ("Readiness",)), 10, message="Readiness SERVING with an LB link")
     env.lbs["lb-1"].announcer.stop()
     wait_for(lambda: not _health_serving(address, ("Readiness",)), 10, message="Readiness NOT_SERVING again")
+
+
+def _neighbour_mac(ns: str, ip: str) -> str | None:
+    out = netnsmod.run(ns, ["ip", "neigh", "show", ip]).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+def _link_mac(ns: str, ifname: str) -> str:
+    return netnsmod.run(ns, ["cat", f"/sys/class/net/{ifname}/address"]).stdout.strip()
+
+
+def test_a_recreated_lb_link_leaves_no_neighbour_entry_with_the_old_mac(conduit_env) -> None:
+    # The far end of a re-created link has a new MAC but the same IPAM address: a neighbour entry of the
+    # old link in the proxy would blackhole egress to that LB until it expired (about 30 s).
+    # lb-2 keeps bridge0's carrier up while lb-1 is away (losing carrier would flush the entry anyway).
+    env = conduit_env(ip_family="ipv4")
+    env.add_lb("lb-1")
+    env.add_lb("lb-2")
+    px = env.add_proxy("node-1")
+    ip = wait_for(lambda: lb_end_ips(env, "lb-1", 4), 10, message="lb-1 linked")[0]
+    wait_for(lambda: lb_end_ips(env, "lb-2", 4), 10, message="lb-2 linked")
+    netnsmod.run(px.ns, ["ping", "-c1", "-W2", ip])
+    old_mac = _link_mac(env.lbs["lb-1"].ns, next(iter(env.lbs["lb-1"].interfaces())))
+    assert _neighbour_mac(px.ns, ip) == old_mac
+    env.lbs["lb-1"].announcer.stop()
+    wait_for(lambda: env.lbs["lb-1"].interfaces() == {}, 10, message="lb-1's link removed")
+    env.lbs["lb-1"].announcer.start()
+    wait_for(lambda: lb_end_ips(env, "lb-1", 4) == [ip], 10, message="lb-1 back with the same address")
+    new_mac = _link_mac(env.lbs["lb-1"].ns, next(iter(env.lbs["lb-1"].interfaces())))
+    assert new_mac != old_mac
+    assert _neighbour_mac(px.ns, ip) in (None, new_mac)
+    netnsmod.run(px.ns, ["ping", "-c1", "-W2", ip])

@@ -47,6 +47,7 @@ class FakeDataplane:
         self.egress_calls: list[tuple[bool, bool]] = []
         self._index = itertools.count(2)
         self.created: list[str] = []
+        self.forgotten: list[str] = []
 
     def _space(self, ns: Any) -> dict[str, Iface]:
         key = HOME if ns is None else ns
@@ -107,6 +108,9 @@ class FakeDataplane:
 
     async def configure_lb_end(self, ns: Any, name: str, addresses: Any, *, up: bool = True) -> None:
         self._space(ns)[name].addresses = frozenset(addresses)
+
+    async def forget_neighbours(self, addresses: Any) -> None:
+        self.forgotten.extend(addresses)
 
     async def configure_target_end(self, ns: Any, name: str, state: plan.IfaceState) -> int:
         iface = self._space(ns)[name]

@@ -327,6 +327,19 @@ class Dataplane:
             if up:
                 nl.set_link(name, up=True)
 
+    async def forget_neighbours(self, addresses: Iterable[str]) -> None:
+        """Drop this namespace's neighbour entries of ``addresses`` (``ip/len`` or ``ip``).
+
+        A re-created link gets a new MAC on its far end while keeping its IPAM address: an entry of the
+        old link would blackhole egress towards that LB until the kernel expired it (~30 s).
+        """
+        await self._call(self._forget_neighbours, tuple(addresses))
+
+    def _forget_neighbours(self, addresses: tuple[str, ...]) -> None:
+        with netlink.Netlink() as nl:
+            for cidr in addresses:
+                nl.delete_neighbours(cidr.split("/")[0])
+
     async def configure_target_end(self, ns: NsRef, name: str, state: plan.IfaceState) -> int:
         """Make a target interface hold exactly ``state`` (addresses, ``from`` rules, default routes via
         the bridge addresses, ``onlink``) in its own table; returns that table."""

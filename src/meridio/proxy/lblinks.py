@@ -145,6 +145,7 @@ class LbLinks:
                 continue
             try:
                 await self._ctx.dp.configure_lb_end(ns, far, addresses)
+                await self._ctx.dp.forget_neighbours(addresses)  # the old link's MAC may be cached here
             except dataplane.KernelError:
                 await self._ctx.dp.delete_port(port)
                 raise
