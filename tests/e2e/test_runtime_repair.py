@@ -43,3 +43,34 @@ def test_up_repairs_a_half_built_environment(e2e: E2E) -> None:
     wait_baseline(e2e)
     e2e.expect_traffic("trench-b", VIP1[4], 4000, 4)
     e2e.expect_traffic("trench-b", VIP1[6], 4000, 4)
+
+
+def test_a_gateway_router_made_again_while_the_daemon_runs_is_repaired_by_up(e2e: E2E) -> None:
+    """The router's namespace deleted under its BIRD (which would live on, unreachable, in an orphan copy):
+    ``up`` makes the namespace again and restarts BIRD inside it; the frontends reconnect and trench-b's
+    traffic flows again at once (the proxies forget the re-created LB links' old MACs)."""
+    e2e.expect_traffic("trench-b", VIP1[4], 4000, 4)
+    bird = e2e.pids()["router-gw-b1/bird"]
+    subprocess.run(["ip", "netns", "del", e2e.naming.router_ns("gw-b1")], check=True)
+    e2e.wait_ready()
+    assert e2e.pids()["router-gw-b1/bird"] not in (None, bird), "BIRD must run in the new namespace"
+    e2e.expect_traffic("trench-b", VIP1[4], 4000, 4, settle=10)
+    e2e.expect_traffic("trench-b", VIP1[6], 4000, 4, settle=10)
+    e2e.expect_traffic("trench-a", VIP1[4], 4000, 4, settle=10)
+
+
+def test_a_crashed_tapa_is_restarted_and_its_pod_opens_its_streams_again(e2e: E2E) -> None:
+    pid = e2e.pids()["target-a-0/tapa"]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: e2e.pids().get("target-a-0/tapa") not in (None, pid), 30, "the TAPA restarted")
+    wait_baseline(e2e)
+    e2e.expect_traffic("trench-a", VIP1[4], 4000, 4)
+
+
+def _wait(probe, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)

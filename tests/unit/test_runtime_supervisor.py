@@ -233,3 +233,27 @@ async def test_adopted_processes_nobody_claims_are_stopped(tmp_path: pathlib.Pat
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+async def test_on_restart_is_called_for_a_process_started_again_but_not_for_its_first_start(
+        tmp_path: pathlib.Path) -> None:
+    restarted: list[str] = []
+    sup = supmod.Supervisor(backoff=_fast, on_restart=lambda spec: restarted.append(spec.name))
+    spec = _spec(tmp_path, "import time; time.sleep(30)")
+    sup.ensure(spec)
+    first = await sup.wait_started(spec.name)
+    assert restarted == []
+    assert sup.signal(spec.name, signal.SIGKILL)
+    await _until(lambda: sup.status()[0].pid not in (None, first))
+    assert restarted == [spec.name]
+    await sup.stop_all()
+
+
+async def test_restart_misplaced_leaves_processes_in_their_own_namespace_alone(tmp_path: pathlib.Path) -> None:
+    sup = supmod.Supervisor(backoff=_fast)
+    spec = _spec(tmp_path, "import time; time.sleep(30)")  # netns None: the supervisor's own namespace
+    sup.ensure(spec)
+    pid = await sup.wait_started(spec.name)
+    assert sup.restart_misplaced() == []
+    assert sup.status()[0].pid == pid and sup.status()[0].restarts == 0
+    await sup.stop_all()

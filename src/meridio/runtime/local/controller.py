@@ -27,7 +27,7 @@ from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pods, routers, tapaclient, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
-from meridio.runtime.local.supervisor import Supervisor
+from meridio.runtime.local.supervisor import ProcessSpec, Supervisor
 
 __all__ = ["ApplyResult", "Controller", "Progress", "RuntimeError_"]
 
@@ -55,7 +55,7 @@ class Controller:
         self.naming = Naming(env.prefix)
         self.builder = pods.PodBuilder(env, layout, self.naming)
         self.store = Store(layout.store)
-        self.sup = Supervisor(pid_dir=layout.pids, log=log)
+        self.sup = Supervisor(pid_dir=layout.pids, log=log, on_restart=self._process_restarted)
         self.pods: dict[str, pods.PodSpec] = {}
         self.blocked: dict[str, str] = {}
         """Pods that cannot be realised, and why (no external network for their NAD, ...)."""
@@ -80,6 +80,10 @@ class Controller:
             if self.store.get_meta("initialized") is None:
                 await self._apply_initial(progress)
             await self._reconcile(progress)
+            await asyncio.to_thread(self._repair_kept_pods)
+            replaced = self.sup.restart_misplaced()
+            if replaced:
+                progress(f"restarting {len(replaced)} processes whose namespace was made again")
             await asyncio.to_thread(self.sup.stop_unclaimed)
             await asyncio.to_thread(self._remove_stray_pods)
 
@@ -242,6 +246,21 @@ class Controller:
         if spec.kind is rc.Kind.TARGET and started.get("tapa"):  # an adopted TAPA keeps the streams it has
             self._start_opener(spec)
 
+    def _repair_kept_pods(self) -> None:
+        """Namespaces and external links of running pods, made again where they went missing."""
+        for spec in list(self.pods.values()):
+            try:
+                self._prepare_pod(spec)
+            except topology.TopologyError as exc:
+                self.blocked[spec.name] = f"namespace setup failed: {exc}"
+                self.log.error("podRepairFailed", pod=spec.name, error=str(exc))
+
+    def _process_restarted(self, proc: ProcessSpec) -> None:
+        """A restarted TAPA has lost its streams: open the ones its deployment opens at start again."""
+        spec = self.pods.get(proc.pod)
+        if spec is not None and spec.kind is rc.Kind.TARGET and proc.component == "tapa":
+            self._start_opener(spec)
+
     def _prepare_pod(self, spec: pods.PodSpec) -> None:
         topology.ensure_namespace(spec.netns, spec.sysctls)
         if spec.external is not None:
@@ -290,6 +309,9 @@ class Controller:
         if dep is None or not dep.streams:
             return
         socket = self.builder.tapa_socket(spec.name)
+        previous = self._openers.pop(spec.name, None)
+        if previous is not None:
+            previous.cancel()
         self.awaiting_streams[spec.name] = set(dep.streams)
         self._openers[spec.name] = asyncio.create_task(tasks.guard(
             tapaclient.open_streams(socket, dep.streams, log=self.log.bind(pod=spec.name)), f"open:{spec.name}",

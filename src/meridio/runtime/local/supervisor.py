@@ -163,8 +163,11 @@ class Supervisor:
 
     def __init__(self, *, pid_dir: pathlib.Path | None = None, log: logmod.Logger = logmod.null,
                  backoff: Callable[[], retry.Backoff] = lambda: retry.Backoff(initial=0.5, cap=30.0),
-                 stable_after_s: float = 10.0) -> None:
+                 stable_after_s: float = 10.0,
+                 on_restart: Callable[[ProcessSpec], None] | None = None) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._on_restart = on_restart
+        """Called after a process was started again (a crash, or :meth:`restart_misplaced`)."""
         self._adopted: dict[str, _Adopted] = {}
         self._pid_dir = pid_dir
         self._log = log
@@ -239,6 +242,25 @@ class Supervisor:
             return True
         return False
 
+    def restart_misplaced(self) -> list[str]:
+        """Restart the running processes whose namespace was deleted (and maybe made again) under them.
+
+        A process keeps a deleted namespace alive: it would go on running, unreachable, in an orphan copy
+        while ``up`` builds the named one anew. Killing its group lets the per-process task start it again,
+        in the namespace that now carries the name. Returns the names of the processes restarted.
+        """
+        misplaced = [e for e in self._entries.values()
+                     if e.handle is not None and e.handle.running and not e.stopping.is_set()
+                     and not _entering_netns(e.handle.pid, e.spec.netns)
+                     and not _in_netns(e.handle.pid, e.spec.netns)]
+        for entry in misplaced:
+            assert entry.handle is not None
+            self._log.info("processReplaced", process=entry.spec.name, pid=entry.handle.pid,
+                           reason="namespaceReplaced")
+            entry.backoff.reset()
+            _kill_group(entry.handle.pid)
+        return sorted(e.spec.name for e in misplaced)
+
     # ------------------------------------------------------------------ adoption
 
     def adopt(self) -> list[str]:
@@ -294,6 +316,8 @@ class Supervisor:
                     self._write_pid(entry)
                 log.info("processAdopted" if adopted else "processStarted", pid=entry.handle.pid,
                          restarts=entry.restarts)
+                if adopted is None and entry.restarts and self._on_restart is not None:
+                    self._on_restart(entry.spec)
                 adopted = None
                 entry.exit_code = await entry.handle.wait()
                 self._remove_pid(entry)
@@ -364,6 +388,17 @@ def _read_pid_file(path: pathlib.Path) -> tuple[int, int, str] | None:
         return int(fields[0]), int(fields[1]), fields[2] if len(fields) > 2 else ""
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _entering_netns(pid: int, netns: str | None) -> bool:
+    """Whether ``pid`` is still ``ip netns exec`` on its way into ``netns`` (not yet the component)."""
+    if netns is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip() == "ip"
+    except OSError:
+        return False
 
 
 def _in_netns(pid: int, netns: str | None) -> bool:
