@@ -30,9 +30,7 @@ def test_a_killed_runtime_daemon_is_replaced_by_up_without_restarting_anything_o
 def test_up_repairs_a_half_built_environment(e2e: E2E) -> None:
     """No daemon, trench-b's traffic generator gone, a target pod's namespace gone under its processes.
 
-    (A gateway router made again is repaired too, but the frontends' connectivity loss makes the LBs
-    re-link to the proxies, whose stale neighbour entries then blackhole some flows for up to ~30 s:
-    a proxy issue, so this test does not mix it into the runtime's repair.)
+    (A gateway router made again is the next test: it also takes the frontends' connectivity away.)
     """
     os.kill(daemon_pid(e2e), signal.SIGKILL)
     for ns in (e2e.naming.tg_ns("gw-b1"), e2e.naming.pod_ns("target-b-3")):
