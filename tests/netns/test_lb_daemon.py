@@ -24,6 +24,7 @@ from google.protobuf import empty_pb2
 from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
+from meridio.common.retry import TemporaryError
 from meridio.kernel import netns as netnsmod
 from tests.integration.nsp_support import wait_serving, write_config
 from tests.netns import lb_topology as lbt
@@ -179,6 +180,17 @@ async def eventually(predicate: Any, timeout: float = 15.0, message: str = "cond
             return value
         await asyncio.sleep(0.1)
     pytest.fail(f"timed out after {timeout}s waiting for {message}")
+
+
+async def eventually_call(call: Any, timeout: float = 10.0, message: str = "call") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except TemporaryError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def names(env: Env, version: int, count: int = 100, start: int = 20000) -> list[str | None]:
@@ -347,6 +359,8 @@ async def test_forwarding_survives_an_nsp_outage_and_the_lb_follows_the_restarte
     await asyncio.sleep(1.0)
     assert set(names(env, 4, 60)) == {"t1", "t2", "t3"}  # nothing changed while the NSP is away
     env.nsp.start()  # targets come back from its sqlite registry
-    await env.client.unregister(target(3))
+    # The client's channel may still be in gRPC's reconnect backoff from the outage; a
+    # real caller retries a TemporaryError, and so does the test.
+    await eventually_call(lambda: env.client.unregister(target(3)), message="unregister after the NSP restart")
     await eventually(lambda: env.programmed()[-1]["active"] == {"stream-a": [1, 2]}, message="target 3 removed")
     assert set(names(env, 6, 60)) == {"t1", "t2"}
