@@ -1,7 +1,7 @@
 """BFD supervision, BIRD against BIRD in network namespaces (50 ms x 3).
 
 Real: the FE daemon and its BIRD, a gateway BIRD, the NSP, nftables (to drop the FE's packets).
-Test double: the LB's availability service. Detection *times* are measured in ``bench/fe_bfd.py``; here
+Test double: the LB's availability service. Detection *times* are measured in ``bench/fe_timings.py``; here
 the tests check that the withdrawal happens and that BFD (not the BGP hold timer) caused it.
 """
 from __future__ import annotations
