@@ -6,6 +6,7 @@ What is real: every fixture here uses the real kernel (``ip netns``) and real pr
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import signal
@@ -114,4 +115,16 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: 
         if last:
             return last
         time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
+
+
+async def eventually(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]
+    """:func:`wait_for` for async tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")

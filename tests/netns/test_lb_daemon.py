@@ -26,6 +26,7 @@ from meridio.api.nspclient import NspClient
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
 from meridio.common.retry import TemporaryError
 from meridio.kernel import netns as netnsmod
+from tests.conftest import eventually
 from tests.integration.nsp_support import wait_serving, write_config
 from tests.netns import lb_topology as lbt
 
@@ -170,16 +171,6 @@ async def env(netns: Any, procs: Any, tmp_path: pathlib.Path) -> AsyncIterator[E
         yield Env(topo, procs, nsp, f"unix:{tmp_path / 'lb.sock'}", client)
     finally:
         await client.close()
-
-
-async def eventually(predicate: Any, timeout: float = 15.0, message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {message}")
 
 
 async def eventually_call(call: Any, timeout: float = 10.0, message: str = "call") -> Any:

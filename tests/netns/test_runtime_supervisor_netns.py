@@ -4,7 +4,6 @@ Real: namespaces (``ip netns``), child processes started with ``ip netns exec``.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import pathlib
 import sys
@@ -15,16 +14,9 @@ import pytest
 from meridio.common import retry
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import supervisor as supmod
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.netns
-
-
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)
 
 
 def _comm(pid: int | None) -> str:
@@ -50,13 +42,13 @@ async def test_a_process_whose_namespace_was_made_again_is_restarted_inside_the_
     sup.ensure(spec)
     try:
         old = await sup.wait_started(spec.name)
-        await _until(lambda: _comm(old) not in ("", "ip"))
+        await eventually(lambda: _comm(old) not in ("", "ip"))
         assert sup.restart_misplaced() == []  # in its own namespace: left alone
         netnsmod.remove(ns)  # the process keeps the deleted namespace alive, unreachable
         netnsmod.create(ns)
         assert _netns_inode(old) != os.stat(os.path.join(netnsmod.NETNS_DIR, ns)).st_ino
         assert sup.restart_misplaced() == [spec.name]
-        await _until(lambda: sup.status()[0].pid not in (None, old) and _comm(sup.status()[0].pid) not in ("", "ip"))
+        await eventually(lambda: sup.status()[0].pid not in (None, old) and _comm(sup.status()[0].pid) not in ("", "ip"))
         new = sup.status()[0].pid
         assert new is not None
         assert _netns_inode(new) == os.stat(os.path.join(netnsmod.NETNS_DIR, ns)).st_ino

@@ -4,7 +4,6 @@ frontend's renderer. Everything runs in namespaces named after a unique prefix, 
 """
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import pathlib
 import subprocess
@@ -18,6 +17,7 @@ from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import routers, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec, Supervisor
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.netns
 
@@ -65,15 +65,6 @@ def _ping(ns: str, address: str) -> bool:
     return netnsmod.run(ns, ["ping", "-c", "1", "-W", "1", address], check=False).returncode == 0
 
 
-async def _eventually(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
-
-
 async def test_the_gateway_router_and_a_frontend_exchange_vips_and_default_routes_over_bgp(
         world, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
     env, naming, layout = world
@@ -91,11 +82,11 @@ async def test_the_gateway_router_and_a_frontend_exchange_vips_and_default_route
         sup.ensure(ProcessSpec(pod="fe-0", component="bird", netns=fe_ns, log_path=tmp_path / "fe.log",
                                argv=("bird", "-f", "-c", _fe_config(tmp_path), "-s", str(tmp_path / "fe.ctl"))))
         rns = naming.router_ns("gw")
-        await _eventually(lambda: "169.254.100.1" in _routes(rns, "-4", "203.0.113.1"))
-        await _eventually(lambda: "2001:db8:100::1" in _routes(rns, "-6", "2001:db8:a1::1"))
+        await eventually(lambda: "169.254.100.1" in _routes(rns, "-4", "203.0.113.1"), timeout=20)
+        await eventually(lambda: "2001:db8:100::1" in _routes(rns, "-6", "2001:db8:a1::1"), timeout=20)
         # the FE learned the default route (its table 4096, for VIP-sourced egress) from the router
-        await _eventually(lambda: "169.254.100.150" in _routes(fe_ns, "-4", "default table 4096"))
-        await _eventually(lambda: "2001:db8:100::150" in _routes(fe_ns, "-6", "default table 4096"))
+        await eventually(lambda: "169.254.100.150" in _routes(fe_ns, "-4", "default table 4096"), timeout=20)
+        await eventually(lambda: "2001:db8:100::150" in _routes(fe_ns, "-6", "default table 4096"), timeout=20)
         # the generator reaches the segment through the router
         tg = naming.tg_ns("gw")
         assert _ping(tg, "169.254.100.150") and _ping(tg, "2001:db8:100::150")

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from meridio.common import retry
 from meridio.runtime.local import supervisor as supmod
+from tests.conftest import eventually
 
 PY = sys.executable
 
@@ -26,21 +29,13 @@ def _fast() -> retry.Backoff:
     return retry.Backoff(initial=0.05, cap=0.2)
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_process_runs_with_its_environment_and_writes_its_log(tmp_path: pathlib.Path) -> None:
     sup = supmod.Supervisor(backoff=_fast)
     spec = _spec(tmp_path, "import os,sys; print('hello', os.environ['X']); sys.stdout.flush(); import time; time.sleep(30)",
                  env={"X": "42"})
     assert sup.ensure(spec)
     pid = await sup.wait_started(spec.name)
-    await _until(lambda: "hello 42" in spec.log_path.read_text())
+    await eventually(lambda: "hello 42" in spec.log_path.read_text())
     [status] = sup.status()
     assert status.pid == pid and status.state is supmod.ProcessState.RUNNING and status.component == "c"
     await sup.stop_all()
@@ -51,7 +46,7 @@ async def test_a_crashing_process_is_restarted_with_backoff_and_its_restarts_cou
     sup = supmod.Supervisor(backoff=_fast)
     spec = _spec(tmp_path, "print('run'); raise SystemExit(3)")
     sup.ensure(spec)
-    await _until(lambda: sup.status()[0].restarts >= 3)
+    await eventually(lambda: sup.status()[0].restarts >= 3)
     status = sup.status()[0]
     assert status.exit_code == 3
     assert spec.log_path.read_text().count("run") >= 3
@@ -62,7 +57,7 @@ async def test_a_process_without_restart_stays_exited(tmp_path: pathlib.Path) ->
     sup = supmod.Supervisor(backoff=_fast)
     spec = _spec(tmp_path, "raise SystemExit(0)", restart=False)
     sup.ensure(spec)
-    await _until(lambda: sup.status()[0].state is supmod.ProcessState.EXITED)
+    await eventually(lambda: sup.status()[0].state is supmod.ProcessState.EXITED)
     await asyncio.sleep(0.2)
     assert sup.status()[0].restarts == 0 and sup.status()[0].exit_code == 0
     await sup.stop_all()
@@ -78,7 +73,7 @@ async def test_stop_sends_sigterm_and_the_process_exits_cleanly(tmp_path: pathli
     spec = _spec(tmp_path, code)
     sup.ensure(spec)
     await sup.wait_started(spec.name)
-    await _until(lambda: "up" in spec.log_path.read_text())
+    await eventually(lambda: "up" in spec.log_path.read_text())
     await sup.stop(spec.name)
     assert marker.read_text() == "x"
     assert spec.name not in sup.names()
@@ -90,7 +85,7 @@ async def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout(tmp_p
     spec = _spec(tmp_path, code, stop_timeout_s=0.3)
     sup.ensure(spec)
     pid = await sup.wait_started(spec.name)
-    await _until(lambda: "up" in spec.log_path.read_text())
+    await eventually(lambda: "up" in spec.log_path.read_text())
     started = time.monotonic()
     await sup.stop(spec.name)
     assert time.monotonic() - started < 3
@@ -115,7 +110,7 @@ async def test_a_pid_file_records_the_running_process_and_goes_with_it(tmp_path:
     sup.ensure(spec)
     pid = await sup.wait_started(spec.name)
     pid_file = tmp_path / "pids" / "pod__c.pid"
-    await _until(pid_file.exists)
+    await eventually(pid_file.exists)
     assert pid_file.read_text().split() == [str(pid), str(supmod.process_start_time(pid)), spec.fingerprint]
     await sup.stop_all()
     assert not pid_file.exists()
@@ -130,9 +125,9 @@ async def test_children_left_by_a_crashed_process_are_killed_before_the_restart(
     sup = supmod.Supervisor(backoff=lambda: retry.Backoff(initial=5, cap=5))
     spec = _spec(tmp_path, code)
     sup.ensure(spec)
-    await _until(lambda: sup.status()[0].state is supmod.ProcessState.BACKOFF)
+    await eventually(lambda: sup.status()[0].state is supmod.ProcessState.BACKOFF)
     child = int(child_pid_file.read_text())
-    await _until(lambda: supmod.process_start_time(child) is None or _zombie(child))
+    await eventually(lambda: supmod.process_start_time(child) is None or _zombie(child))
     await sup.stop_all()
 
 
@@ -169,25 +164,30 @@ async def test_signal_reaches_a_running_process_and_it_is_restarted(tmp_path: pa
     sup.ensure(spec)
     first = await sup.wait_started(spec.name)
     assert sup.signal(spec.name, signal.SIGKILL)
-    await _until(lambda: sup.status()[0].pid not in (None, first))
+    await eventually(lambda: sup.status()[0].pid not in (None, first))
     assert sup.status()[0].restarts == 1
     await sup.stop_all()
 
 
-def _orphan(tmp: pathlib.Path, spec: supmod.ProcessSpec, fingerprint: str | None = None) -> subprocess.Popen[bytes]:
-    """A process left running by a previous supervisor, with its pid file."""
+@contextlib.contextmanager
+def _orphan(tmp: pathlib.Path, spec: supmod.ProcessSpec, fingerprint: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A process left running by a previous supervisor, with its pid file; killed at the end if still there."""
     proc = subprocess.Popen(list(spec.argv), start_new_session=True)
     (tmp / "pids").mkdir(exist_ok=True)
     (tmp / "pids" / "pod__c.pid").write_text(
         f"{proc.pid} {supmod.process_start_time(proc.pid)} {fingerprint or spec.fingerprint}\n")
-    return proc
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 async def test_a_new_supervisor_adopts_a_running_process_with_the_same_spec_instead_of_restarting_it(
         tmp_path: pathlib.Path) -> None:
     spec = _spec(tmp_path, "import time; time.sleep(30)")
-    orphan = _orphan(tmp_path, spec)
-    try:
+    with _orphan(tmp_path, spec) as orphan:
         sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
         assert sup.adopt() == ["pod/c"]
         assert sup.ensure(spec) is False
@@ -195,44 +195,30 @@ async def test_a_new_supervisor_adopts_a_running_process_with_the_same_spec_inst
         assert sup.status()[0].state is supmod.ProcessState.RUNNING
         orphan.kill()
         orphan.wait()
-        await _until(lambda: sup.status()[0].pid not in (None, orphan.pid))  # it died: restarted as a child
+        await eventually(lambda: sup.status()[0].pid not in (None, orphan.pid))  # it died: restarted as a child
         assert sup.status()[0].restarts == 1
         await sup.stop_all()
-    finally:
-        if orphan.poll() is None:
-            orphan.kill()
-            orphan.wait()
 
 
 async def test_an_adopted_process_whose_spec_changed_is_replaced(tmp_path: pathlib.Path) -> None:
     spec = _spec(tmp_path, "import time; time.sleep(30)")
-    orphan = _orphan(tmp_path, spec, fingerprint="0" * 16)
-    try:
+    with _orphan(tmp_path, spec, fingerprint="0" * 16) as orphan:
         sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
         sup.adopt()
         assert sup.ensure(spec) is True
         assert orphan.wait(5) == -signal.SIGTERM
         assert await sup.wait_started(spec.name) != orphan.pid
         await sup.stop_all()
-    finally:
-        if orphan.poll() is None:
-            orphan.kill()
-            orphan.wait()
 
 
 async def test_adopted_processes_nobody_claims_are_stopped(tmp_path: pathlib.Path) -> None:
     spec = _spec(tmp_path, "import time; time.sleep(30)")
-    orphan = _orphan(tmp_path, spec)
-    try:
+    with _orphan(tmp_path, spec) as orphan:
         sup = supmod.Supervisor(pid_dir=tmp_path / "pids", backoff=_fast)
         sup.adopt()
         assert sup.stop_unclaimed() == ["pod/c"]
         assert orphan.wait(5) == -signal.SIGTERM
         assert list((tmp_path / "pids").iterdir()) == []
-    finally:
-        if orphan.poll() is None:
-            orphan.kill()
-            orphan.wait()
 
 
 async def test_on_restart_is_called_for_a_process_started_again_but_not_for_its_first_start(
@@ -244,7 +230,7 @@ async def test_on_restart_is_called_for_a_process_started_again_but_not_for_its_
     first = await sup.wait_started(spec.name)
     assert restarted == []
     assert sup.signal(spec.name, signal.SIGKILL)
-    await _until(lambda: sup.status()[0].pid not in (None, first))
+    await eventually(lambda: sup.status()[0].pid not in (None, first))
     assert restarted == [spec.name]
     await sup.stop_all()
 
