@@ -56,6 +56,12 @@ def _until(what: str, probe: Callable[[], Any], timeout: float, interval: float 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def meridio(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``meridio ARGS`` as a user runs it (this interpreter, output captured, exit code not checked)."""
+    return subprocess.run([sys.executable, "-m", "meridio.cli.main", *args], check=False, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 class E2E:
     def __init__(self, env: envmod.Environment) -> None:
         self.env = env
@@ -64,10 +70,7 @@ class E2E:
     # ------------------------------------------------------------------ the CLI
 
     def meridio(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "meridio.cli.main", *args]
-        if args[0] not in ("up",):
-            argv += ["--env", self.env.name]
-        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
+        done = meridio(*args, *(() if args[0] == "up" else ("--env", self.env.name)), timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"meridio {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done
@@ -97,10 +100,13 @@ class E2E:
     # ------------------------------------------------------------------ traffic (mconnect)
 
     def traffic(self, trench: str, vip: str, port: int, *, udp: bool = False, nconn: int = 400,
-                timeout: float = 60) -> dict[str, Any]:
+                timeout: float = 60, duration: float = 0, rate: float = 10) -> dict[str, Any]:
+        """mconnect-like (``timeout`` for the whole run); with ``duration``, ctraffic-like: ``nconn`` long-lived
+        connections exchanging ``rate`` messages/s, each message given the CLI's default 2 s."""
         args = ["traffic", "--trench", trench, "--vip", vip, "--port", str(port), "--nconn", str(nconn),
-                "--timeout", str(timeout), "-o", "json"] + (["--udp"] if udp else [])
-        return json.loads(self.meridio(*args, timeout=timeout + 60).stdout)  # type: ignore[no-any-return]
+                "-o", "json"] + (["--udp"] if udp else [])
+        args += ["--duration", str(duration), "--rate", str(rate)] if duration else ["--timeout", str(timeout)]
+        return json.loads(self.meridio(*args, timeout=duration + timeout + 60).stdout)  # type: ignore[no-any-return]
 
     def expect_traffic(self, trench: str, vip: str, port: int, targets: int, *, udp: bool = False,
                        absent: Iterable[str] = (), settle: float = 60) -> dict[str, Any]:
@@ -202,32 +208,18 @@ def wait_baseline(e2e: E2E, timeout: float = 120) -> None:
     e2e.wait_lb("attractor-b-1", "stream-b-i", 4, timeout)
 
 
-def ctraffic(e2e: E2E, trench: str, vip: str, port: int, *, duration: float, nconn: int = 50,
-             rate: float = 10) -> dict[str, Any]:
-    """ctraffic-like: ``nconn`` long-lived connections for ``duration`` seconds (``meridio traffic --duration``)."""
-    args = ["traffic", "--trench", trench, "--vip", vip, "--port", str(port), "--nconn", str(nconn),
-            "--duration", str(duration), "--rate", str(rate), "-o", "json"]
-    return json.loads(e2e.meridio(*args, timeout=duration + 120).stdout)  # type: ignore[no-any-return]
-
-
-def daemon_pid(e2e: E2E) -> int:
-    from meridio.runtime.local.layout import state_root
-    return int((state_root(e2e.env.name) / "runtime.pid").read_text().split()[0])
+def daemon_pid(env_name: str) -> int:
+    """The pid of environment ``env_name``'s runtime daemon (which must be running)."""
+    from meridio.runtime.local.client import daemon_pid as recorded
+    from meridio.runtime.local.layout import StateLayout, state_root
+    pid = recorded(StateLayout(state_root(env_name)))
+    assert pid is not None, f"the runtime daemon of {env_name} is not running"
+    return pid
 
 
 def namespace_pids(prefix: str) -> set[int]:
     """Every process running in a namespace whose name starts with ``prefix``."""
-    import os
-    inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in netnsmod.list_names() if ns.startswith(prefix)}
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
-                    found.add(int(entry))
-            except OSError:
-                continue
-    return found
+    return netnsmod.pids_in(ns for ns in netnsmod.list_names() if ns.startswith(prefix))
 
 
 # ---------------------------------------------------------------------------------------- small custom environments

@@ -8,19 +8,20 @@ import signal
 import subprocess
 import time
 
-from tests.e2e.framework import E2E, VIP1, ctraffic, daemon_pid, wait_baseline
+from tests.conftest import wait_for
+from tests.e2e.framework import E2E, VIP1, daemon_pid, wait_baseline
 
 
 def test_a_killed_runtime_daemon_is_replaced_by_up_without_restarting_anything_or_losing_traffic(e2e: E2E) -> None:
     e2e.expect_traffic("trench-a", VIP1[4], 4000, 4)
-    before = {p["name"]: p["pid"] for p in e2e.status()["processes"]}
+    before = e2e.pids()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        run = pool.submit(ctraffic, e2e, "trench-a", VIP1[4], 4000, duration=12)
+        run = pool.submit(e2e.traffic, "trench-a", VIP1[4], 4000, nconn=50, duration=12)
         time.sleep(3)
-        os.kill(daemon_pid(e2e), signal.SIGKILL)
+        os.kill(daemon_pid(e2e.env.name), signal.SIGKILL)
         e2e.wait_ready()  # a new daemon adopts what runs
         report = run.result()
-    after = {p["name"]: p["pid"] for p in e2e.status()["processes"]}
+    after = e2e.pids()
     assert after == before, "no process may be restarted"
     assert len(report["hosts"]) == 4 and report["lost"] == 0
     assert (report["failed_connects"], report["resets"], report["timeouts"], report["lost_messages"]) == (0, 0, 0, 0), \
@@ -32,7 +33,7 @@ def test_up_repairs_a_half_built_environment(e2e: E2E) -> None:
 
     (A gateway router made again is the next test: it also takes the frontends' connectivity away.)
     """
-    os.kill(daemon_pid(e2e), signal.SIGKILL)
+    os.kill(daemon_pid(e2e.env.name), signal.SIGKILL)
     for ns in (e2e.naming.tg_ns("gw-b1"), e2e.naming.pod_ns("target-b-3")):
         subprocess.run(["ip", "netns", "del", ns], check=True)
     gone = e2e.meridio("status", check=False)
@@ -61,14 +62,7 @@ def test_a_crashed_tapa_is_restarted_and_its_pod_opens_its_streams_again(e2e: E2
     pid = e2e.pids()["target-a-0/tapa"]
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: e2e.pids().get("target-a-0/tapa") not in (None, pid), 30, "the TAPA restarted")
+    wait_for(lambda: e2e.pids().get("target-a-0/tapa") not in (None, pid), 30, 0.2, message="the TAPA restarted")
     wait_baseline(e2e)
     e2e.expect_traffic("trench-a", VIP1[4], 4000, 4)
 
-
-def _wait(probe, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)

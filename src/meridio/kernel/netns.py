@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
-__all__ = ["NETNS_DIR", "exists", "create", "remove", "list_names", "exec_argv", "run", "entered", "entered_fd"]
+__all__ = ["NETNS_DIR", "exists", "create", "remove", "list_names", "pids_in", "exec_argv", "run", "entered",
+           "entered_fd"]
 
 NETNS_DIR = "/run/netns"
 
@@ -38,6 +39,21 @@ def list_names() -> list[str]:
         return sorted(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return []
+
+
+def pids_in(names: Iterable[str]) -> set[int]:
+    """Every process whose network namespace is one of the named ones (those that exist)."""
+    inodes = set()
+    for name in names:
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(os.path.join(NETNS_DIR, name)).st_ino)
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    found.add(int(entry))
+    return found
 
 
 def exec_argv(name: str | None, argv: Sequence[str]) -> list[str]:

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 
 from meridio.common import log as logmod
+from meridio.common import procfs
 from meridio.proxy import tokens
 
 __all__ = [
@@ -48,24 +49,11 @@ def credential_path(link_socket: str) -> str:
     return link_socket + ".cred"
 
 
-def _stat_fields(pid: int, proc: str) -> list[str] | None:
-    """Fields 3.. of ``/proc/<pid>/stat`` (``None`` if there is no such process)."""
-    try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm (field 2) may contain spaces and parentheses: the fields after it start after the last ")".
-    return stat[stat.rfind(")") + 2:].split()
-
-
 def process_start_time(pid: int, proc: str = "/proc") -> int | None:
     """Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), ``None`` if there is no such process
     or it has exited (a zombie waiting for its parent counts as exited)."""
-    rest = _stat_fields(pid, proc)
-    if rest is None or len(rest) <= 19 or rest[0] in ("Z", "X"):
-        return None
-    return int(rest[19])
+    st = procfs.stat(pid, proc)
+    return None if st is None or st.exited else st.start_time
 
 
 @dataclasses.dataclass(frozen=True)

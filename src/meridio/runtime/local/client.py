@@ -25,6 +25,7 @@ __all__ = [
     "REQUIRED_COMMANDS",
     "DaemonUnavailable",
     "RequestFailed",
+    "daemon_pid",
     "layout_for",
     "ping",
     "preflight",
@@ -118,7 +119,8 @@ def preflight() -> str | None:
     return None
 
 
-def _daemon_pid(layout: StateLayout) -> int | None:
+def daemon_pid(layout: StateLayout) -> int | None:
+    """The runtime daemon's pid, if the recorded process still runs (same pid and start time)."""
     try:
         pid_text, start_text = layout.daemon_pid.read_text().split()
     except (OSError, ValueError):
@@ -129,11 +131,11 @@ def _daemon_pid(layout: StateLayout) -> int | None:
 
 def teardown(layout: StateLayout, prefix: str | None, *, timeout: float = 10.0) -> list[str]:
     """Without a daemon (or after it): stop what is left by pid, remove namespaces and the state dir."""
-    pid = _daemon_pid(layout)
+    pid = daemon_pid(layout)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _daemon_pid(layout) is not None and process_start_time(pid) is not None and time.monotonic() < deadline:
+        while daemon_pid(layout) is not None and process_start_time(pid) is not None and time.monotonic() < deadline:
             time.sleep(0.05)
         if process_start_time(pid) is not None:
             os.kill(pid, signal.SIGKILL)
@@ -148,7 +150,7 @@ def teardown(layout: StateLayout, prefix: str | None, *, timeout: float = 10.0) 
 
 def wait_daemon_exit(layout: StateLayout, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while _daemon_pid(layout) is not None and time.monotonic() < deadline:
+    while daemon_pid(layout) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

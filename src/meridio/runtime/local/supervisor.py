@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from meridio.common import log as logmod
-from meridio.common import retry, tasks
+from meridio.common import procfs, retry, tasks
+from meridio.common.procfs import start_time as process_start_time
 from meridio.kernel import netns as netnsmod
 
 __all__ = ["ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "process_start_time", "stop_leftovers"]
@@ -156,6 +157,7 @@ class _Adopted:
     pid: int
     start: int
     fingerprint: str
+    pid_file: pathlib.Path
 
 
 class Supervisor:
@@ -271,19 +273,20 @@ class Supervisor:
                 path.unlink(missing_ok=True)
                 continue
             pod, _, component = path.stem.partition("__")
-            self._adopted[f"{pod}/{component}"] = _Adopted(fields[0], fields[1], fields[2])
+            self._adopted[f"{pod}/{component}"] = _Adopted(fields[0], fields[1], fields[2], path)
         return sorted(self._adopted)
 
     def stop_unclaimed(self) -> list[str]:
         """Stop adopted processes that no :meth:`ensure` took over (no longer wanted)."""
         names = sorted(self._adopted)
+        victims = []
         for name in names:
             found = self._adopted.pop(name)
             if process_start_time(found.pid) == found.start:
-                _terminate_group(found.pid, self._log, name)
-            pod, _, component = name.partition("/")
-            if self._pid_dir:
-                (self._pid_dir / f"{pod}__{component}.pid").unlink(missing_ok=True)
+                self._log.info("processStopped", process=name, pid=found.pid, reason="notWanted")
+                victims.append(found.pid)
+            found.pid_file.unlink(missing_ok=True)
+        _terminate_groups(victims)
         return names
 
     def _claim(self, spec: ProcessSpec) -> _Adopted | None:
@@ -294,7 +297,7 @@ class Supervisor:
             "namespaceReplaced" if not _in_netns(found.pid, spec.netns) else None
         if reason:
             self._log.info("processReplaced", process=spec.name, pid=found.pid, reason=reason)
-            _terminate_group(found.pid, self._log, spec.name)
+            _terminate_groups([found.pid])
             return None
         return found
 
@@ -421,24 +424,20 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _terminate_group(pid: int, log: logmod.Logger, name: str, timeout_s: float = 5.0) -> None:
-    """SIGTERM a verified process group, SIGKILL it after ``timeout_s`` (blocking; rare path)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-        log.info("processStopped", process=name, pid=pid, reason="notWanted")
+def _terminate_groups(pids: list[int], timeout_s: float = 5.0) -> None:
+    """SIGTERM verified process groups, SIGKILL what is left of them after ``timeout_s`` (blocking).
+
+    The groups were verified ours (pid and start time) just before; pid space wraps far slower than
+    this timeout.
+    """
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while any(procfs.running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    _kill_group(pid)
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel start time of ``pid`` (clock ticks since boot), or None if it does not exist."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    for pid in pids:
+        _kill_group(pid)
 
 
 def stop_leftovers(pid_dir: pathlib.Path, log: logmod.Logger = logmod.null, timeout_s: float = 5.0) -> list[int]:
@@ -452,23 +451,8 @@ def stop_leftovers(pid_dir: pathlib.Path, log: logmod.Logger = logmod.null, time
     for path in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
         fields = _read_pid_file(path)
         if fields is not None and process_start_time(fields[0]) == fields[1]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(fields[0], signal.SIGTERM)
-                victims.append(fields[0])
-                log.info("leftoverStopped", pid=fields[0], pidfile=path.name)
+            victims.append(fields[0])
+            log.info("leftoverStopped", pid=fields[0], pidfile=path.name)
         path.unlink(missing_ok=True)
-    deadline = time.monotonic() + timeout_s
-    while victims and time.monotonic() < deadline and any(_alive(p) for p in victims):
-        time.sleep(0.05)
-    for pid in victims:
-        # The group was verified ours when signalled; pid space wraps far slower than this timeout.
-        _kill_group(pid)
+    _terminate_groups(victims, timeout_s)
     return victims
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
