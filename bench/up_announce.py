@@ -21,23 +21,20 @@ import argparse
 import datetime
 import json
 import os
-import pathlib
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 import grpc
-import yaml
+import runtime_env
+from runtime_env import ROOT
 
 from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
-from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import state_root
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENV_NAME, PREFIX = "bench-announce", "mbann"
 TRENCH, CONDUIT, STREAM, ROUTER = "trench-b", "conduit-b-1", "stream-b-i", "gw-b1"
 VIPS = ("203.0.113.1", "2001:db8:a1::1")
@@ -45,12 +42,7 @@ GOAL_S = 0.5
 
 
 def meridio(*args: str, timeout: float = 600) -> str:
-    env_args = [] if args[0] == "up" else ["--env", ENV_NAME]
-    done = subprocess.run([sys.executable, "-m", "meridio.cli.main", *args, *env_args], check=False,
-                          capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise SystemExit(f"meridio {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+    return runtime_env.meridio(ENV_NAME, *args, timeout=timeout)
 
 
 def tap(pod: str) -> tap_pb2_grpc.TapStub:
@@ -97,10 +89,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("up_announce: needs root (network namespaces)", file=sys.stderr)
         return 1
-    data = yaml.safe_load(envmod.DEFAULT_PATH.read_text())
-    data.update(name=ENV_NAME, prefix=PREFIX)
-    env_file = pathlib.Path(tempfile.mkdtemp()) / "bench-env.yaml"
-    env_file.write_text(yaml.safe_dump(data))
+    env_file = runtime_env.default_environment(ENV_NAME, PREFIX)
     meridio("up", "-f", str(env_file), "--timeout", "240")
     withdraw: list[float] = []
     announce: list[float] = []

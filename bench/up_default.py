@@ -19,25 +19,17 @@ import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-import yaml
+from runtime_env import ROOT, default_environment, environment_pids, meridio
 
-from meridio.runtime.local import environment as envmod
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENV_NAME, PREFIX = "bench", "mbench"
 
 
-def meridio(*args: str, timeout: float = 600) -> float:
+def timed(*args: str) -> float:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "meridio.cli.main", *args], check=False, capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        raise SystemExit(f"meridio {' '.join(args)} failed: {done.stderr.strip() or done.stdout[-500:]}")
+    meridio(ENV_NAME, *args)
     return time.monotonic() - started
 
 
@@ -48,25 +40,7 @@ def mem_available_kb() -> int:
     return 0
 
 
-def environment_pids(prefix: str) -> list[int]:
-    """Every process whose network namespace belongs to the environment, plus its daemon."""
-    inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in os.listdir("/run/netns") if ns.startswith(prefix + "-")}
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
-                pids.append(int(entry))
-        except OSError:
-            continue
-    daemon = pathlib.Path(f"/var/lib/meridio/{ENV_NAME}/runtime.pid")
-    if daemon.exists():
-        pids.append(int(daemon.read_text().split()[0]))
-    return pids
-
-
-def memory(pids: list[int]) -> dict[str, float]:
+def memory(pids: set[int]) -> dict[str, float]:
     pss = rss = 0
     for pid in pids:
         try:
@@ -84,19 +58,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    data = yaml.safe_load(envmod.DEFAULT_PATH.read_text())
-    data.update(name=ENV_NAME, prefix=PREFIX)
-    env_file = pathlib.Path(tempfile.mkdtemp()) / "bench-env.yaml"
-    env_file.write_text(yaml.safe_dump(data))
-    meridio("down", "--env", ENV_NAME)
+    env_file = default_environment(ENV_NAME, PREFIX)
+    meridio(ENV_NAME, "down")
     rounds = []
     for i in range(args.rounds):
         before = mem_available_kb()
-        up_s = meridio("up", "-f", str(env_file), "--timeout", "300")
+        up_s = timed("up", "-f", str(env_file), "--timeout", "300")
         time.sleep(2)  # let the processes finish their start-up allocations
-        mem = memory(environment_pids(PREFIX))
+        mem = memory(environment_pids(ENV_NAME, PREFIX))
         mem["memavailable_drop_mib"] = round((before - mem_available_kb()) / 1024, 1)
-        down_s = meridio("down", "--env", ENV_NAME)
+        down_s = timed("down")
         rounds.append({"up_s": round(up_s, 1), "down_s": round(down_s, 1), **mem})
         print(f"round {i + 1}: up {up_s:.1f} s, down {down_s:.1f} s, {mem}", flush=True)
     summary = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}

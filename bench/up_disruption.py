@@ -21,30 +21,20 @@ import os
 import pathlib
 import platform
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-import yaml
+import runtime_env
+from runtime_env import ROOT
 
-from meridio.runtime.local import environment as envmod
-from meridio.runtime.local.layout import state_root
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENV_NAME, PREFIX = "bench", "mbench"
 VIP, PORT, DURATION, AT = "203.0.113.1", 4000, 16, 5.0
 
 
 def meridio(*args: str, timeout: float = 600) -> str:
-    env_args = [] if args[0] == "up" else ["--env", ENV_NAME]
-    done = subprocess.run([sys.executable, "-m", "meridio.cli.main", *args, *env_args], check=False,
-                          capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise SystemExit(f"meridio {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+    return runtime_env.meridio(ENV_NAME, *args, timeout=timeout)
 
 
 def pid_of(process: str) -> int:
@@ -57,7 +47,9 @@ def kill(process: str) -> Callable[[], None]:
 
 
 def kill_daemon() -> None:
-    os.kill(int((state_root(ENV_NAME) / "runtime.pid").read_text().split()[0]), signal.SIGKILL)
+    pid = runtime_env.runtime_daemon(ENV_NAME)
+    assert pid is not None, "the runtime daemon is not running"
+    os.kill(pid, signal.SIGKILL)
 
 
 def scale(n: int) -> Callable[[], None]:
@@ -82,10 +74,7 @@ def measure(name: str, disrupt: Callable[[], None] | None, env_file: pathlib.Pat
 
 
 def main() -> int:
-    data = yaml.safe_load(envmod.DEFAULT_PATH.read_text())
-    data.update(name=ENV_NAME, prefix=PREFIX)
-    env_file = pathlib.Path(tempfile.mkdtemp()) / "bench-env.yaml"
-    env_file.write_text(yaml.safe_dump(data))
+    env_file = runtime_env.default_environment(ENV_NAME, PREFIX)
     meridio("up", "-f", str(env_file), "--timeout", "240")
     try:
         rows = [measure("none (baseline)", None, env_file),
