@@ -1,6 +1,8 @@
 """Shared utilities: Go durations, settings from flags/env, JSON logs, backoff, the nsp.v1 model codec."""
 import io
 import json
+import os
+import signal
 
 import pytest
 
@@ -55,6 +57,29 @@ def test_log_lines_are_json_with_fixed_and_bound_keys() -> None:
     assert line["severity"] == "info" and line["service_id"] == "Meridio-test"
     assert line["message"] == "targetRegistered" and line["trench"] == "trench-a" and line["target"] == "t1"
     assert "timestamp" in line and len(out.getvalue().strip().splitlines()) == 1
+
+
+def test_sigusr1_toggles_debug_and_sigusr2_turns_on_trace() -> None:
+    out = io.StringIO()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
+    try:
+        logger = log.setup("test", "INFO", stream=out)
+
+        def logged(message: str) -> bool:
+            before = out.tell()
+            logger.debug(message)
+            logger.trace(message + "-trace")
+            return message in out.getvalue()[before:]
+        assert not logged("quiet")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert logged("debug-on") and "debug-on-trace" not in out.getvalue()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert not logged("debug-off")
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert logged("trace-on") and "trace-on-trace" in out.getvalue()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_backoff_doubles_to_cap_and_resets() -> None:

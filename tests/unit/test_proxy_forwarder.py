@@ -228,6 +228,8 @@ async def test_an_lb_whose_namespace_is_missing_is_linked_once_it_exists() -> No
     bed.dp.ns["/run/netns/lb-1"] = {}
     await bed.fwd.tick()
     assert list(bed.fwd.lb.links) == ["lb-1"] and bed.fwd.ready
+    # a new link's far end has a new MAC: the proxy forgets what it cached for those addresses
+    assert bed.dp.forgotten == list(bed.fwd.lb.links["lb-1"].addresses)
 
 
 async def test_a_taken_lb_interface_name_is_avoided() -> None:

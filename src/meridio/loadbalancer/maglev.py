@@ -74,9 +74,8 @@ def populate(identifiers: Iterable[int], m: int, max_targets: int) -> tuple[int,
 
     ``m`` must be prime (see :func:`table_size`) so that every skip walks all buckets; identifiers must
     lie in 1..``max_targets``. Targets take turns in ascending identifier order (so the input order does
-    not matter); each takes
-    the next still-empty bucket of its own permutation, until all M buckets are filled. Every target ends
-    with floor(M/N) or ceil(M/N) buckets.
+    not matter); each takes the next still-empty bucket of its own permutation, until all M buckets are
+    filled. Every target ends with floor(M/N) or ceil(M/N) buckets.
     """
     ids = sorted(set(identifiers))
     if not ids:

@@ -3,7 +3,7 @@
 One sqlite file (``<state>/store.db``, WAL). Every change is one transaction, written before the
 caller answers the user: ``apply`` of a file either stores every object or none, and a crash of the
 runtime daemon loses nothing (the next ``meridio up`` continues from it). Resources are kept in their
-stored YAML form (:func:`meridio.api.res.to_dict`) and parsed back with the same strict reader.
+stored YAML form (:func:`meridio.api.resources.to_dict`) and parsed back with the same strict reader.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pathlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from meridio.api import resources as res
 
@@ -62,7 +63,7 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
-    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -70,7 +71,7 @@ class Store:
 
     def resources(self) -> list[res.Resource]:
         rows = self._rows("SELECT body FROM resources ORDER BY seq")
-        return [res.parse_object(json.loads(str(body)), where="store") for (body,) in rows]
+        return [res.parse_object(json.loads(body), where="store") for (body,) in rows]
 
     def replace_resources(self, objs: Sequence[res.Resource]) -> None:
         """Make the stored set exactly ``objs`` (one transaction; unchanged objects keep their order)."""
@@ -88,7 +89,7 @@ class Store:
     # ------------------------------------------------------------------ scale overrides
 
     def replicas(self) -> dict[str, int]:
-        return {str(d): int(c) for d, c in self._rows("SELECT deployment, count FROM replicas")}  # type: ignore[call-overload]
+        return {str(d): int(c) for d, c in self._rows("SELECT deployment, count FROM replicas")}
 
     def set_replicas(self, deployment: str, count: int) -> None:
         with self._tx() as db:
@@ -98,7 +99,7 @@ class Store:
     # ------------------------------------------------------------------ external address leases
 
     def leases(self, network: str) -> dict[str, int]:
-        return {str(p): int(h) for p, h in self._rows("SELECT pod, host FROM leases WHERE network=?", (network,))}  # type: ignore[call-overload]
+        return {str(p): int(h) for p, h in self._rows("SELECT pod, host FROM leases WHERE network=?", (network,))}
 
     def lease(self, network: str, pod: str, candidates: Iterator[int] | Sequence[int]) -> int:
         """The host index leased to ``pod`` on ``network``: its existing one, else the first free candidate."""
