@@ -275,7 +275,33 @@ def bench_disruption(samples_10: int, samples_100: int) -> dict[str, Any]:
                           "paper": paper}
         print(f"  N={n:3d}: mean collateral {statistics.mean(means) * 100:.2f} % (worst set "
               f"{max(means) * 100:.2f} %), paper {paper * 100:.1f} %", flush=True)
+    result["equal-skips"] = _equal_skips(rnd, m, samples_10)
     return result
+
+
+def _equal_skips(rnd: random.Random, m: int, samples: int) -> dict[str, Any]:
+    """Why skips are made distinct per identifier: the same N=10 measure, side by side, with targets 1 and 2
+    given the same skip (what the paper's independent random skips occasionally produce)."""
+    real = maglev.permutation
+
+    def colliding(identifier: int, size: int, max_targets: int) -> tuple[int, int]:
+        offset, skip = real(identifier, size, max_targets)
+        return offset, real(1, size, max_targets)[1] if identifier in (1, 2) else skip
+
+    out = {}
+    for name, perm in (("distinct", real), ("equal", colliding)):
+        maglev.permutation = perm  # type: ignore[assignment]
+        try:
+            sets = [sorted({1, 2} | set(rnd.sample(range(3, 101), 8))) for _ in range(samples)]
+            means = [statistics.mean(maglev.disruption(maglev.populate(ids, m, 100),
+                                                       maglev.populate([i for i in ids if i != g], m, 100), [g])
+                                     for g in ids) for ids in sets]
+        finally:
+            maglev.permutation = real  # type: ignore[assignment]
+        out[name] = {"mean": statistics.mean(means), "worst_set": max(means)}
+    print(f"  N= 10 with targets 1 and 2 on the same skip: mean collateral {out['equal']['mean'] * 100:.2f} % "
+          f"(distinct skips, same sets: {out['distinct']['mean'] * 100:.2f} %)", flush=True)
+    return {"m": m, "sets": samples, **out}
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -321,6 +347,11 @@ def table(results: dict[str, Any]) -> str:
                      f"({u['total_s']['min'] * 1e3:.1f}-{u['total_s']['max'] * 1e3:.1f}; Maglev "
                      f"{u['render_s'] * 1e3:.1f}, nft {u['nft_s'] * 1e3:.1f}) | {'<= 50 ms' if mt == '100' else '-'} |")
     for n, d in (results.get("disruption") or {}).items():
+        if n == "equal-skips":
+            lines.append(f"| same, targets 1 and 2 given one skip (the paper's random skips can collide; {d['sets']} "
+                         f"sets) | **{d['equal']['mean'] * 100:.2f} %** (distinct skips on the same sets: "
+                         f"{d['distinct']['mean'] * 100:.2f} %) | - |")
+            continue
         lines.append(f"| Maglev collateral disruption, 1 of {n} leaves (M={d['m']}, {d['sets']} sets) "
                      f"| **{d['mean'] * 100:.2f} %** (worst set {d['worst_set'] * 100:.2f} %) "
                      f"| paper <= {d['paper'] * 100:.1f} % |")

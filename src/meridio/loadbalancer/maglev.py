@@ -56,8 +56,8 @@ def permutation(identifier: int, m: int, max_targets: int) -> tuple[int, int]:
 
     Unlike the paper, skips are made distinct per identifier: [1, M) is cut into ``max_targets`` slices
     and identifier ``i`` takes a hashed skip inside slice ``i``. Two targets with the same skip walk the
-    table in lockstep and, measured here, make the removal of one target move 3-5 % of the other
-    targets' buckets instead of about 0.7 % (N=10, M=9973); distinct skips remove that tail.
+    table in lockstep and make the removal of one target move about 3.4 % of the other targets' buckets
+    instead of about 0.7 % (N=10, M=9973; ``bench/lb_bench.py``); distinct skips remove that tail.
     """
     if not 1 <= identifier <= max_targets:
         raise ValueError(f"identifier {identifier} is outside 1..{max_targets}")
