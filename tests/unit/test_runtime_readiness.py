@@ -62,7 +62,18 @@ def _snapshot(ctl: _Ctl, **change: Any) -> dict[str, Any]:
 def test_everything_running_peered_announced_and_open_is_ready() -> None:
     ctl = _Ctl()
     assert readiness.not_ready(ctl, _snapshot(ctl)) == []
-    assert ctl.awaiting_streams == {}  # latched: a stream closed later is not a readiness matter
+
+
+def test_a_stream_opened_at_start_is_awaited_until_open_then_forgotten() -> None:
+    ctl = _Ctl()
+    closed = {"target-b-0": [{"status": "UNDEFINED", "stream": "stream-b-i", "conduit": "conduit-b-1",
+                              "trench": "trench-b"}]}
+    readiness.forget_opened(ctl, _snapshot(ctl, targets=closed))
+    assert ctl.awaiting_streams == {"target-b-0": {"trench-b/conduit-b-1/stream-b-i"}}  # not OPEN yet
+    readiness.forget_opened(ctl, _snapshot(ctl))
+    assert ctl.awaiting_streams == {}
+    # closed later by the user: not a readiness matter any more
+    assert readiness.not_ready(ctl, _snapshot(ctl, targets=closed)) == []
 
 
 def test_a_stream_opened_at_start_must_be_open_not_just_listed() -> None:

@@ -19,7 +19,7 @@ from meridio.runtime import reconcile as rc
 from meridio.runtime.local import routers, tapaclient
 from meridio.runtime.local.supervisor import ProcessState
 
-__all__ = ["not_ready", "router_routes", "snapshot"]
+__all__ = ["forget_opened", "not_ready", "router_routes", "snapshot"]
 
 
 async def _run(argv: list[str], timeout: float = 3.0) -> str:
@@ -149,11 +149,26 @@ async def snapshot(ctl: Any) -> dict[str, Any]:
         "problems": list(ctl.desired.problems) if ctl.desired else [],
         "opening": sorted(n for n, t in ctl._openers.items() if not t.done()),
     }
+    forget_opened(ctl, snap)
     snap["notReady"] = not_ready(ctl, snap)
     return snap
 
 
+def _stream_status(statuses: list[dict[str, Any]]) -> dict[str, str]:
+    return {f"{s['trench']}/{s['conduit']}/{s['stream']}": s["status"] for s in statuses}
+
+
+def forget_opened(ctl: Any, snap: dict[str, Any]) -> None:
+    """Stop awaiting the streams a pod opened at start once they all show OPEN: what the user does with
+    a stream later (close it, say) is not a readiness matter."""
+    for pod, statuses in snap["targets"].items():
+        status = _stream_status(statuses or [])
+        if statuses is not None and all(status.get(ref) == "OPEN" for ref in ctl.awaiting_streams.get(pod, ())):
+            ctl.awaiting_streams.pop(pod, None)
+
+
 def not_ready(ctl: Any, snap: dict[str, Any]) -> list[str]:
+    """Why the environment is not ready (empty: ready), from one snapshot; changes nothing."""
     reasons = [f"pod {p['name']}: {p['state']}" + (f" ({p['reason']})" if p.get("reason") else "")
                for p in snap["pods"] if p["state"] != "Running" and p["state"] != "Pending"]
     reasons += [f"process {p['name']}: {p['state']}" for p in snap["processes"]
@@ -164,12 +179,10 @@ def not_ready(ctl: Any, snap: dict[str, Any]) -> list[str]:
             reasons.append(f"pod {pod}: TAPA not answering")
             continue
         reasons += [f"pod {pod}: stream {s['stream']} {s['status']}" for s in statuses if s["status"] == "PENDING"]
-        status = {f"{s['trench']}/{s['conduit']}/{s['stream']}": s["status"] for s in statuses}
+        status = _stream_status(statuses)
+        # opened at start, not OPEN yet (Open is asynchronous; early on a stream may be UNDEFINED)
         awaited = {ref for ref in ctl.awaiting_streams.get(pod, set()) if status.get(ref) != "OPEN"}
-        if awaited:  # opened at start, not OPEN yet (Open is asynchronous; early on a stream may be UNDEFINED)
-            reasons += [f"pod {pod}: stream {ref.split('/')[-1]} {status.get(ref, 'not listed')}" for ref in sorted(awaited)]
-        else:  # once OPEN, what the user does with the stream later is not a readiness matter
-            ctl.awaiting_streams.pop(pod, None)
+        reasons += [f"pod {pod}: stream {ref.split('/')[-1]} {status.get(ref, 'not listed')}" for ref in sorted(awaited)]
     reasons += [f"trench {t}: NSP not answering" for t, targets in snap["streams"].items() if targets is None]
     reasons += _routing_reasons(ctl, snap)
     return reasons
