@@ -121,7 +121,7 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path: pathlib.Path) -> None:
     path.write_text("name: lab\nnodes: [a,\n")
     with pytest.raises(envmod.EnvironmentSpecError) as err:
         envmod.load(path)
-    assert str(err.value).startswith(f"{path}:3:") and "malformed YAML" in str(err.value)
+    assert str(err.value).startswith(f"{path}:3:") and "invalid YAML" in str(err.value)
 
 
 def test_a_missing_file_is_one_clear_sentence(tmp_path: pathlib.Path) -> None:

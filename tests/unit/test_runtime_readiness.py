@@ -12,6 +12,7 @@ from meridio.api import resources
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pods, readiness, topology
+from meridio.runtime.local import protocol as proto
 from meridio.runtime.local.layout import Naming, StateLayout
 
 ENV = envmod.load_default()
@@ -41,10 +42,17 @@ def _fe_addresses(ctl: _Ctl) -> list[str]:
     return [a.split("/")[0] for p in ctl.pods.values() if p.external for a in p.external.addresses]
 
 
+def _typed(doc: dict[str, Any]) -> proto.Snapshot:
+    """The snapshot in its wire form (what ``meridio status -o json`` prints), decoded as the CLI does."""
+    return proto.decode(proto.Snapshot, doc)
+
+
 def _snapshot(ctl: _Ctl, **change: Any) -> dict[str, Any]:
     fes = _fe_addresses(ctl)
     snap: dict[str, Any] = {
-        "pods": [{"name": n, "state": "Running"} for n in ctl.pods], "processes": [], "opening": [],
+        "environment": ENV.name, "prefix": ENV.prefix, "stateDir": "/state",
+        "pods": [{"name": n, "kind": p.kind.value, "node": "", "trench": "trench-b", "netns": p.netns,
+                  "state": "Running"} for n, p in ctl.pods.items()], "processes": [], "opening": [],
         "targets": {"target-b-0": [{"status": "OPEN", "stream": "stream-b-i", "conduit": "conduit-b-1",
                                     "trench": "trench-b"}]},
         "streams": {"trench-b": [{"conduit": "conduit-b-1", "stream": "stream-b-i", "status": "ENABLED",
@@ -52,7 +60,8 @@ def _snapshot(ctl: _Ctl, **change: Any) -> dict[str, Any]:
         "routers": [{"name": r.name, "trench": r.trench, "network": r.network, "routes": {}, "sessions": []}
                     for r in ENV.routers]}
     gw = next(r for r in snap["routers"] if r["name"] == "gw-b1")
-    gw["sessions"] = [{"neighbor": a, "info": "Established", "state": "up", "bfd": "Up"} for a in fes]
+    gw["sessions"] = [{"name": f"FE{i}", "neighbor": a, "info": "Established", "state": "up", "bfd": "Up"}
+                      for i, a in enumerate(fes)]
     gw["routes"] = {"203.0.113.1/32": sorted(a for a in fes if ":" not in a),
                     "2001:db8:a1::1/128": sorted(a for a in fes if ":" in a)}
     snap.update(change)
@@ -61,33 +70,33 @@ def _snapshot(ctl: _Ctl, **change: Any) -> dict[str, Any]:
 
 def test_everything_running_peered_announced_and_open_is_ready() -> None:
     ctl = _Ctl()
-    assert readiness.not_ready(ctl, _snapshot(ctl)) == []
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl))) == []
 
 
 def test_a_stream_opened_at_start_is_awaited_until_open_then_forgotten() -> None:
     ctl = _Ctl()
     closed = {"target-b-0": [{"status": "UNDEFINED", "stream": "stream-b-i", "conduit": "conduit-b-1",
                               "trench": "trench-b"}]}
-    readiness.forget_opened(ctl, _snapshot(ctl, targets=closed))
+    readiness.forget_opened(ctl, _typed(_snapshot(ctl, targets=closed)))
     assert ctl.awaiting_streams == {"target-b-0": {"trench-b/conduit-b-1/stream-b-i"}}  # not OPEN yet
-    readiness.forget_opened(ctl, _snapshot(ctl))
+    readiness.forget_opened(ctl, _typed(_snapshot(ctl)))
     assert ctl.awaiting_streams == {}
     # closed later by the user: not a readiness matter any more
-    assert readiness.not_ready(ctl, _snapshot(ctl, targets=closed)) == []
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets=closed))) == []
 
 
 def test_a_stream_opened_at_start_must_be_open_not_just_listed() -> None:
     ctl = _Ctl()
     early = {"target-b-0": [{"status": "UNDEFINED", "stream": "stream-b-i", "conduit": "conduit-b-1",
                              "trench": "trench-b"}]}
-    assert readiness.not_ready(ctl, _snapshot(ctl, targets=early)) == ["pod target-b-0: stream stream-b-i UNDEFINED"]
-    assert readiness.not_ready(ctl, _snapshot(ctl, targets={"target-b-0": []})) == [
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets=early))) == ["pod target-b-0: stream stream-b-i UNDEFINED"]
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets={"target-b-0": []}))) == [
         "pod target-b-0: stream stream-b-i not listed"]
 
 
 def test_an_nsp_that_does_not_answer_is_not_ready() -> None:
     ctl = _Ctl()
-    assert "trench trench-b: NSP not answering" in readiness.not_ready(ctl, _snapshot(ctl, streams={"trench-b": None}))
+    assert "trench trench-b: NSP not answering" in readiness.not_ready(ctl, _typed(_snapshot(ctl, streams={"trench-b": None})))
 
 
 def test_a_frontend_without_its_bgp_session_is_named() -> None:
@@ -95,7 +104,7 @@ def test_a_frontend_without_its_bgp_session_is_named() -> None:
     snap = _snapshot(ctl)
     gw = next(r for r in snap["routers"] if r["name"] == "gw-b1")
     missing = gw["sessions"].pop(0)
-    reasons = readiness.not_ready(ctl, snap)
+    reasons = readiness.not_ready(ctl, _typed(snap))
     assert len(reasons) == 1 and reasons[0].startswith("router gw-b1: no BGP session with stateless-lb-frontend-")
     assert missing["neighbor"] in reasons[0]
 
@@ -105,9 +114,9 @@ def test_a_vip_not_announced_by_every_replica_is_not_ready_while_its_stream_has_
     snap = _snapshot(ctl)
     gw = next(r for r in snap["routers"] if r["name"] == "gw-b1")
     gw["routes"]["203.0.113.1/32"] = gw["routes"]["203.0.113.1/32"][:1]
-    assert readiness.not_ready(ctl, snap) == ["router gw-b1: 203.0.113.1/32 (attractor-b-1) not announced by every FE (1/2)"]
+    assert readiness.not_ready(ctl, _typed(snap)) == ["router gw-b1: 203.0.113.1/32 (attractor-b-1) not announced by every FE (1/2)"]
     # without targets Meridio withdraws the VIPs: nothing to wait for
-    assert readiness.not_ready(ctl, _snapshot(ctl, streams={"trench-b": []}) | {"routers": snap["routers"]}) == []
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl, streams={"trench-b": []}) | {"routers": snap["routers"]})) == []
 
 
 def test_a_pending_stream_and_a_silent_tapa_are_not_ready() -> None:
@@ -115,6 +124,6 @@ def test_a_pending_stream_and_a_silent_tapa_are_not_ready() -> None:
     ctl.awaiting_streams = {}
     pending = {"target-b-0": [{"status": "PENDING", "stream": "stream-b-i", "conduit": "conduit-b-1",
                                "trench": "trench-b"}]}
-    assert readiness.not_ready(ctl, _snapshot(ctl, targets=pending)) == ["pod target-b-0: stream stream-b-i PENDING"]
-    assert readiness.not_ready(ctl, _snapshot(ctl, targets={"target-b-0": None})) == [
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets=pending))) == ["pod target-b-0: stream stream-b-i PENDING"]
+    assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets={"target-b-0": None}))) == [
         "pod target-b-0: TAPA not answering"]

@@ -10,19 +10,13 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import Any
 
-from meridio.cli.up import add_env_option, call
+from meridio.api import resources
+from meridio.api.problems import ProblemsError
+from meridio.cli.common import KIND_ALIASES, CliError, add_env_option, call
+from meridio.runtime.local import protocol as proto
 
-__all__ = ["KIND_ALIASES", "register"]
-
-KIND_ALIASES = {
-    "trench": "Trench", "trenches": "Trench", "conduit": "Conduit", "conduits": "Conduit", "stream": "Stream",
-    "streams": "Stream", "flow": "Flow", "flows": "Flow", "vip": "Vip", "vips": "Vip", "attractor": "Attractor",
-    "attractors": "Attractor", "gateway": "Gateway", "gateways": "Gateway", "nad": "NetworkAttachmentDefinition",
-    "networkattachmentdefinition": "NetworkAttachmentDefinition",
-    "networkattachmentdefinitions": "NetworkAttachmentDefinition",
-}
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _read(filenames: list[str]) -> list[tuple[str, str]]:
-    from meridio.cli.main import CliError
-
     out = []
     for name in filenames:
         try:
@@ -58,10 +50,6 @@ def _read(filenames: list[str]) -> list[tuple[str, str]]:
 
 def _check(files: list[tuple[str, str]]) -> None:
     """Parse locally first, so schema and YAML errors are reported before the daemon is asked."""
-    from meridio.api import resources
-    from meridio.api.problems import ProblemsError
-    from meridio.cli.main import CliError
-
     problems = []
     for source, text in files:
         try:
@@ -76,28 +64,25 @@ def _apply(args: argparse.Namespace) -> int:
     files = _read(args.filename)
     _check(files)
     text = "\n---\n".join(t for _, t in files)
-    for line in call(args, {"op": "apply", "text": text, "source": ", ".join(n for n, _ in files)}):
+    for line in call(args, proto.Apply(text=text, source=", ".join(n for n, _ in files))).lines:
         print(line)
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
-    message: dict[str, Any]
+    request: proto.Delete
     if args.filename:
         files = _read(args.filename)
         _check(files)
-        message = {"op": "delete", "text": "\n---\n".join(t for _, t in files),
-                   "source": ", ".join(n for n, _ in files)}
+        request = proto.Delete(text="\n---\n".join(t for _, t in files), source=", ".join(n for n, _ in files))
     elif args.kind and args.name:
         kind = KIND_ALIASES.get(args.kind.lower())
         if kind is None:
             raise CliError(f'unknown kind "{args.kind}" (use one of: {", ".join(sorted(set(KIND_ALIASES.values())))})')
-        message = {"op": "delete", "refs": [[kind, _namespace_of(args, kind), args.name]]}
+        request = proto.Delete(refs=((kind, _namespace_of(args, kind), args.name),))
     else:
         raise CliError("delete needs -f FILE or KIND NAME")
-    for line in call(args, message):
+    for line in call(args, request).lines:
         print(line)
     return 0
 
@@ -105,19 +90,16 @@ def _delete(args: argparse.Namespace) -> int:
 def _namespace_of(args: argparse.Namespace, kind: str) -> str:
     if args.namespace:
         return str(args.namespace)
-    found = {o["metadata"].get("namespace", "default") for o in call(args, {"op": "resources"})
+    found = {o["metadata"].get("namespace", "default") for o in call(args, proto.Resources()).items
              if o["kind"] == kind and o["metadata"]["name"] == args.name}
     if len(found) > 1:
-        from meridio.cli.main import CliError
         raise CliError(f"{kind}/{args.name} exists in namespaces {', '.join(sorted(found))}: choose one with -n")
     return found.pop() if found else "default"
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
     kind, _, name = args.target.partition("/")
     if kind not in ("deployment", "deployments", "deploy") or not name:
         raise CliError(f"scale: expected deployment/NAME, not {args.target!r}")
-    print(call(args, {"op": "scale", "deployment": name, "replicas": args.replicas}))
+    print(call(args, proto.Scale(deployment=name, replicas=args.replicas)).message)
     return 0

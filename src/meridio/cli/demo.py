@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
+
+from meridio.cli import up as upcmd
+from meridio.cli.common import DEFAULT_ENV, table
+from meridio.cli.traffic import run_traffic
+from meridio.runtime.local import client
 
 __all__ = ["CHECKS", "register"]
 
@@ -29,14 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from meridio.cli import up as upcmd
-    from meridio.cli.get import table
-    from meridio.cli.traffic import run_traffic
-    from meridio.runtime.local import client
-
     print("== 1/3 meridio up: the default environment (Meridio's e2e environment, dual-stack)", flush=True)
-    code = upcmd._up(argparse.Namespace(filename=None, timeout=240.0))
-    env = client.saved_environment(client.layout_for(upcmd.DEFAULT_ENV))
+    code = upcmd.up(None, 240.0)
+    env = client.saved_environment(client.layout_for(DEFAULT_ENV))
     if code != 0 or env is None:
         print("the environment is not ready: see 'meridio status'", file=sys.stderr)
         return 1
@@ -50,7 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
     for label, vip, port, udp in CHECKS:
         argv = ["--address", vip, "--port", str(port), "--nconn", str(args.nconn), "--timeout", "60"]
         reports[label] = run_traffic(env, router, argv + (["--udp"] if udp else []), 120)
-    print(_distribution(reports, table))
+    print(_distribution(reports))
     ok = all(r["lost"] == 0 and len(r["hosts"]) == 4 for r in reports.values())
     print("\n" + ("every connection was answered, spread over the 4 targets of stream-a-i" if ok else
                   "SOMETHING IS WRONG: connections were lost or did not reach all 4 targets (see meridio status)"))
@@ -58,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _distribution(reports: dict[str, dict[str, Any]], table: Callable[..., str]) -> str:
+def _distribution(reports: dict[str, dict[str, Any]]) -> str:
     hosts = sorted({h for r in reports.values() for h in r["hosts"]})
     rows = [(h, *(r["hosts"].get(h, 0) for r in reports.values())) for h in hosts]
     rows.append(("lost", *(r["lost"] for r in reports.values())))

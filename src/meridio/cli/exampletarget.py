@@ -14,6 +14,7 @@ import socket
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.target import replies, server
+from meridio.cli.common import CliError
 
 __all__ = ["register"]
 
@@ -31,8 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
     try:
         tcp = replies.parse_ports("--tcp-ports", args.tcp_ports)
         udp = replies.parse_ports("--udp-ports", args.udp_ports)

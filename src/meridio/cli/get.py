@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from meridio.cli.apply import KIND_ALIASES
-from meridio.cli.up import add_env_option, call
+from meridio.api import yamlio
+from meridio.cli.common import KIND_ALIASES, CliError, add_env_option, call, table
+from meridio.runtime.local import protocol as proto
 
-__all__ = ["register", "table"]
+__all__ = ["register"]
 
 _RUNTIME_KINDS = {"pod": "pods", "pods": "pods", "po": "pods", "deployment": "deployments",
                   "deployments": "deployments", "deploy": "deployments"}
@@ -34,12 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("-o", "--output", choices=("text", "json"), default="text")
     add_env_option(s)
     s.set_defaults(func=_status)
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
 def _join(values: Iterable[Any]) -> str:
@@ -63,8 +58,6 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any,
 
 
 def _get(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
     kind_name = args.kind.lower()
     if kind_name in _RUNTIME_KINDS:
         return _get_runtime(args, _RUNTIME_KINDS[kind_name])
@@ -72,7 +65,7 @@ def _get(args: argparse.Namespace) -> int:
     if kind is None:
         raise CliError(f'unknown kind "{args.kind}" (trenches, conduits, streams, flows, vips, attractors, gateways, '
                        f'nads, pods, deployments)')
-    objs = [o for o in call(args, {"op": "resources"}) if o["kind"] == kind
+    objs = [o for o in call(args, proto.Resources()).items if o["kind"] == kind
             and (args.namespace is None or o["metadata"].get("namespace", "default") == args.namespace)
             and (args.name is None or o["metadata"]["name"] == args.name)]
     if args.name and not objs:
@@ -82,8 +75,6 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _print_objects(kind: str, objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    from meridio.api import yamlio
-
     if args.output == "json":
         doc: Any = objs[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objs}
         print(json.dumps(doc, indent=2))
@@ -99,65 +90,65 @@ def _print_objects(kind: str, objs: list[dict[str, Any]], args: argparse.Namespa
 
 
 def _get_runtime(args: argparse.Namespace, what: str) -> int:
-    snap = call(args, {"op": "status"})
+    snap = call(args, proto.Status())
     if what == "pods":
-        pods = [p for p in snap["pods"] if args.name is None or p["name"] == args.name]
+        pods = [p for p in snap.pods if args.name is None or p.name == args.name]
         if args.output != "table":
-            print(json.dumps(pods, indent=2))
+            print(json.dumps(proto.encode(pods), indent=2))
             return 0
-        rows = [(p["name"], p["kind"], p["node"] or "-", p["trench"] or "-", p["state"],
-                 sum(c["restarts"] for c in p.get("containers", [])), p.get("reason", "")) for p in pods]
+        rows = [(p.name, p.kind, p.node or "-", p.trench or "-", p.state, sum(c.restarts for c in p.containers),
+                 p.reason) for p in pods]
         print(table(("NAME", "KIND", "NODE", "TRENCH", "STATE", "RESTARTS", "REASON"), rows))
         return 0
-    deps: dict[str, list[dict[str, Any]]] = {}
-    for p in snap["pods"]:
-        if p["kind"] == "target":
-            deps.setdefault(p["name"].rsplit("-", 1)[0], []).append(p)
-    ready = [(d, f"{sum(p['state'] == 'Running' for p in ps)}/{len(ps)}") for d, ps in sorted(deps.items())]
+    deps: dict[str, list[proto.Pod]] = {}
+    for p in snap.pods:
+        if p.kind == "target":
+            deps.setdefault(p.name.rsplit("-", 1)[0], []).append(p)
+    ready = [(d, f"{sum(p.state == 'Running' for p in ps)}/{len(ps)}") for d, ps in sorted(deps.items())]
     print(json.dumps(dict(ready)) if args.output != "table" else table(("NAME", "READY"), ready))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    snap = call(args, {"op": "status"})
+    snap = call(args, proto.Status())
     if args.output == "json":
-        print(json.dumps(snap, indent=2))
+        print(json.dumps(proto.encode(snap), indent=2))
         return 0
-    print(f"environment {snap['environment']} (prefix {snap['prefix']}, state {snap['stateDir']})\n")
-    rows = [(p["name"], p["kind"], p["node"] or "-", p["state"], p.get("reason", "")) for p in snap["pods"]]
+    print(f"environment {snap.environment} (prefix {snap.prefix}, state {snap.state_dir})\n")
+    rows = [(p.name, p.kind, p.node or "-", p.state, p.reason) for p in snap.pods]
     print(table(("POD", "KIND", "NODE", "STATE", "REASON"), rows) + "\n")
     _print_routers(snap)
     _print_streams(snap)
-    reasons = snap["notReady"] + snap["problems"]
+    reasons = snap.not_ready + snap.problems
     print("\nnot ready:" if reasons else "\nready: every pod runs, sessions are up, streams are open")
     for r in reasons:
         print(f"  - {r}")
     return 0
 
 
-def _print_routers(snap: dict[str, Any]) -> None:
+def _print_routers(snap: proto.Snapshot) -> None:
     rows = []
-    for r in snap["routers"]:
-        for s in r["sessions"] or [{"name": "-", "neighbor": "-", "info": "no session", "bfd": "-"}]:
-            rows.append((r["name"], r["trench"], s["neighbor"], s["info"] or s.get("state", ""), s["bfd"] or "-"))
+    for r in snap.routers:
+        for s in r.sessions or (proto.Session(name="-", neighbor="-", state="", info="no session", bfd="-"),):
+            rows.append((r.name, r.trench, s.neighbor, s.info or s.state, s.bfd or "-"))
     print(table(("ROUTER", "TRENCH", "FRONTEND", "BGP", "BFD"), rows) + "\n")
-    routes = [(r["name"], dst, _join(hops)) for r in snap["routers"] for dst, hops in sorted(r["routes"].items())]
+    routes = [(r.name, dst, _join(hops)) for r in snap.routers for dst, hops in sorted(r.routes.items())]
     if routes:
         print(table(("ROUTER", "ROUTE", "NEXT-HOPS"), routes) + "\n")
 
 
-def _print_streams(snap: dict[str, Any]) -> None:
-    rows = []
-    for trench, targets in sorted(snap["streams"].items()):
+def _print_streams(snap: proto.Snapshot) -> None:
+    rows: list[tuple[str, ...]] = []
+    for trench, targets in sorted(snap.streams.items()):
         if targets is None:
             rows.append((trench, "-", "-", "NSP not answering"))
             continue
         per: dict[tuple[str, str], list[str]] = {}
         for t in targets:
-            per.setdefault((t["conduit"], t["stream"]), []).append(f"{t['identifier']}:{t['status'][0]}")
+            per.setdefault((t.conduit, t.stream), []).append(f"{t.identifier}:{t.status[0]}")
         rows += [(trench, c, s, _join(sorted(ids))) for (c, s), ids in sorted(per.items())]
     print(table(("TRENCH", "CONDUIT", "STREAM", "TARGETS (identifier:E=enabled,D=disabled)"), rows))
-    taps = [(pod, st["status"], st["stream"], st["conduit"], st["trench"])
-            for pod, sts in sorted(snap["targets"].items()) for st in (sts or [])]
+    taps = [(pod, st.status, st.stream, st.conduit, st.trench)
+            for pod, sts in sorted(snap.targets.items()) for st in (sts or ())]
     if taps:
         print("\n" + table(("TARGET POD", "STATUS", "STREAM", "CONDUIT", "TRENCH"), taps))

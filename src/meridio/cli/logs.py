@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from meridio.cli.up import add_env_option, env_layout
+from meridio.cli.common import CliError, add_env_option, env_layout
 
 __all__ = ["register"]
 
@@ -31,8 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _log_files(args: argparse.Namespace) -> list[pathlib.Path]:
-    from meridio.cli.main import CliError
-
     layout = env_layout(args)
     if args.pod == "runtime":
         return [layout.daemon_log]
@@ -90,7 +88,6 @@ def _extend_target(subparsers: argparse._SubParsersAction) -> None:  # type: ign
 def _with_pod(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> Any:
         if args.pod:
-            from meridio.cli.main import CliError
             layout = env_layout(args)
             socket = layout.pod_dir(args.pod) / "ambassador.sock"
             if not socket.exists():

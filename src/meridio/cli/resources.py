@@ -14,6 +14,7 @@ import sys
 from typing import Sequence, TextIO
 
 from meridio.api import configmap, problems, resources, validation
+from meridio.cli.common import CliError
 
 __all__ = ["register", "load_inputs"]
 
@@ -50,8 +51,6 @@ def _expand(name: str) -> list[str]:
 
 
 def _read(name: str, stdin: TextIO) -> str:
-    from meridio.cli.main import CliError
-
     if name == "-":
         return stdin.read()
     try:
@@ -96,8 +95,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render_configmap(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
     objs, found = _checked(args.files)
     for p in found:
         print(p, file=sys.stderr)

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from meridio.common import settings as settingsmod
+from meridio.cli.common import CliError
 
 COMPONENTS = {
     "nsp": "meridio.nsp.app",
@@ -31,8 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
     try:
         app = importlib.import_module(COMPONENTS[args.component])
     except ModuleNotFoundError as exc:

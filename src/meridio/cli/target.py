@@ -15,6 +15,7 @@ from typing import Iterable
 import grpc
 
 from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
+from meridio.cli.common import CliError
 
 __all__ = ["register", "format_update", "DEFAULT_SOCKET"]
 
@@ -60,14 +61,12 @@ def format_update(statuses: Iterable[tap_pb2.StreamStatus]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-
     path = _socket_path(args.socket)
     if not os.path.exists(path):
         raise CliError(f"cannot reach the TAPA: no socket at {path} (is the TAPA running? see --socket)")
     try:
         with grpc.insecure_channel(f"unix:{os.path.abspath(path)}") as channel:
-            stub = tap_pb2_grpc.TapStub(channel)  # type: ignore[no-untyped-call]
+            stub = tap_pb2_grpc.TapStub(channel)
             if args.action == "open":
                 stub.Open(_stream(args), timeout=_CALL_TIMEOUT_S)
             elif args.action == "close":

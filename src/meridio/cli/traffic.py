@@ -11,14 +11,15 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import subprocess
-import sys
 from typing import Any
 
-from meridio.cli.get import table
-from meridio.cli.up import add_env_option, call, env_layout
+from meridio.api import resources
+from meridio.cli.common import CliError, add_env_option, call, env_layout, table
+from meridio.runtime.local import client, generator
+from meridio.runtime.local import environment as envmod
+from meridio.runtime.local import protocol as proto
 
-__all__ = ["choose_router", "register", "run_traffic"]
+__all__ = ["format_report", "register", "run_traffic"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,57 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_traffic)
 
 
-def choose_router(env: Any, objs: list[dict[str, Any]], trench: str, vip: str) -> Any:
-    """The router (with a traffic generator) on the segment of the attractor of ``trench`` announcing ``vip``."""
-    from meridio.api import resources
-    from meridio.runtime.local import pods as podsmod
-
-    candidates = env.trench_routers(trench)
-    if len(candidates) <= 1:
-        return candidates[0] if candidates else None
-    addr = ipaddress.ip_address(vip)
-    parsed = [resources.parse_object(o) for o in objs]
-    vip_names = {(v.namespace, v.name) for v in parsed if isinstance(v, resources.Vip) and v.trench == trench
-                 and v.spec.address and addr in ipaddress.ip_network(v.spec.address, strict=False)}
-    for a in (o for o in parsed if isinstance(o, resources.Attractor) and o.trench == trench):
-        if not any((a.namespace, n) in vip_names for n in a.spec.vips):
-            continue
-        nads = a.spec.interface.network_attachments
-        ref = f"{nads[0].namespace}/{nads[0].name}" if nads else None
-        nad = next((podsmod.parse_nad(n) for n in parsed if isinstance(n, resources.NetworkAttachmentDefinition)
-                    and ref == f"{n.namespace}/{n.name}"), None)
-        net = env.network_for(attachment=ref, vlan=a.spec.interface.nsm_vlan.vlan_id or (nad.vlan if nad else None))
-        found = [r for r in candidates if net is not None and r.network == net.name]
-        if found:
-            return found[0]
-    return candidates[0]
-
-
-def run_traffic(env: Any, router: Any, argv: list[str], timeout: float) -> dict[str, Any]:
-    from meridio.cli.main import CliError
-    from meridio.kernel import netns as netnsmod
-    from meridio.runtime.local.layout import Naming
-
-    ns = Naming(env.prefix).tg_ns(router.name)
-    cmd = netnsmod.exec_argv(ns, [sys.executable, "-m", "meridio.runtime.local.traffic", *argv])
+def run_traffic(env: envmod.Environment, router: envmod.Router, argv: list[str], timeout: float) -> dict[str, Any]:
+    """One run of ``router``'s traffic generator; its report (:class:`CliError` if it fails)."""
     try:
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise CliError(f"the traffic generator did not finish within {timeout:.0f}s") from None
-    try:
-        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise CliError(f"the traffic generator failed: {done.stderr.strip()[-300:] or done.stdout[-300:]}") from None
-    if "error" in report:
-        raise CliError(report["error"])
-    report["router"] = router.name
-    return report
+        return generator.run(env, router, argv, timeout)
+    except generator.GeneratorError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _traffic(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-    from meridio.runtime.local import client
-
     try:
         ipaddress.ip_address(args.vip)
     except ValueError:
@@ -98,7 +57,8 @@ def _traffic(args: argparse.Namespace) -> int:
     if args.router:
         router = env.router(args.router)
     else:
-        router = choose_router(env, call(args, {"op": "resources"}), args.trench, args.vip)
+        objs = [resources.parse_object(o) for o in call(args, proto.Resources()).items]
+        router = generator.choose_router(env, objs, args.trench, args.vip)
     if router is None or router.traffic_generator is None:
         raise CliError(f"no traffic generator for trench {args.trench!r} (routers: "
                        f"{', '.join(r.name for r in env.routers)})")

@@ -5,7 +5,7 @@ the runtime daemon if none runs for it, and streams the daemon's progress until 
 running it again on a running or half-built environment repairs what is missing. ``down`` removes every
 namespace, link, process and file the environment made, also when its daemon is gone or broken.
 
-Helpers here (``add_env_option``, ``env_layout``, ``call``) are shared by the other runtime commands.
+``meridio demo`` runs :func:`up` on the default environment.
 """
 from __future__ import annotations
 
@@ -14,21 +14,18 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any
 
-__all__ = ["DEFAULT_ENV", "add_env_option", "call", "env_layout", "register"]
+from meridio.cli.common import DEFAULT_ENV, CliError, add_env_option, print_progress
+from meridio.runtime.local import client
+from meridio.runtime.local import environment as envmod
+from meridio.runtime.local import protocol as proto
 
-DEFAULT_ENV = "default"
-
-
-def add_env_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", default=os.environ.get("MERIDIO_ENV", DEFAULT_ENV),
-                   help=f"environment name (env MERIDIO_ENV, default {DEFAULT_ENV!r})")
+__all__ = ["register", "up"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("up", help="bring a local environment up, or repair it (idempotent)",
-                              description=__doc__.splitlines()[0])
+                              description=(__doc__ or "").splitlines()[0])
     p.add_argument("-f", "--filename", help="environment file (default: the built-in default environment)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait until ready (default 180)")
     p.set_defaults(func=_up)
@@ -37,33 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     d.set_defaults(func=_down)
 
 
-def env_layout(args: argparse.Namespace) -> Any:
-    from meridio.runtime.local import client
-    return client.layout_for(args.env)
-
-
-def call(args: argparse.Namespace, message: dict[str, Any], *, progress: bool = False) -> Any:
-    """Send ``message`` to the environment's daemon; user errors become :class:`CliError`."""
-    from meridio.cli.main import CliError
-    from meridio.runtime.local import client
-
-    layout = env_layout(args)
-    try:
-        return client.request(layout, message, progress=_print_progress if progress else None)
-    except client.DaemonUnavailable:
-        raise CliError(f"environment {args.env!r} is not up (run: meridio up)") from None
-    except client.RequestFailed as exc:
-        raise CliError(str(exc)) from None
-
-
-def _print_progress(text: str) -> None:
-    print(f"  {text}", flush=True)
-
-
-def _load_env(path: str | None) -> tuple[Any, str, pathlib.Path]:
-    from meridio.cli.main import CliError
-    from meridio.runtime.local import environment as envmod
-
+def _load_env(path: str | None) -> tuple[envmod.Environment, str, pathlib.Path]:
     source = pathlib.Path(path) if path else envmod.DEFAULT_PATH
     try:
         env = envmod.load(source)
@@ -76,14 +47,15 @@ def _load_env(path: str | None) -> tuple[Any, str, pathlib.Path]:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-    from meridio.runtime.local import client
-    from meridio.runtime.local.daemon import save_environment
+    return up(args.filename, args.timeout)
 
+
+def up(filename: str | None, timeout: float) -> int:
+    """Bring the environment of ``filename`` (the default one for ``None``) up; 0 once it is ready."""
     problem = client.preflight()
     if problem:
         raise CliError(problem)
-    env, text, base = _load_env(args.filename)
+    env, text, base = _load_env(filename)
     layout = client.layout_for(env.name)
     started = time.monotonic()
     running = client.ping(layout)
@@ -92,27 +64,23 @@ def _up(args: argparse.Namespace) -> int:
                        f"{env.name}' first")
     print(f"meridio up: environment {env.name!r} (state in {layout.root})", flush=True)
     if not running:
-        save_environment(layout, text, base)
+        client.save_environment(layout, text, base)
         try:
             client.start_daemon(layout)
         except client.DaemonUnavailable as exc:
             raise CliError(str(exc)) from None
     try:
-        result = client.request(layout, {"op": "up", "timeout": args.timeout}, progress=_print_progress)
+        result = client.request(layout, proto.Up(timeout=timeout), progress=print_progress)
     except client.RequestFailed as exc:
         raise CliError(f"{exc}\n  (meridio status --env {env.name} shows the details; meridio up repairs)") from None
     except client.DaemonUnavailable as exc:
         raise CliError(str(exc)) from None
     print(f"ready in {time.monotonic() - started:.1f}s — try: meridio status, meridio get pods, "
           f"meridio traffic --trench <trench> --vip <address> --port <port>", flush=True)
-    return 0 if result.get("ready") else 1
+    return 0 if result.ready else 1
 
 
 def _down(args: argparse.Namespace) -> int:
-    from meridio.cli.main import CliError
-    from meridio.runtime.local import client
-    from meridio.runtime.local import environment as envmod
-
     if os.geteuid() != 0:
         raise CliError("the local runtime needs root: run it with sudo")
     layout = client.layout_for(args.env)
@@ -123,7 +91,7 @@ def _down(args: argparse.Namespace) -> int:
         return 0
     if client.ping(layout):
         try:
-            client.request(layout, {"op": "down"}, progress=_print_progress)
+            client.request(layout, proto.Down(), progress=print_progress)
         except (client.RequestFailed, client.DaemonUnavailable) as exc:
             print(f"  the daemon could not tear down ({exc}); cleaning up without it", file=sys.stderr)
         client.wait_daemon_exit(layout)

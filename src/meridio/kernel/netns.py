@@ -10,7 +10,7 @@ import os
 import subprocess
 from typing import Iterable, Iterator, Sequence
 
-__all__ = ["NETNS_DIR", "exists", "create", "remove", "list_names", "pids_in", "exec_argv", "run", "entered",
+__all__ = ["NETNS_DIR", "CommandTimeout", "exists", "create", "remove", "list_names", "pids_in", "exec_argv", "run", "entered",
            "entered_fd"]
 
 NETNS_DIR = "/run/netns"
@@ -61,11 +61,19 @@ def exec_argv(name: str | None, argv: Sequence[str]) -> list[str]:
     return list(argv) if name is None else ["ip", "netns", "exec", name, *argv]
 
 
+class CommandTimeout(TimeoutError):
+    """A command run by :func:`run` did not finish in time (it was killed)."""
+
+
 def run(name: str | None, argv: Sequence[str], *, check: bool = True, input: str | None = None,
         timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` inside namespace ``name`` and capture its output."""
-    return subprocess.run(exec_argv(name, argv), check=check, capture_output=True, text=True, input=input,
-                          timeout=timeout)
+    """Run ``argv`` inside namespace ``name`` and capture its output; :class:`CommandTimeout` after
+    ``timeout`` seconds."""
+    try:
+        return subprocess.run(exec_argv(name, argv), check=check, capture_output=True, text=True, input=input,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(f"{' '.join(argv[:3])}... did not finish within {timeout:.0f}s") from None
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The CLI's side of the runtime daemon: find it, start it, talk to it, or clean up without it.
 
-Synchronous on purpose (the CLI stays small and fast): one unix-socket connection per request, JSON
-lines as described in :mod:`meridio.runtime.local.daemon`.
+Synchronous on purpose (the CLI stays small and fast): one unix-socket connection per request, a typed
+request of :mod:`meridio.runtime.local.protocol` in, its typed reply out.
 """
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import pathlib
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from meridio.runtime.local import environment as envmod
+from meridio.runtime.local import protocol as proto
+from meridio.runtime.local import topology
 from meridio.runtime.local.layout import Naming, StateLayout, state_root
-from meridio.runtime.local.supervisor import process_start_time, stop_leftovers
+from meridio.runtime.local.supervisor import process_start_time, spawn_detached, stop_leftovers
+
+R = TypeVar("R")
 
 __all__ = [
     "REQUIRED_COMMANDS",
@@ -27,9 +30,11 @@ __all__ = [
     "RequestFailed",
     "daemon_pid",
     "layout_for",
+    "load_environment",
     "ping",
     "preflight",
     "request",
+    "save_environment",
     "saved_environment",
     "start_daemon",
     "teardown",
@@ -50,17 +55,30 @@ def layout_for(env_name: str) -> StateLayout:
     return StateLayout(state_root(env_name))
 
 
+def save_environment(layout: StateLayout, text: str, base: pathlib.Path) -> None:
+    """Keep the environment's definition where the daemon finds it (relative resource paths resolve
+    against ``base``)."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.environment_file.write_text(text)
+    layout.environment_base.write_text(str(base))
+
+
+def load_environment(layout: StateLayout) -> envmod.Environment:
+    """The environment :func:`save_environment` kept."""
+    base = pathlib.Path(layout.environment_base.read_text().strip())
+    return envmod.loads(layout.environment_file.read_text(), str(layout.environment_file), base_dir=base)
+
+
 def saved_environment(layout: StateLayout) -> envmod.Environment | None:
-    from meridio.runtime.local.daemon import load_environment
     try:
         return load_environment(layout)
     except (OSError, envmod.EnvironmentSpecError, ValueError):
         return None
 
 
-def request(layout: StateLayout, message: dict[str, Any], *, progress: Callable[[str], None] | None = None,
-            timeout: float | None = None) -> Any:
-    """Send one request; print progress lines through ``progress``; return the result or raise."""
+def request(layout: StateLayout, req: proto.Request[R], *, progress: Callable[[str], None] | None = None,
+            timeout: float | None = None) -> R:
+    """Send one request; pass progress lines to ``progress``; return the typed reply or raise."""
     path = str(layout.control_socket)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -70,7 +88,7 @@ def request(layout: StateLayout, message: dict[str, Any], *, progress: Callable[
         sock.close()
         raise DaemonUnavailable(f"no runtime daemon at {path} ({exc.strerror})") from None
     with sock, sock.makefile("rwb") as stream:
-        stream.write((json.dumps(message) + "\n").encode())
+        stream.write((json.dumps(proto.encode(req)) + "\n").encode())
         stream.flush()
         for raw in stream:
             msg = json.loads(raw)
@@ -79,14 +97,19 @@ def request(layout: StateLayout, message: dict[str, Any], *, progress: Callable[
                     progress(msg["progress"])
                 continue
             if msg.get("ok"):
-                return msg.get("result")
+                try:
+                    reply: R = proto.decode(req.reply, msg.get("result"))
+                except proto.ProtocolError as exc:
+                    raise RequestFailed(f"the runtime daemon answered in another form ({exc}): is it another "
+                                        f"version? (meridio down, then up)") from None
+                return reply
             raise RequestFailed(msg.get("error", "unknown error"))
     raise DaemonUnavailable("the runtime daemon closed the connection without an answer (see its log)")
 
 
 def ping(layout: StateLayout) -> bool:
     try:
-        request(layout, {"op": "ping"}, timeout=5)
+        request(layout, proto.Ping(), timeout=5)
         return True
     except (DaemonUnavailable, OSError, RequestFailed, ValueError):
         return False
@@ -95,9 +118,8 @@ def ping(layout: StateLayout) -> bool:
 def start_daemon(layout: StateLayout, timeout: float = 15.0) -> None:
     """Start the daemon detached (own session, log in the state dir) and wait until it answers."""
     layout.logs.mkdir(parents=True, exist_ok=True)
-    with open(layout.daemon_log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "meridio.runtime.local.daemon", "--state-dir", str(layout.root)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn_detached([sys.executable, "-m", "meridio.runtime.local.daemon", "--state-dir", str(layout.root)],
+                          layout.daemon_log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ping(layout):
@@ -142,7 +164,6 @@ def teardown(layout: StateLayout, prefix: str | None, *, timeout: float = 10.0) 
     stop_leftovers(layout.pids)
     gone: list[str] = []
     if prefix:
-        from meridio.runtime.local import topology
         gone = topology.remove_namespaces(Naming(prefix))
     shutil.rmtree(layout.root, ignore_errors=True)
     return gone

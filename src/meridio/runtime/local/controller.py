@@ -22,6 +22,7 @@ from meridio.api import configmap, resources, validation, yamlio
 from meridio.api.problems import ProblemsError
 from meridio.common import log as logmod
 from meridio.common import tasks
+from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pods, routers, tapaclient, topology
@@ -29,12 +30,12 @@ from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
 from meridio.runtime.local.supervisor import ProcessSpec, Supervisor
 
-__all__ = ["ApplyResult", "Controller", "Progress", "RuntimeError_"]
+__all__ = ["ApplyResult", "Controller", "Progress", "ControllerError"]
 
 Progress = Callable[[str], None]
 
 
-class RuntimeError_(Exception):
+class ControllerError(Exception):
     """A user-facing failure of a runtime operation (one sentence)."""
 
 
@@ -91,13 +92,13 @@ class Controller:
         try:
             objs = resources.load_files(self.env.resources)
         except OSError as exc:
-            raise RuntimeError_(f"cannot read a resource file of the environment: {exc}") from None
+            raise ControllerError(f"cannot read a resource file of the environment: {exc}") from None
         except ProblemsError as exc:
-            raise RuntimeError_("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
+            raise ControllerError("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
         try:
             state = validation.apply_state(self.store.resources(), objs, self.log)
         except ProblemsError as exc:
-            raise RuntimeError_("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
+            raise ControllerError("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
         self.store.replace_resources(state)
         self.store.set_meta({"initialized": "1"})
         progress(f"resources: {len(objs)} objects from {len(self.env.resources)} files")
@@ -131,7 +132,7 @@ class Controller:
             try:
                 state = validation.apply_state(existing, objs, self.log)
             except ProblemsError as exc:
-                raise RuntimeError_("\n".join(map(str, exc.problems))) from None
+                raise ControllerError("\n".join(map(str, exc.problems))) from None
             before = {o.ref: o for o in existing}
             lines = tuple(f"{_label(o)} {_verb(before.get(o.ref), o)}" for o in objs)
             self.store.replace_resources(state)
@@ -144,7 +145,7 @@ class Controller:
             existing = self.store.resources()
             problems = validation.validate_delete(existing, wanted)
             if problems:
-                raise RuntimeError_("\n".join(map(str, problems)))
+                raise ControllerError("\n".join(map(str, problems)))
             removed = validation.plan_delete(existing, wanted)
             self.store.replace_resources([o for o in existing if o not in removed])
             await self._reconcile(self.log.info)
@@ -153,9 +154,9 @@ class Controller:
     async def scale(self, deployment: str, replicas: int) -> str:
         if self.env.deployment(deployment) is None:
             names = ", ".join(d.name for d in self.env.deployments) or "none"
-            raise RuntimeError_(f'deployment "{deployment}" not found (deployments: {names})')
+            raise ControllerError(f'deployment "{deployment}" not found (deployments: {names})')
         if not 0 <= replicas <= 64:
-            raise RuntimeError_(f"--replicas: {replicas} must be between 0 and 64")
+            raise ControllerError(f"--replicas: {replicas} must be between 0 and 64")
         async with self.lock:
             self.store.set_replicas(deployment, replicas)
             await self._reconcile(self.log.info)
@@ -163,6 +164,10 @@ class Controller:
 
     def resources(self) -> list[resources.Resource]:
         return self.store.resources()
+
+    def opening(self) -> list[str]:
+        """The target pods whose start-up streams are still being opened."""
+        return [n for n, t in self._openers.items() if not t.done()]
 
     def deployments(self) -> list[rc.TargetDeployment]:
         scale = self.store.replicas()
@@ -290,14 +295,12 @@ class Controller:
             await asyncio.to_thread(self._remove_pod, spec)
 
     def _remove_pod(self, spec: pods.PodSpec) -> None:
-        from meridio.kernel import netns as netnsmod
         netnsmod.remove(spec.netns)
         self.store.release(spec.name)
         shutil.rmtree(self.layout.pod_dir(spec.name), ignore_errors=True)
 
     def _remove_stray_pods(self) -> None:
         """Namespaces of pods that are not wanted any more (left by a crash mid-change)."""
-        from meridio.kernel import netns as netnsmod
         wanted = {self.naming.pod_ns(n) for n in self.pods}
         prefix = self.naming.pod_ns("")
         for ns in netnsmod.list_names():
@@ -352,7 +355,7 @@ def _parse(text: str, source: str) -> list[resources.Resource]:
     try:
         return resources.loads(text, source)
     except ProblemsError as exc:
-        raise RuntimeError_("\n".join(map(str, exc.problems))) from None
+        raise ControllerError("\n".join(map(str, exc.problems))) from None
 
 
 def _verb(old: resources.Resource | None, new: resources.Resource) -> str:

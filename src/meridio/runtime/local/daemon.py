@@ -4,12 +4,8 @@
 ``DIR/runtime.pid``, log ``DIR/logs/runtime.log``). The environment is the copy ``meridio up`` left in
 ``DIR/environment.yaml`` (relative resource paths resolve against ``DIR/environment.base``).
 
-Protocol (``DIR/runtime.sock``, mode 0600): the client sends one JSON object on one line,
-``{"op": ..., ...}``; the daemon answers with zero or more ``{"progress": "..."}`` lines and one final
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}`` line. Operations: ``ping``, ``up``
-(build or repair, then wait until ready), ``wait``, ``apply`` (``text``, ``source``), ``delete``
-(``text``/``source`` or ``refs``), ``scale`` (``deployment``, ``replicas``), ``status``, ``resources``,
-``down`` (tear everything down, then exit).
+It serves the API of :mod:`meridio.runtime.local.protocol` on ``DIR/runtime.sock`` (mode 0600): one
+request per connection, dispatched through one table of handlers, one per :class:`~protocol.Op`.
 
 SIGTERM/SIGINT: stop every process (namespaces stay; the next ``meridio up`` resumes) and exit 0.
 """
@@ -23,45 +19,38 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from meridio.api import resources
 from meridio.common import log as logmod
 from meridio.common import tasks
+from meridio.runtime.local import client
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import readiness
-from meridio.runtime.local.controller import Controller, RuntimeError_
+from meridio.runtime.local import protocol as proto
+from meridio.runtime.local.controller import Controller, ControllerError, Progress
 from meridio.runtime.local.layout import StateLayout
 from meridio.runtime.local.supervisor import process_start_time
 
-__all__ = ["load_environment", "main", "save_environment", "serve"]
+__all__ = ["Server", "main", "serve"]
 
-Write = Callable[[dict[str, Any]], None]
-
-
-def save_environment(layout: StateLayout, text: str, base: pathlib.Path) -> None:
-    layout.root.mkdir(parents=True, exist_ok=True)
-    layout.environment_file.write_text(text)
-    (layout.root / "environment.base").write_text(str(base))
-
-
-def load_environment(layout: StateLayout) -> envmod.Environment:
-    base = pathlib.Path((layout.root / "environment.base").read_text().strip())
-    env = envmod.parse(_yaml(layout.environment_file.read_text()), base_dir=base)
-    return env
-
-
-def _yaml(text: str) -> Any:
-    import yaml
-    return yaml.safe_load(text)
+R = TypeVar("R")
 
 
 class Server:
+    """Serves :mod:`~meridio.runtime.local.protocol` requests, one per connection, through one table."""
+
     def __init__(self, ctl: Controller, log: logmod.Logger) -> None:
         self.ctl, self.log = ctl, log
         self.stop = asyncio.Event()
         self.exit_after_reply = False
+        self.handlers: dict[proto.Op, Callable[[Any, Progress], Awaitable[Any]]] = {
+            proto.Op.PING: self._ping, proto.Op.UP: self._up, proto.Op.WAIT: self._wait,
+            proto.Op.APPLY: self._apply, proto.Op.DELETE: self._delete, proto.Op.SCALE: self._scale,
+            proto.Op.STATUS: self._status, proto.Op.RESOURCES: self._resources, proto.Op.DOWN: self._down,
+        }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def write(msg: dict[str, Any]) -> None:  # buffered in order; progress never waits for the client
@@ -75,12 +64,12 @@ class Server:
 
         try:
             line = await reader.readline()
-            request = json.loads(line or b"{}")
-            result = await self.dispatch(request, write)
-            await send({"ok": True, "result": result})
-        except RuntimeError_ as exc:
+            request = proto.decode_request(json.loads(line or b"{}"))
+            result = await self.dispatch(request, lambda text: write({"progress": text}))
+            await send({"ok": True, "result": proto.encode(result)})
+        except ControllerError as exc:
             await send({"ok": False, "error": str(exc)})
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:  # proto.ProtocolError and JSON errors
             await send({"ok": False, "error": f"bad request: {exc}"})
         except Exception as exc:  # one clear line to the user, the traceback in the daemon log
             self.log.exception("requestFailed", error=repr(exc))
@@ -91,50 +80,55 @@ class Server:
             if self.exit_after_reply:
                 self.stop.set()
 
-    async def dispatch(self, req: dict[str, Any], write: Write) -> Any:
-        op = req.get("op")
+    async def dispatch(self, request: proto.Request[R], progress: Progress) -> R:
+        reply = await self.handlers[request.op](request, progress)
+        assert isinstance(reply, request.reply)
+        return typing.cast(R, reply)
 
-        def progress(text: str) -> None:
-            write({"progress": text})
+    async def _ping(self, _: proto.Ping, __: Progress) -> proto.Pong:
+        return proto.Pong(pid=os.getpid(), environment=self.ctl.env.name)
 
-        if op == "ping":
-            return {"pid": os.getpid(), "environment": self.ctl.env.name}
-        if op == "up":
-            await self.ctl.up(progress)
-            return await self.wait(float(req.get("timeout", 180)), progress)
-        if op == "wait":
-            return await self.wait(float(req.get("timeout", 180)), progress)
-        if op == "apply":
-            return list((await self.ctl.apply(req["text"], req.get("source", "<input>"))).lines)
-        if op == "delete":
-            refs = [tuple(r) for r in req.get("refs", [])]
-            return list((await self.ctl.delete(req.get("text"), req.get("source", "<input>"), refs)).lines)
-        if op == "scale":
-            return await self.ctl.scale(str(req["deployment"]), int(req["replicas"]))
-        if op == "status":
-            return await readiness.snapshot(self.ctl)
-        if op == "resources":
-            return [resources.to_dict(o) for o in self.ctl.resources()]
-        if op == "down":
-            gone = await self.ctl.down(progress)
-            self.exit_after_reply = True
-            return {"namespaces": gone}
-        raise ValueError(f"unknown op {op!r}")
+    async def _up(self, req: proto.Up, progress: Progress) -> proto.Ready:
+        await self.ctl.up(progress)
+        return await self.wait(req.timeout, progress)
 
-    async def wait(self, timeout: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    async def _wait(self, req: proto.Wait, progress: Progress) -> proto.Ready:
+        return await self.wait(req.timeout, progress)
+
+    async def _apply(self, req: proto.Apply, _: Progress) -> proto.Lines:
+        return proto.Lines((await self.ctl.apply(req.text, req.source)).lines)
+
+    async def _delete(self, req: proto.Delete, _: Progress) -> proto.Lines:
+        return proto.Lines((await self.ctl.delete(req.text, req.source, req.refs)).lines)
+
+    async def _scale(self, req: proto.Scale, _: Progress) -> proto.Scaled:
+        return proto.Scaled(await self.ctl.scale(req.deployment, req.replicas))
+
+    async def _status(self, _: proto.Status, __: Progress) -> proto.Snapshot:
+        return await readiness.snapshot(self.ctl)
+
+    async def _resources(self, _: proto.Resources, __: Progress) -> proto.ResourceList:
+        return proto.ResourceList(tuple(resources.to_dict(o) for o in self.ctl.resources()))
+
+    async def _down(self, _: proto.Down, progress: Progress) -> proto.Removed:
+        gone = await self.ctl.down(progress)
+        self.exit_after_reply = True
+        return proto.Removed(tuple(gone))
+
+    async def wait(self, timeout: float, progress: Progress) -> proto.Ready:
         """Wait until :func:`readiness.not_ready` is empty; report what is still missing when it changes."""
         deadline = time.monotonic() + timeout
-        last: list[str] = []
+        last: tuple[str, ...] = ()
         started = time.monotonic()
         while True:
             snap = await readiness.snapshot(self.ctl)
-            reasons = snap["notReady"]
+            reasons = snap.not_ready
             if not reasons:
-                self.log.info("environmentReady", routes={r["name"]: r["routes"] for r in snap["routers"]},
-                              streams=snap["streams"])
-                return {"ready": True, "seconds": round(time.monotonic() - started, 1)}
+                self.log.info("environmentReady", routes={r.name: r.routes for r in snap.routers},
+                              streams=proto.encode(snap.streams))
+                return proto.Ready(ready=True, seconds=round(time.monotonic() - started, 1))
             if time.monotonic() > deadline:
-                raise RuntimeError_(f"not ready after {timeout:.0f}s: " + "; ".join(reasons[:8]))
+                raise ControllerError(f"not ready after {timeout:.0f}s: " + "; ".join(reasons[:8]))
             if reasons != last:
                 progress(f"waiting for {len(reasons)} things, e.g. {reasons[0]}")
                 last = reasons
@@ -143,7 +137,7 @@ class Server:
 
 async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) -> int:
     try:
-        env = load_environment(layout)
+        env = client.load_environment(layout)
     except (OSError, envmod.EnvironmentSpecError) as exc:
         log.critical("runtimeStartFailed", error=str(exc))
         return 1

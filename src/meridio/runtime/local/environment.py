@@ -24,7 +24,8 @@ YAML, parsed here once into frozen dataclasses; every error names the field path
       - {name: target-a, replicas: 4, streams: [{trench: trench-a, conduit: conduit-a-1, stream: stream-a-i}]}
     resources: ["@e2e/init-trench-a.yaml"]   # applied at up; "@e2e/" = the project's examples/e2e/
 
-Pure: no I/O except :func:`load` reading the file.
+Pure: no I/O except :func:`load` reading the file. YAML is read with :mod:`meridio.api.yamlio` (strict:
+duplicate keys are errors), as the resource files are.
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import yaml
-
+from meridio.api import yamlio
+from meridio.api.problems import ProblemsError
 from meridio.common.durations import DurationError, parse_duration
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "TrafficGenerator",
     "load",
     "load_default",
+    "loads",
     "parse",
 ]
 
@@ -464,6 +466,19 @@ def _check_router_addresses(env: Environment, router: Router, path: str) -> None
             raise EnvironmentSpecError(f"{path}.{fam}: {addr} is not in network {net.name}'s {fam} subnet {subnet}")
 
 
+def loads(text: str, source: str, *, base_dir: pathlib.Path | None = None) -> Environment:
+    """Parse an environment from YAML text (the project's strict YAML reader: duplicate keys are errors);
+    errors name ``source``."""
+    try:
+        data = yamlio.load_one(text, source)
+    except ProblemsError as exc:
+        raise EnvironmentSpecError("; ".join(f"{p.field}: {p.message}" for p in exc.problems)) from None
+    try:
+        return parse(data, base_dir=base_dir)
+    except EnvironmentSpecError as exc:
+        raise EnvironmentSpecError(f"{source}: {exc}") from None
+
+
 def load(path: str | pathlib.Path) -> Environment:
     """Read and parse an environment file; errors name the file."""
     p = pathlib.Path(path)
@@ -471,16 +486,7 @@ def load(path: str | pathlib.Path) -> Environment:
         text = p.read_text()
     except OSError as exc:
         raise EnvironmentSpecError(f"{p}: cannot read the environment file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise EnvironmentSpecError(f"{p}{where}: malformed YAML ({getattr(exc, 'problem', exc)})") from None
-    try:
-        return parse(data, base_dir=p.resolve().parent)
-    except EnvironmentSpecError as exc:
-        raise EnvironmentSpecError(f"{p}: {exc}") from None
+    return loads(text, str(p), base_dir=p.resolve().parent)
 
 
 def load_default() -> Environment:

@@ -84,6 +84,11 @@ class StateLayout:
         return self.root / "environment.yaml"
 
     @property
+    def environment_base(self) -> pathlib.Path:
+        """The directory the environment file's relative resource paths resolve against."""
+        return self.root / "environment.base"
+
+    @property
     def logs(self) -> pathlib.Path:
         return self.root / "logs"
 

@@ -25,6 +25,7 @@ import json
 import os
 import pathlib
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 
@@ -33,7 +34,10 @@ from meridio.common import procfs, retry, tasks
 from meridio.common.procfs import start_time as process_start_time
 from meridio.kernel import netns as netnsmod
 
-__all__ = ["ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "process_start_time", "stop_leftovers"]
+__all__ = [
+    "ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "process_start_time", "spawn_detached",
+    "stop_leftovers",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,6 +442,14 @@ def _terminate_groups(pids: list[int], timeout_s: float = 5.0) -> None:
         time.sleep(0.05)
     for pid in pids:
         _kill_group(pid)
+
+
+def spawn_detached(argv: list[str], log_path: pathlib.Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own, output appended to ``log_path``, not waited for: the way
+    ``meridio up`` starts the runtime daemon, which outlives the CLI."""
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def stop_leftovers(pid_dir: pathlib.Path, log: logmod.Logger = logmod.null, timeout_s: float = 5.0) -> list[int]:

@@ -9,18 +9,17 @@ the segment's bridge.
 Everything is idempotent and repairs what is half-built: a link whose ends or addresses are not as
 wanted is deleted and made again; what is already right is left alone (so ``meridio up`` on a running
 environment changes nothing). Kernel changes go through ``ip -batch`` (one process per namespace and
-step) and ``sysctl`` inside ``ip netns exec``.
+step) and ``sysctl`` inside ``ip netns exec``, through :mod:`meridio.kernel.iproute`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import ipaddress
-import json
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from meridio.kernel import iproute
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming, port_name
@@ -83,45 +82,28 @@ class LinkSpec:
     peer_addresses: tuple[str, ...] = ()
 
 
-# --------------------------------------------------------------------------- kernel adapter (ip/sysctl)
+# --------------------------------------------------------------------------- kernel steps (through kernel.iproute)
 
 
-def _run(argv: Sequence[str], *, input: str | None = None) -> str:
+def _run(argv: Sequence[str]) -> str:
     try:
-        done = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError as exc:
-        raise TopologyError(f"{argv[0]} is not installed ({exc.filename})") from None
-    if done.returncode != 0:
-        raise TopologyError(f"{' '.join(argv[:4])}...: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
+        return iproute.run(argv)
+    except iproute.IpCommandError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def _batch(ns: str, lines: Iterable[str]) -> None:
-    text = "\n".join(lines)
-    if text:
-        _run(["ip", "-n", ns, "-batch", "-"], input=text + "\n")
+    try:
+        iproute.batch(ns, lines)
+    except iproute.IpCommandError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def _sysctl(ns: str, values: Mapping[str, str]) -> None:
-    if values:
-        _run(netnsmod.exec_argv(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())]))
-
-
-def _addresses(ns: str, ifname: str) -> set[str] | None:
-    """The addresses on ``ifname`` in ``ns`` (``a/len``), or None if there is no such interface."""
-    done = subprocess.run(["ip", "-j", "-n", ns, "addr", "show", "dev", ifname], capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        return None
-    data = json.loads(done.stdout or "[]")
-    if not data:
-        return None
-    return {f"{a['local']}/{a['prefixlen']}" for a in data[0].get("addr_info", [])}
-
-
-def _link_exists(ns: str, ifname: str) -> bool:
-    return subprocess.run(["ip", "-n", ns, "link", "show", "dev", ifname], capture_output=True,
-                          check=False).returncode == 0
+    try:
+        iproute.sysctl(ns, values)
+    except iproute.IpCommandError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def stable_mac(ns: str, ifname: str) -> str:
@@ -148,18 +130,18 @@ def ensure_namespace(ns: str, sysctls: Mapping[str, str] | None = None) -> None:
 
 
 def ensure_bridge(ns: str, name: str = BRIDGE) -> None:
-    if not _link_exists(ns, name):
+    if not iproute.link_exists(ns, name):
         _batch(ns, [f"link add {name} type bridge mcast_snooping 0", f"link set {name} up"])
 
 
 def ensure_link(spec: LinkSpec) -> bool:
     """Make the veth as specified; returns True if it had to be (re)made."""
-    have = _addresses(spec.ns, spec.ifname)
-    peer = _addresses(spec.peer_ns, spec.peer_ifname)
+    have = iproute.addresses(spec.ns, spec.ifname)
+    peer = iproute.addresses(spec.peer_ns, spec.peer_ifname)
     if have is not None and peer is not None and set(spec.addresses) <= have and set(spec.peer_addresses) <= peer:
         return False
-    _delete_link(spec.ns, spec.ifname)
-    _delete_link(spec.peer_ns, spec.peer_ifname)
+    iproute.delete_link(spec.ns, spec.ifname)
+    iproute.delete_link(spec.peer_ns, spec.peer_ifname)
     _create_veth(spec)
     peer_lines = [f"link set {spec.peer_ifname} address {stable_mac(spec.peer_ns, spec.peer_ifname)}"]
     if spec.peer_master:
@@ -174,11 +156,6 @@ def ensure_link(spec: LinkSpec) -> bool:
     return True
 
 
-def _delete_link(ns: str, ifname: str) -> None:
-    """Delete ``ifname`` if it is there (it may vanish on its own meanwhile: a namespace being torn down)."""
-    subprocess.run(["ip", "-n", ns, "link", "del", ifname], capture_output=True, check=False)
-
-
 def _create_veth(spec: LinkSpec, attempts: int = 40) -> None:
     """``link add``, retried while the kernel still tears down a previous pair of the same name (a deleted
     namespace's veths go asynchronously)."""
@@ -190,7 +167,7 @@ def _create_veth(spec: LinkSpec, attempts: int = 40) -> None:
         except TopologyError as exc:
             if "exists" not in str(exc) or attempt == attempts - 1:
                 raise
-            _delete_link(spec.peer_ns, spec.peer_ifname)
+            iproute.delete_link(spec.peer_ns, spec.peer_ifname)
             time.sleep(0.05)
 
 
