@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Iterable, Mapping
+import typing
+from typing import Any, Iterable, Mapping
 
 from meridio.api.pb.nsp.v1 import model_pb2, targetregistry_pb2
 
@@ -273,8 +274,8 @@ def attractor_from_pb(m: model_pb2.Attractor) -> Attractor:
 
 
 def target_to_pb(t: Target) -> targetregistry_pb2.Target:
-    return targetregistry_pb2.Target(ips=t.ips, context=dict(t.context), status=int(t.status),
-                                     type=int(t.type), stream=stream_to_pb(t.stream))
+    return targetregistry_pb2.Target(ips=t.ips, context=dict(t.context), status=typing.cast(Any, int(t.status)),
+                                     type=typing.cast(Any, int(t.type)), stream=stream_to_pb(t.stream))
 
 
 def target_from_pb(m: targetregistry_pb2.Target) -> Target:

@@ -184,7 +184,7 @@ class Health(health_pb2_grpc.HealthServicer):
                            subServices={k: v.name for k, v in self.model.sub_services(request.service).items()})
         return health_pb2.HealthCheckResponse(status=int(status))
 
-    async def Watch(self, request: health_pb2.HealthCheckRequest,  # type: ignore[override]
+    async def Watch(self, request: health_pb2.HealthCheckRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last: Status | None = None
         while True:

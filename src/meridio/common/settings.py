@@ -76,7 +76,7 @@ def _convert(f: dataclasses.Field[Any], raw: str, where: str) -> Any:
 def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str) -> None:
     """Add one flag per setting of ``cls`` to ``parser`` (values stay strings until :func:`from_namespace`)."""
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         shown = ",".join(default) if isinstance(default, (list, tuple)) else default
         parser.add_argument(_flag(f), dest=f.name, default=None, metavar=f.name.upper(),
                             help=f"{f.metadata.get('help', '')} (env {_env_name(prefix, f)}, default {shown!r})")
@@ -87,7 +87,7 @@ def from_namespace(cls: type[T], ns: argparse.Namespace, prefix: str,
     """Build ``cls`` from parsed flags, then the environment, then defaults."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         flag_value = getattr(ns, f.name, None)
         env_name = _env_name(prefix, f)
         if flag_value is not None:

@@ -127,7 +127,7 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
     # Meridio's IPAM: Liveness = sub-service IPAM; Startup has no sub-service and is set once serving.
     health = healthmod.Health({healthmod.LIVENESS: [healthmod.IPAM], healthmod.STARTUP: []}, log=log)
     server = grpcutil.create_server()
-    ipam_pb2_grpc.add_IpamServicer_to_server(IpamServicer(registry, log=log), server)  # type: ignore[no-untyped-call]
+    ipam_pb2_grpc.add_IpamServicer_to_server(IpamServicer(registry, log=log), server)
     health.add_to(server)
     try:
         port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port))

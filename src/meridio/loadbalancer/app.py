@@ -183,7 +183,7 @@ def _build(s: Settings, hostname: str, hc: healthmod.Health, log: logmod.Logger
 
 async def _serve_availability(lb: service.LoadBalancer, address: str) -> Any:
     server = grpcutil.create_server()
-    stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
         availability.AvailabilityService(lb.availability), server)
     grpcutil.add_listener(server, address)
     await server.start()

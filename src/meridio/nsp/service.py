@@ -59,13 +59,13 @@ class ConfigurationManagerServicer(configurationmanager_pb2_grpc.ConfigurationMa
     async def WatchConduit(self, request: model_pb2.Conduit, context: grpc.aio.ServicerContext
                            ) -> AsyncIterator[model_pb2.ConduitResponse]:
         async for items in self._watch(config.Kind.CONDUIT, model.conduit_from_pb(request), context):
-            yield model_pb2.ConduitResponse(conduits=[model.conduit_to_pb(c) for c in items])
+            yield model_pb2.ConduitResponse(conduits=[p for p in map(model.conduit_to_pb, items) if p is not None])
 
     @grpcutil.map_errors(_log)
     async def WatchStream(self, request: model_pb2.Stream, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[model_pb2.StreamResponse]:
         async for items in self._watch(config.Kind.STREAM, model.stream_from_pb(request), context):
-            yield model_pb2.StreamResponse(streams=[model.stream_to_pb(s) for s in items])
+            yield model_pb2.StreamResponse(streams=[p for p in map(model.stream_to_pb, items) if p is not None])
 
     @grpcutil.map_errors(_log)
     async def WatchFlow(self, request: model_pb2.Flow, context: grpc.aio.ServicerContext

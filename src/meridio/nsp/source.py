@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 from typing import Callable, Protocol
 
-from meridio.api import model
+from meridio.api import configmap, model
 from meridio.common import log as logmod
 
 __all__ = ["ConfigSource", "FileSource", "Parser", "default_parser"]
@@ -35,8 +35,6 @@ _MISSING = "missing"
 
 def default_parser(text: str, source: str) -> model.Configuration:
     """The ConfigMap codec's reader (:func:`meridio.api.configmap.loads`)."""
-    from meridio.api import configmap  # imported late: the codec is optional for the pure core
-
     return configmap.loads(text, source)
 
 
@@ -64,7 +62,8 @@ class FileSource:
             self._note_missing()
             return None
         except OSError as exc:
-            return self._rejected(f"unreadable:{exc.errno}", f"cannot read: {exc.strerror or exc}")
+            self._rejected(f"unreadable:{exc.errno}", f"cannot read: {exc.strerror or exc}")
+            return None
         digest = hashlib.sha256(data).hexdigest()
         if digest == self._seen:
             return None

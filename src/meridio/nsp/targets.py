@@ -13,6 +13,7 @@ import asyncio
 from meridio.api import model
 from meridio.common import log as logmod
 from meridio.nsp import filters, registry, store, watchers
+from meridio.nsp.registry import Change
 
 __all__ = ["Targets", "select"]
 
@@ -72,7 +73,7 @@ class Targets:
                 self._log.info("targetRemoved", target=tid, reason="keepaliveExpired")
         return change.delete
 
-    def _commit(self, change: registry.Change) -> None:
+    def _commit(self, change: Change) -> None:
         if self._db is not None:
             try:
                 self._db.apply(change)

@@ -98,11 +98,11 @@ class Hub(Generic[S]):
         """A new watcher; its current view is pending immediately (even if empty)."""
         box: Mailbox[V] = Mailbox()
         box.offer(select(self._state))
-        self._watchers[box] = select  # type: ignore[index, assignment]
+        self._watchers[box] = select  # type: ignore[index]
         return box
 
     def unsubscribe(self, box: Mailbox[V]) -> None:
-        self._watchers.pop(box, None)  # type: ignore[call-overload]
+        self._watchers.pop(box, None)  # type: ignore[arg-type]
         box.close()
 
     def publish(self, state: S) -> int:

@@ -118,7 +118,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     hc = health.Health({health.LIVENESS: [health.AMBASSADOR]}, log=log)
     hc.register(health.STARTUP)
     server = grpcutil.create_server()
-    tap_pb2_grpc.add_TapServicer_to_server(service.TapServicer(tap), server)  # type: ignore[no-untyped-call]
+    tap_pb2_grpc.add_TapServicer_to_server(service.TapServicer(tap), server)
     hc.add_to(server)
     try:
         grpcutil.add_listener(server, settings.socket)
