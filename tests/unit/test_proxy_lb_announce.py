@@ -8,6 +8,7 @@ import pytest
 from meridio.api import model
 from meridio.common.clock import FakeClock
 from meridio.common.retry import TemporaryError
+from meridio.kernel import netns as netnsmod
 from meridio.loadbalancer import announce
 from meridio.proxy import plan
 
@@ -95,5 +96,5 @@ def test_the_own_namespace_name_is_found_by_inode(tmp_path) -> None:  # type: ig
     import os
     os.symlink("/proc/self/ns/net", tmp_path / "mine")
     (tmp_path / "other").write_text("")
-    assert announce.own_netns_name(str(tmp_path)) == "mine"
-    assert announce.own_netns_name(str(tmp_path / "missing")) == ""
+    assert netnsmod.own_name(str(tmp_path)) == "mine"
+    assert netnsmod.own_name(str(tmp_path / "missing")) == ""

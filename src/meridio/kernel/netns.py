@@ -10,7 +10,8 @@ import os
 import subprocess
 from typing import Iterable, Iterator, Sequence
 
-__all__ = ["NETNS_DIR", "CommandTimeout", "exists", "create", "remove", "list_names", "pids_in", "exec_argv", "run", "entered",
+__all__ = ["NETNS_DIR", "CommandTimeout", "exists", "create", "remove", "list_names", "name_of", "own_name", "pids_in",
+           "exec_argv", "run", "entered",
            "entered_fd"]
 
 NETNS_DIR = "/run/netns"
@@ -39,6 +40,26 @@ def list_names() -> list[str]:
         return sorted(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return []
+
+
+def name_of(inode: int, run_dir: str = NETNS_DIR) -> str | None:
+    """The ``ip netns`` name of the namespace with ``inode`` (``None`` if it has none)."""
+    try:
+        names = sorted(os.listdir(run_dir))
+    except FileNotFoundError:
+        return None
+    for name in names:
+        try:
+            if os.stat(os.path.join(run_dir, name)).st_ino == inode:
+                return name
+        except OSError:
+            continue
+    return None
+
+
+def own_name(run_dir: str = NETNS_DIR) -> str:
+    """The ``ip netns`` name of this process's network namespace ('' if it has none)."""
+    return name_of(os.stat("/proc/self/ns/net").st_ino, run_dir) or ""
 
 
 def pids_in(names: Iterable[str]) -> set[int]:

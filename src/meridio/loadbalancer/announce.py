@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import os
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -27,30 +26,15 @@ from typing import Protocol
 from meridio.api import model
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
+from meridio.kernel import netns as netnsmod
 
-__all__ = ["Action", "Announcer", "Registry", "decide", "for_lb", "lb_target", "own_netns_name"]
+__all__ = ["Action", "Announcer", "Registry", "decide", "for_lb", "lb_target"]
 
 
 def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str) -> model.Target:
     return model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
                              context={"identifier": identifier, "netns": netns, "ifprefix": ifprefix},
                              stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
-
-
-def own_netns_name(run_dir: str = "/run/netns") -> str:
-    """The ``ip netns`` name of this process's network namespace ('' if it has none)."""
-    inode = os.stat("/proc/self/ns/net").st_ino
-    try:
-        names = sorted(os.listdir(run_dir))
-    except FileNotFoundError:
-        return ""
-    for name in names:
-        try:
-            if os.stat(os.path.join(run_dir, name)).st_ino == inode:
-                return name
-        except OSError:
-            continue
-    return ""
 
 
 class Action(enum.Enum):
@@ -150,7 +134,7 @@ def for_lb(lb: _Lb, registry: Registry, *, identifier: str, netns: str, ifprefix
     """The announcer of the LB daemon ``lb`` (``meridio.loadbalancer.service.LoadBalancer``): announced
     while ``lb.egress`` (unblocked), woken on every egress change. ``netns`` '' = this process's named
     namespace; ``None`` (and a warning) when there is none, as proxies could not link to it."""
-    netns = netns or own_netns_name()
+    netns = netns or netnsmod.own_name()
     if not netns:
         log.warning("lbAnnounceDisabled", reason="noNamedNetns",
                     error="this process is in no /run/netns namespace and NSM_NETNS is not set")
