@@ -33,9 +33,9 @@ from typing import Any, Callable
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meridio.frontend import testing  # noqa: E402
-from meridio.frontend.birdconf import Bfd  # noqa: E402
-from meridio.frontend.testing import FeEnv, eventually, gateway_item  # noqa: E402
+from tests.support import frontend as testing  # noqa: E402
+from meridio.bird.birdconf import Bfd  # noqa: E402
+from tests.support.frontend import FeEnv, eventually, gateway_item  # noqa: E402
 from meridio.kernel import netns as netnsmod  # noqa: E402
 from tests.conftest import NetnsFactory, Procs  # noqa: E402
 

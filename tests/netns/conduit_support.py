@@ -11,7 +11,7 @@ namespace with ``meridio.runtime.local.traffic``. Fakes, named as such:
   (``add_lb(name)`` without ``real``; a real LB announces itself).
 
 A :class:`LinkOwner` is a small process inside a target namespace that calls the link service through
-:mod:`meridio.proxy.linkclient` and stays alive (it is the link's owner), as a TAPA would.
+:mod:`meridio.api.linkclient` and stays alive (it is the link's owner), as a TAPA would.
 
 Usage (the ``conduit_env`` fixture; everything is stopped and removed at teardown)::
 
@@ -341,7 +341,8 @@ class TargetPod:
 
 OWNER = r"""
 import asyncio, json, sys
-from meridio.proxy import linkclient
+from meridio.api import linkclient
+from meridio.api.link import link_from_pb
 from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil
 import dataclasses
@@ -351,7 +352,7 @@ async def connect_with(sock, target_id, ifname, token):
     async with grpcutil.insecure_channel(f"unix:{path}") as ch:
         r = await link_pb2_grpc.LinkServiceStub(ch).Connect(link_pb2.ConnectRequest(
             target_id=target_id, credential=token, interface_name=ifname), timeout=15)
-        return dataclasses.asdict(linkclient.link_from_pb(r))
+        return dataclasses.asdict(link_from_pb(r))
 
 async def handle(cmd):
     op = cmd["op"]

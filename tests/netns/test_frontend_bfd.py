@@ -14,9 +14,11 @@ from typing import Iterator
 
 import pytest
 
-from meridio.frontend import gatewayconf, testing
-from meridio.frontend.birdconf import Bfd
-from meridio.frontend.testing import FeEnv, eventually, gateway_item
+from meridio.bird import gatewayconf
+
+from tests.support import frontend as testing
+from meridio.bird.birdconf import Bfd
+from tests.support.frontend import FeEnv, eventually, gateway_item
 from meridio.kernel import netns as netnsmod
 
 VIP4, VIP6 = "203.0.113.10", "2001:db8:f::10"

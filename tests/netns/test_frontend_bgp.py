@@ -13,8 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from meridio.frontend import testing
-from meridio.frontend.testing import FeEnv, eventually, gateway_item
+from tests.support import frontend as testing
+from tests.support.frontend import FeEnv, eventually, gateway_item
 
 VIP4, VIP6 = "203.0.113.10", "2001:db8:f::10"
 VIPS = {"vip-v4": f"{VIP4}/32", "vip-v6": f"{VIP6}/128"}

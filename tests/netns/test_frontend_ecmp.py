@@ -10,8 +10,10 @@ from typing import Iterator
 
 import pytest
 
-from meridio.frontend import birdconf, testing
-from meridio.frontend.testing import FeEnv, eventually, gateway_item
+from meridio.bird import birdconf
+
+from tests.support import frontend as testing
+from tests.support.frontend import FeEnv, eventually, gateway_item
 from meridio.kernel import netns as netnsmod
 
 VIP4, VIP6 = "203.0.113.10", "2001:db8:f::10"

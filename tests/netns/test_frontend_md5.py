@@ -13,8 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from meridio.frontend import testing
-from meridio.frontend.testing import FeEnv, eventually, gateway_item
+from tests.support import frontend as testing
+from tests.support.frontend import FeEnv, eventually, gateway_item
 
 VIPS = {"vip-v4": "203.0.113.10/32", "vip-v6": "2001:db8:f::10/128"}
 

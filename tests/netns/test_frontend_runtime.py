@@ -12,8 +12,10 @@ from typing import Iterator
 
 import pytest
 
-from meridio.frontend import birdc, testing
-from meridio.frontend.testing import FeEnv, eventually, gateway_item
+from meridio.bird import birdc
+
+from tests.support import frontend as testing
+from tests.support.frontend import FeEnv, eventually, gateway_item
 
 VIP4, VIP4B, VIP6 = "203.0.113.10", "203.0.113.11", "2001:db8:f::10"
 VIPS = {"vip-v4": f"{VIP4}/32", "vip-v6": f"{VIP6}/128"}

@@ -1,7 +1,7 @@
 """The proxy's link service from inside target namespaces: Connect, identity, VIPs, Disconnect, release.
 
 Real: NSP, IPAM and proxy processes; link owners are processes inside target namespaces using
-:mod:`meridio.proxy.linkclient`; the kernel state is read with ``ip -j``. Fake: the LB replica's
+:mod:`meridio.api.linkclient`; the kernel state is read with ``ip -j``. Fake: the LB replica's
 announcement (:class:`tests.netns.conduit_support.FakeLbAnnouncer`).
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from meridio.frontend import birdconf
+from meridio.bird import birdconf
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import routers, topology

@@ -15,7 +15,7 @@ from typing import AsyncIterator, Callable
 
 from meridio.api import model
 from meridio.common.retry import TemporaryError
-from meridio.tapa.ports import LinkInfo
+from meridio.api.link import Link
 from meridio.tapa.refs import ConduitRef
 
 
@@ -134,18 +134,18 @@ class FakeLink:
         self.addresses = addresses
         self.fail = False
         self.log = log
-        self.updates: asyncio.Queue[LinkInfo | None] = asyncio.Queue()
+        self.updates: asyncio.Queue[Link | None] = asyncio.Queue()
 
-    async def connect(self, interface_name: str) -> LinkInfo:
+    async def connect(self, interface_name: str) -> Link:
         if self.fail:
             raise TemporaryError("proxy unreachable (fake)")
         self.log.append(f"connect {self.conduit.conduit} {interface_name}")
-        return LinkInfo(interface_name, self.addresses)
+        return Link(target_id="", interface_name=interface_name, addresses=self.addresses)
 
     async def disconnect(self) -> None:
         self.log.append(f"disconnect {self.conduit.conduit}")
 
-    async def watch(self) -> AsyncIterator[LinkInfo | None]:
+    async def watch(self) -> AsyncIterator[Link | None]:
         while True:
             yield await self.updates.get()
 

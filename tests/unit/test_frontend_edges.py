@@ -16,8 +16,9 @@ import pytest
 from meridio.api.pb.loadbalancer.v1 import stream_pb2, stream_pb2_grpc
 from meridio.common import settings as settingsmod
 from meridio.common.retry import Backoff
-from meridio.frontend import app, birdconf, lbclient, secrets, viprules
-from meridio.frontend.birdconf import BirdConfig, BirdGateway
+from meridio.bird import birdconf
+from meridio.frontend import app, lbclient, secrets, viprules
+from meridio.bird.birdconf import BirdConfig, BirdGateway
 
 ip = ipaddress.ip_address
 

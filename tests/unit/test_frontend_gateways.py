@@ -7,9 +7,11 @@ import pathlib
 
 import pytest
 
-from meridio.frontend import birdc, gateways
-from meridio.frontend.birdc import BfdSession, ProtocolInfo
-from meridio.frontend.birdconf import Bfd, BirdGateway, GatewayProtocol
+from meridio.bird import birdc
+
+from meridio.frontend import gateways
+from meridio.bird.birdc import BfdSession, ProtocolInfo
+from meridio.bird.birdconf import Bfd, BirdGateway, GatewayProtocol
 from meridio.frontend.gateways import Reason
 
 ip = ipaddress.ip_address

@@ -210,7 +210,7 @@ async def test_failed_write_changes_nothing_in_memory() -> None:
     reg = make(store=store)
     before = reg.entries()
     store.close()
-    with pytest.raises(storemod.StoreError, match="cannot write"):
+    with pytest.raises(storemod.IpamStoreError, match="cannot write"):
         await reg.allocate(child("bridge"), timeout=0)
     assert reg.entries() == before
 

@@ -76,7 +76,7 @@ def test_changed_trench_prefix_is_refused_and_the_stored_one_kept(tmp_path: path
 def test_corrupt_file_is_refused_by_name_and_left_untouched(tmp_path: pathlib.Path, content: bytes) -> None:
     db = tmp_path / "registry.db"
     db.write_bytes(content)
-    with pytest.raises(storemod.StoreError, match=str(db)):
+    with pytest.raises(storemod.IpamStoreError, match=str(db)):
         storemod.Store.open(str(db))
     assert db.read_bytes() == content
 
@@ -86,7 +86,7 @@ def test_another_programs_database_is_refused(tmp_path: pathlib.Path) -> None:
     with contextlib.closing(sqlite3.connect(db)) as other:
         other.execute("CREATE TABLE targets (id TEXT)")
         other.commit()
-    with pytest.raises(storemod.StoreError, match="is not an IPAM registry"):
+    with pytest.raises(storemod.IpamStoreError, match="is not an IPAM registry"):
         storemod.Store.open(str(db))
 
 
@@ -96,14 +96,14 @@ def test_bad_row_is_refused_naming_the_file_and_row(tmp_path: pathlib.Path) -> N
     with contextlib.closing(sqlite3.connect(db)) as raw:
         raw.execute("INSERT INTO prefixes VALUES ('[\"trench-a-0\"]', '172.16.0.1/16', 0)")
         raw.commit()
-    with pytest.raises(storemod.StoreError, match=r"bad row .*172\.16\.0\.1/16"):
+    with pytest.raises(storemod.IpamStoreError, match=r"bad row .*172\.16\.0\.1/16"):
         storemod.Store.open(str(db)).load()
 
 
 def test_a_second_ipam_on_the_same_file_is_refused(tmp_path: pathlib.Path) -> None:
     db = tmp_path / "registry.db"
     first = open_registry(db)
-    with pytest.raises(storemod.StoreError, match="in use by another process"):
+    with pytest.raises(storemod.IpamStoreError, match="in use by another process"):
         storemod.Store.open(str(db))
     first.close()
     storemod.Store.open(str(db)).close()
@@ -114,6 +114,6 @@ def test_one_operation_is_stored_in_one_transaction(tmp_path: pathlib.Path) -> N
     store = storemod.Store.open(str(db))
     good = tree.Put(tree.Entry(("t-0",), ipaddress.ip_network("10.0.0.0/8"), 1.0))
     bad = tree.Put(tree.Entry(("t-0", "c"), ipaddress.ip_network("10.0.0.0/20"), object()))  # type: ignore[arg-type]
-    with pytest.raises(storemod.StoreError, match="cannot write"):
+    with pytest.raises(storemod.IpamStoreError, match="cannot write"):
         store.apply([good, bad])
     assert store.load() == []

@@ -73,7 +73,7 @@ def test_shutdown_makes_everything_not_serving_and_later_sets_are_ignored() -> N
     pytest.param(registry.InvalidTarget("x"), grpc.StatusCode.INVALID_ARGUMENT, id="a PermanentError subclass"),
     pytest.param(grpcutil.NotFound("x"), grpc.StatusCode.NOT_FOUND, id="NotFound"),
     pytest.param(grpcutil.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION, id="FailedPrecondition"),
-    pytest.param(store.StoreError("x"), grpc.StatusCode.UNAVAILABLE, id="a TemporaryError subclass"),
+    pytest.param(store.RegistryStoreError("x"), grpc.StatusCode.UNAVAILABLE, id="a TemporaryError subclass"),
     pytest.param(TemporaryError("x"), grpc.StatusCode.UNAVAILABLE, id="TemporaryError"),
     pytest.param(PermanentError("x"), grpc.StatusCode.INVALID_ARGUMENT, id="PermanentError"),
     pytest.param(KeyError("x"), grpc.StatusCode.INTERNAL, id="a bug"),

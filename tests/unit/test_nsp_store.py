@@ -135,6 +135,6 @@ def test_a_database_with_undecodable_rows_is_set_aside_too(tmp_path: pathlib.Pat
 def test_a_database_that_cannot_be_opened_is_an_error_naming_the_file(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "registry.db"
     path.mkdir()  # a directory where the file should be
-    with pytest.raises(store.StoreError, match=str(path)):
+    with pytest.raises(store.RegistryStoreError, match=str(path)):
         store.open_store(str(path))
     assert path.is_dir()  # left alone

@@ -17,8 +17,10 @@ import pytest
 from meridio.common import grpcutil
 from meridio.common.clock import FakeClock
 from meridio.common.retry import PermanentError, TemporaryError
-from meridio.proxy import credentials, dataplane, linkclient, names, service
-from meridio.proxy.targets import LinkInfo, PermissionDenied, Unauthenticated
+from meridio.api import linkclient
+from meridio.api.link import Link
+from meridio.proxy import credentials, dataplane, names, service
+from meridio.proxy.targets import PermissionDenied, Unauthenticated
 
 
 async def test_the_credential_socket_pins_the_callers_own_namespace_once(tmp_path: pathlib.Path) -> None:
@@ -103,14 +105,14 @@ class FakeForwarder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, int]] = []
         self.error: Exception | None = None
-        self.infos: asyncio.Queue[LinkInfo] = asyncio.Queue()
+        self.infos: asyncio.Queue[Link] = asyncio.Queue()
 
-    async def connect(self, target_id: str, ifname: str, pinned: credentials.PinnedNs) -> LinkInfo:
+    async def connect(self, target_id: str, ifname: str, pinned: credentials.PinnedNs) -> Link:
         self.calls.append((target_id, ifname, pinned.inode))
         pinned.close()
         if self.error is not None:
             raise self.error
-        return LinkInfo(target_id, ifname, ("172.16.1.6/24",), ("172.16.1.1",), ("203.0.113.1/32",), 1500,
+        return Link(target_id, ifname, ("172.16.1.6/24",), ("172.16.1.1",), ("203.0.113.1/32",), 1500,
                         "conduit-a-1", "trench-a", "node-1")
 
     async def disconnect(self, target_id: str, pinned: credentials.PinnedNs) -> bool:
@@ -118,7 +120,7 @@ class FakeForwarder:
         pinned.close()
         return True
 
-    async def watch(self, target_id: str) -> AsyncIterator[LinkInfo]:
+    async def watch(self, target_id: str) -> AsyncIterator[Link]:
         while True:
             yield await self.infos.get()
 
@@ -144,7 +146,7 @@ async def test_connect_over_the_wire_carries_the_callers_namespace_and_returns_t
     fwd, sock = served
     link = await linkclient.connect(sock, "target-1", "nsm-0")
     assert fwd.calls == [("target-1", "nsm-0", os.stat("/proc/self/ns/net").st_ino)]
-    assert link == linkclient.Link("target-1", "nsm-0", ("172.16.1.6/24",), ("172.16.1.1",), ("203.0.113.1/32",),
+    assert link == Link("target-1", "nsm-0", ("172.16.1.6/24",), ("172.16.1.1",), ("203.0.113.1/32",),
                                    1500, "conduit-a-1", "trench-a", "node-1")
     assert link.connected and link.ips == ("172.16.1.6",)
     await linkclient.disconnect(sock, "target-1")
@@ -184,8 +186,8 @@ async def test_forwarder_refusals_reach_the_client_with_their_code(served: Any) 
 
 async def test_watch_streams_every_state_of_the_link(served: Any) -> None:
     fwd, sock = served
-    fwd.infos.put_nowait(LinkInfo("t"))
-    fwd.infos.put_nowait(LinkInfo("t", "nsm-0", ("172.16.1.6/24",)))
+    fwd.infos.put_nowait(Link("t"))
+    fwd.infos.put_nowait(Link("t", "nsm-0", ("172.16.1.6/24",)))
     stream = linkclient.watch(sock, "t")
     first, second = await stream.__anext__(), await stream.__anext__()
     await stream.aclose()

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from meridio.api import resources
-from meridio.runtime.local.store import Store, StoreError
+from meridio.runtime.local.store import Store, StateStoreError
 
 OBJS = """
 apiVersion: meridio.nordix.org/v1
@@ -47,7 +47,7 @@ def test_a_lease_is_kept_per_pod_and_released_for_reuse(tmp_path: pathlib.Path) 
     assert store.lease("other", "fe-9", [1]) == 1
     store.release("fe-0")
     assert store.lease("seg", "fe-2", [1, 2, 3]) == 1
-    with pytest.raises(StoreError, match="no free address left for fe-3"):
+    with pytest.raises(StateStoreError, match="no free address left for fe-3"):
         store.lease("seg", "fe-3", [1, 2])
 
 
@@ -64,5 +64,5 @@ def test_scale_overrides_and_meta_values_persist(tmp_path: pathlib.Path) -> None
 def test_a_file_that_is_not_a_store_is_one_clear_error(tmp_path: pathlib.Path) -> None:
     bad = tmp_path / "s.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match=f"{bad}: not a usable runtime store"):
+    with pytest.raises(StateStoreError, match=f"{bad}: not a usable runtime store"):
         Store(bad)

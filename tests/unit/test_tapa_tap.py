@@ -11,7 +11,7 @@ from meridio.api import model
 from meridio.common.retry import TemporaryError
 from meridio.tapa import machine, opener
 from meridio.tapa.manager import AnotherTrench
-from meridio.tapa.ports import LinkInfo
+from meridio.api.link import Link
 from meridio.tapa.refs import ConduitRef, Filter, StreamRef
 from meridio.tapa.tap import Tap, TapOptions
 from tests.unit.tapa_fakes import FakeLink, FakeNsp, FakeSleeper, settle
@@ -244,7 +244,7 @@ async def test_new_link_addresses_move_the_registration_to_the_new_addresses() -
     async with Harness(nsp) as h:
         h.tap.open(A_I)
         await settle()
-        await h.links[A_I.conduit_ref].updates.put(LinkInfo("nsm-0", ("172.16.1.9/24",)))
+        await h.links[A_I.conduit_ref].updates.put(Link(target_id="", interface_name="nsm-0", addresses=("172.16.1.9/24",)))
         await settle(40)
         assert list(nsp.enabled(A_I.to_model())) == ["172.16.1.9/24"]
         assert len(nsp.entries) == 1 and h.status() == {A_I.full_name: S.OPEN}

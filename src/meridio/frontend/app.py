@@ -23,7 +23,8 @@ from meridio.common import log as logmod
 from meridio.common import settings as settingsmod
 from meridio.common import tasks
 from meridio.common.settings import setting
-from meridio.frontend import birdconf, desired, lbclient, secrets, service, viprules
+from meridio.bird import birdconf
+from meridio.frontend import desired, lbclient, secrets, service, viprules
 from meridio.kernel import netlink
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve", "options_from_settings"]

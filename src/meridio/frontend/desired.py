@@ -2,7 +2,7 @@
 
 Inputs: the attractor the NSP serves (VIPs and gateways, ``nsp.v1`` model), the MD5 secrets available
 locally, and whether the VIPs may be announced (:mod:`announce`). Output: a
-:class:`~meridio.frontend.birdconf.BirdConfig` plus the VIPs and gateways left out, each with a message
+:class:`~meridio.bird.birdconf.BirdConfig` plus the VIPs and gateways left out, each with a message
 naming the field and the rule. As in Meridio, a gateway whose secret key cannot be loaded is left out
 (the others still work); defaults for zero fields come from the frontend's settings.
 """
@@ -13,7 +13,7 @@ import ipaddress
 from typing import Mapping
 
 from meridio.api import model
-from meridio.frontend.birdconf import Bfd, BirdConfig, BirdGateway, ConfigError, GatewayProtocol, IPNetwork
+from meridio.bird.birdconf import Bfd, BirdConfig, BirdGateway, ConfigError, GatewayProtocol, IPNetwork
 
 __all__ = ["GatewayDefaults", "Skipped", "Desired", "gateway_from_model", "vip_from_model", "desired",
            "Secrets"]

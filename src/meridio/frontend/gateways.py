@@ -18,8 +18,8 @@ import dataclasses
 import enum
 from typing import Sequence
 
-from meridio.frontend.birdc import BfdSession, ProtocolInfo
-from meridio.frontend.birdconf import BirdGateway, Family, GatewayProtocol
+from meridio.bird.birdc import BfdSession, ProtocolInfo
+from meridio.bird.birdconf import BirdGateway, Family, GatewayProtocol
 
 __all__ = ["Reason", "GatewayHealth", "Assessment", "Change", "assess", "Tracker", "needs_bfd_sessions"]
 

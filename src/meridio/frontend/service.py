@@ -34,8 +34,9 @@ from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.common.retry import Backoff, PermanentError, TemporaryError
-from meridio.frontend import announce, birdc, birdconf, desired, gateways, registration
-from meridio.frontend.birdconf import BirdConfig, BirdGateway
+from meridio.bird import birdc, birdconf
+from meridio.frontend import announce, desired, gateways, registration
+from meridio.bird.birdconf import BirdConfig, BirdGateway
 from meridio.kernel import bird
 
 __all__ = ["Options", "RulesPort", "Frontend"]

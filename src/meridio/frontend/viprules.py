@@ -17,7 +17,7 @@ import socket
 from typing import Iterable
 
 from meridio.common import log as logmod
-from meridio.frontend.birdconf import IPNetwork
+from meridio.bird.birdconf import IPNetwork
 from meridio.kernel import netlink
 
 __all__ = ["PRIORITY", "FALLBACK_PRIORITY", "Rule", "desired_rules", "VipRules"]

@@ -24,7 +24,7 @@ from meridio.common.tasks import guard, run_until_signalled
 from meridio.ipam import conduits, tree
 from meridio.ipam.registry import Registry, collect_garbage_forever
 from meridio.ipam.servicer import IpamServicer
-from meridio.ipam.store import Store, StoreError
+from meridio.ipam.store import Store, IpamStoreError
 
 __all__ = ["ENV_PREFIX", "Settings", "layouts_from", "run", "serve"]
 
@@ -104,12 +104,12 @@ def run(settings: Settings) -> int:
     log.info("ipamStarting", settings=settingsmod.describe(settings))
     try:
         store = Store.open(settings.datasource)
-    except StoreError as exc:
+    except IpamStoreError as exc:
         return _start_failed(log, exc)
     try:
         registry = Registry(store, trench=settings.trench_name, layouts=layouts, log=log)
         return run_until_signalled(lambda stop: serve(settings, registry, stop, log=log))
-    except (StoreError, tree.LayoutConflict) as exc:
+    except (IpamStoreError, tree.LayoutConflict) as exc:
         return _start_failed(log, exc)
     finally:
         store.close()

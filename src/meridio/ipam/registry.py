@@ -15,7 +15,7 @@ from meridio.common import log as logmod
 from meridio.common.clock import Clock, SystemClock
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
-from meridio.ipam.store import Store, StoreError
+from meridio.ipam.store import Store, IpamStoreError
 
 __all__ = ["NODE_REFRESH_S", "ChildRequest", "Registry", "RequestError", "collect_garbage_forever"]
 
@@ -74,7 +74,7 @@ class Registry:
     async def allocate(self, request: ChildRequest, timeout: float | None = None) -> tree.Allocation:
         """Allocate (idempotently) ``request``; wait up to ``timeout`` seconds (None: no limit) for the
         conduit prefix to appear. Raises :class:`RequestError`, :class:`tree.NoMorePrefix`,
-        :class:`tree.ConduitNotFound` (still unknown at the timeout) or ``StoreError``."""
+        :class:`tree.ConduitNotFound` (still unknown at the timeout) or ``IpamStoreError``."""
         layout, path = self._resolve(request)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -176,7 +176,7 @@ async def collect_garbage_forever(registry: Registry, *, interval: float, thresh
         await asyncio.sleep(interval)
         try:
             removed = registry.collect_garbage(threshold)
-        except StoreError as exc:
+        except IpamStoreError as exc:
             log.error("garbageCollectionFailed", reason="storeError", error=str(exc))
             continue
         log.debug("garbageCollected", removed=removed)

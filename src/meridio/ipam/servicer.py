@@ -24,7 +24,7 @@ from meridio.common import log as logmod
 from meridio.common.retry import TemporaryError
 from meridio.ipam import tree
 from meridio.ipam.registry import ChildRequest, Registry, RequestError
-from meridio.ipam.store import StoreError
+from meridio.ipam.store import IpamStoreError
 
 __all__ = ["IpamServicer", "child_from_pb", "status_for"]
 
@@ -53,7 +53,7 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, tree.NoMorePrefix):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, (TemporaryError, StoreError)):
+    if isinstance(exc, (TemporaryError, IpamStoreError)):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
 

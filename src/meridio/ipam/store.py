@@ -5,7 +5,7 @@ writes the changes of one operation in one transaction with ``synchronous=FULL``
 IPAM has answered survives a crash, and an operation is never half stored. The file is held with an
 exclusive lock while the IPAM runs, so a second IPAM on the same file fails at start instead of
 corrupting it. A file that is not an IPAM registry (corrupt, another program's database, a newer
-schema) is never modified or replaced: opening it raises :class:`StoreError` naming the file.
+schema) is never modified or replaced: opening it raises :class:`IpamStoreError` naming the file.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreError"]
+__all__ = ["SCHEMA_VERSION", "Store", "IpamStoreError"]
 
 SCHEMA_VERSION = 1
 _TABLE = "prefixes"
@@ -31,12 +31,12 @@ CREATE TABLE {_TABLE} (
 """
 
 
-class StoreError(PermanentError):
+class IpamStoreError(PermanentError):
     """The registry file cannot be used (message names the file and the reason)."""
 
 
 class Store:
-    """An open registry. Use :meth:`open`; every method raises :class:`StoreError` on failure."""
+    """An open registry. Use :meth:`open`; every method raises :class:`IpamStoreError` on failure."""
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._db = connection
@@ -50,7 +50,7 @@ class Store:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             db = sqlite3.connect(path, isolation_level=None, timeout=0.5)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open IPAM registry {path}: {exc}") from None
+            raise IpamStoreError(f"cannot open IPAM registry {path}: {exc}") from None
         try:
             _prepare(db, path)
         except BaseException:
@@ -63,7 +63,7 @@ class Store:
         try:
             rows = self._db.execute(f"SELECT path, network, updated_at FROM {_TABLE}").fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read IPAM registry {self.path}: {exc}") from None
+            raise IpamStoreError(f"cannot read IPAM registry {self.path}: {exc}") from None
         return [_entry_from_row(self.path, row) for row in rows]
 
     def apply(self, changes: Sequence[tree.Change]) -> None:
@@ -80,7 +80,7 @@ class Store:
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write IPAM registry {self.path}: {exc}") from None
+            raise IpamStoreError(f"cannot write IPAM registry {self.path}: {exc}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -105,20 +105,20 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):
-            raise StoreError(f"IPAM registry {path} is in use by another process") from None
-        raise StoreError(f"IPAM registry {path} is not a usable sqlite database: {exc}") from None
+            raise IpamStoreError(f"IPAM registry {path} is in use by another process") from None
+        raise IpamStoreError(f"IPAM registry {path} is not a usable sqlite database: {exc}") from None
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"IPAM registry {path} is not a usable sqlite database: {exc}") from None
+        raise IpamStoreError(f"IPAM registry {path} is not a usable sqlite database: {exc}") from None
     if check != "ok":
-        raise StoreError(f"IPAM registry {path} is corrupt (integrity check: {check})")
+        raise IpamStoreError(f"IPAM registry {path} is corrupt (integrity check: {check})")
     if version == 0 and not tables:
         try:
             db.executescript(f"BEGIN; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot initialise IPAM registry {path}: {exc}") from None
+            raise IpamStoreError(f"cannot initialise IPAM registry {path}: {exc}") from None
         return
     if version != SCHEMA_VERSION or _TABLE not in tables:
-        raise StoreError(f"{path} is not an IPAM registry of schema version {SCHEMA_VERSION} "
+        raise IpamStoreError(f"{path} is not an IPAM registry of schema version {SCHEMA_VERSION} "
                          f"(user_version {version}, tables {sorted(tables)})")
 
 
@@ -132,5 +132,5 @@ def _entry_from_row(path: str, row: tuple[str, str, float]) -> tree.Entry:
         network = ipaddress.ip_network(raw_network, strict=True)
         return tree.Entry(tuple(names), network, float(updated_at))
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"IPAM registry {path} has a bad row (path {raw_path!r}, network {raw_network!r}): "
+        raise IpamStoreError(f"IPAM registry {path} has a bad row (path {raw_path!r}, network {raw_network!r}): "
                          f"{exc}") from None

@@ -6,7 +6,7 @@ inside a network namespace, copies its stderr into our log, and stops it by pid.
 exec while gRPC threads exist) so a BIRD never outlives a frontend killed with SIGKILL.
 
 :class:`BirdControl` speaks BIRD's control protocol over the unix socket with the sans-IO parser of
-:mod:`meridio.frontend.birdc`: one connection, commands serialised by a lock, no ``birdc`` subprocess per
+:mod:`meridio.bird.birdc`: one connection, commands serialised by a lock, no ``birdc`` subprocess per
 query. :meth:`BirdControl.notices` turns a connection into a stream of BIRD log lines (``echo all``),
 which lets the frontend react to a session going down without waiting for its next poll.
 """
@@ -23,7 +23,7 @@ from collections import deque
 from typing import AsyncIterator
 
 from meridio.common import log as logmod
-from meridio.frontend import birdc
+from meridio.bird import birdc
 from meridio.kernel import netns as netnsmod
 
 __all__ = ["BirdStartError", "BirdConnectionError", "BirdProcess", "BirdControl", "connect"]

@@ -85,7 +85,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     """Run the NSP until ``stop`` is set; returns the exit code."""
     try:
         parts = await _start(settings, log)
-    except (store.StoreError, grpcutil.ListenError, OSError) as exc:
+    except (store.RegistryStoreError, grpcutil.ListenError, OSError) as exc:
         log.critical("nspStartFailed", error=str(exc))
         return 1
     files = source.FileSource(settings.config_file, interval=settings.config_poll_interval, log=log)

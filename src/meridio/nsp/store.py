@@ -9,7 +9,7 @@ A database that sqlite reports as corrupt (or not a database, or with rows we ca
 silently dropped: it is renamed ``<file>.corrupt-<UTC time>`` (with its ``-wal``/``-shm`` files), an
 error naming both files is logged, and an empty registry starts (targets re-register within their
 refresh period). A database that cannot be opened at all (permissions, a directory in the way) is a
-:class:`StoreError` naming the file.
+:class:`RegistryStoreError` naming the file.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from meridio.common import log as logmod
 from meridio.common.retry import TemporaryError
 from meridio.nsp import registry
 
-__all__ = ["StoreError", "TargetStore", "open_store", "DEFAULT_PATH"]
+__all__ = ["RegistryStoreError", "TargetStore", "open_store", "DEFAULT_PATH"]
 
 DEFAULT_PATH = "/run/nsp/data/registry.db"
 
@@ -46,7 +46,7 @@ _COLUMNS = "id, ips, context, status, type, stream_name, max_targets, conduit_na
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
-class StoreError(TemporaryError):
+class RegistryStoreError(TemporaryError):
     """The registry database cannot be used (the message names the file)."""
 
 
@@ -98,7 +98,7 @@ class TargetStore:
                 self._conn.executemany(f"INSERT OR REPLACE INTO targets ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                                        [_row(tid, t) for tid, t in change.put])
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write target registry database {self.path}: {exc}") from None
+            raise RegistryStoreError(f"cannot write target registry database {self.path}: {exc}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -138,18 +138,18 @@ def open_store(path: str = DEFAULT_PATH, *, log: logmod.Logger = logmod.null,
     try:
         pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the directory of target registry database {path}: {exc}") from None
+        raise RegistryStoreError(f"cannot create the directory of target registry database {path}: {exc}") from None
     try:
         conn, targets = _connect(path)
     except (_Corrupt, sqlite3.DatabaseError) as exc:
         code = getattr(exc, "sqlite_errorcode", None)
         if not isinstance(exc, _Corrupt) and (code is None or code & 0xFF not in _CORRUPT_CODES):
-            raise StoreError(f"cannot open target registry database {path}: {exc}") from None
+            raise RegistryStoreError(f"cannot open target registry database {path}: {exc}") from None
         aside = _set_aside(path, now())
         log.error("registryCorrupt", file=path, movedTo=aside, error=str(exc),
                   reason="startingWithEmptyRegistry")
         try:
             conn, targets = _connect(path)
         except sqlite3.Error as exc2:
-            raise StoreError(f"cannot open target registry database {path}: {exc2}") from None
+            raise RegistryStoreError(f"cannot open target registry database {path}: {exc2}") from None
     return TargetStore(conn, path), targets

@@ -44,7 +44,7 @@ class Targets:
         return len(self._hub)
 
     def register(self, target: model.Target) -> None:
-        """Add or update ``target`` (raises ``InvalidTarget`` / ``StoreError``; nothing changes then)."""
+        """Add or update ``target`` (raises ``InvalidTarget`` / ``RegistryStoreError``; nothing changes then)."""
         change = self._reg.plan_register(target)
         new = change.refresh[0] not in self._reg
         self._commit(change)
@@ -77,7 +77,7 @@ class Targets:
         if self._db is not None:
             try:
                 self._db.apply(change)
-            except store.StoreError as exc:
+            except store.RegistryStoreError as exc:
                 self._log.error("registryWriteFailed", error=str(exc))
                 raise
         self._reg.apply(change)
@@ -105,7 +105,7 @@ class Targets:
                 await asyncio.sleep(delay)
             try:
                 self.expire_due()
-            except store.StoreError:
+            except store.RegistryStoreError:
                 await asyncio.sleep(1.0)  # logged by _commit; retried, nothing was changed
 
     def close_watchers(self) -> None:

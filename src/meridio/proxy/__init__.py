@@ -11,5 +11,6 @@ default route over all LB replicas.
   credential socket: SO_PEERCRED + pidfd + pinned namespace), :mod:`addressing` (IPAM client);
 - state, one owner behind one lock: :mod:`forwarder` over :mod:`lblinks` and :mod:`targets`;
 - edges: :mod:`service` (gRPC servicer), :mod:`app` (``meridio run proxy``);
-- :mod:`linkclient`: what a TAPA imports to connect its own namespace.
+- a TAPA connects its own namespace with :mod:`meridio.api.linkclient`; links are
+  :class:`meridio.api.link.Link` on both sides.
 """

@@ -15,11 +15,12 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 
 from meridio.api import model
+from meridio.api.link import Link
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.proxy import addressing, credentials, dataplane, plan
 from meridio.proxy.context import Context
 from meridio.proxy.lblinks import LbLinks
-from meridio.proxy.targets import LinkInfo, TargetLinks
+from meridio.proxy.targets import TargetLinks
 
 __all__ = ["Forwarder"]
 
@@ -104,7 +105,7 @@ class Forwarder:
 
     # --- link service ---------------------------------------------------------------------------
 
-    async def connect(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> LinkInfo:
+    async def connect(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> Link:
         async with self._lock:
             return await self.targets.connect(target_id, interface_name, pinned)
 
@@ -112,7 +113,7 @@ class Forwarder:
         async with self._lock:
             return await self.targets.disconnect(target_id, pinned)
 
-    def watch(self, target_id: str) -> AsyncIterator[LinkInfo]:
+    def watch(self, target_id: str) -> AsyncIterator[Link]:
         return self.targets.watch(target_id)
 
     # --- periodic work --------------------------------------------------------------------------

@@ -19,21 +19,16 @@ import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 
+from meridio.api.link import link_to_pb
 from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.proxy import credentials, dataplane, names
 from meridio.proxy.forwarder import Forwarder
-from meridio.proxy.targets import LinkInfo, PermissionDenied, Unauthenticated
+from meridio.proxy.targets import PermissionDenied, Unauthenticated
 
-__all__ = ["LinkServicer", "add_to_server", "link_to_pb", "status_for"]
-
-
-def link_to_pb(info: LinkInfo) -> link_pb2.Link:
-    return link_pb2.Link(target_id=info.target_id, interface_name=info.interface_name,
-                         addresses=list(info.addresses), gateways=list(info.gateways), vips=list(info.vips),
-                         mtu=info.mtu, conduit=info.conduit, trench=info.trench, node=info.node)
+__all__ = ["LinkServicer", "add_to_server", "status_for"]
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:

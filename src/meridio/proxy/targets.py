@@ -18,12 +18,13 @@ import dataclasses
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Iterable
 
+from meridio.api.link import Link
 from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.proxy import addressing, credentials, dataplane, names, plan
 from meridio.proxy.context import Context
 
-__all__ = ["LinkInfo", "PermissionDenied", "TargetLink", "TargetLinks", "Unauthenticated"]
+__all__ = ["PermissionDenied", "TargetLink", "TargetLinks", "Unauthenticated"]
 
 
 class Unauthenticated(PermanentError):
@@ -32,21 +33,6 @@ class Unauthenticated(PermanentError):
 
 class PermissionDenied(PermanentError):
     """The caller's namespace is not the one the target id is linked from."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LinkInfo:
-    """What Connect and Watch answer (``meridio.proxy.v1.Link``); ``interface_name == ""``: no link."""
-
-    target_id: str
-    interface_name: str = ""
-    addresses: tuple[str, ...] = ()
-    gateways: tuple[str, ...] = ()
-    vips: tuple[str, ...] = ()
-    mtu: int = 0
-    conduit: str = ""
-    trench: str = ""
-    node: str = ""
 
 
 @dataclasses.dataclass
@@ -66,14 +52,14 @@ class _Latest:
     """A mailbox keeping only the newest value (a slow watcher skips intermediate states)."""
 
     def __init__(self) -> None:
-        self._value: LinkInfo | None = None
+        self._value: Link | None = None
         self._event = asyncio.Event()
 
-    def put(self, value: LinkInfo) -> None:
+    def put(self, value: Link) -> None:
         self._value = value
         self._event.set()
 
-    async def get(self) -> LinkInfo:
+    async def get(self) -> Link:
         await self._event.wait()
         self._event.clear()
         assert self._value is not None
@@ -95,15 +81,15 @@ class TargetLinks:
     def gateways(self) -> tuple[str, ...]:
         return tuple(str(ipaddress.ip_interface(a).ip) for a in self._bridge())
 
-    def info(self, target_id: str) -> LinkInfo:
+    def info(self, target_id: str) -> Link:
         cfg = self._ctx.config
         link = self.links.get(target_id)
         if link is None:
-            return LinkInfo(target_id, conduit=cfg.conduit, trench=cfg.trench, node=cfg.node)
-        return LinkInfo(target_id, link.interface_name, link.addresses, self.gateways(), link.vips, cfg.mtu,
+            return Link(target_id, conduit=cfg.conduit, trench=cfg.trench, node=cfg.node)
+        return Link(target_id, link.interface_name, link.addresses, self.gateways(), link.vips, cfg.mtu,
                         cfg.conduit, cfg.trench, cfg.node)
 
-    async def watch(self, target_id: str) -> AsyncIterator[LinkInfo]:
+    async def watch(self, target_id: str) -> AsyncIterator[Link]:
         """The link's state now and after every change (until the caller stops iterating)."""
         box = _Latest()
         self._watchers.setdefault(target_id, set()).add(box)
@@ -147,7 +133,7 @@ class TargetLinks:
 
     # --- Connect / Disconnect -------------------------------------------------------------------
 
-    async def connect(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> LinkInfo:
+    async def connect(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> Link:
         """Link the pinned namespace. ``pinned`` ends up owned by the link, or closed on failure."""
         log = self._log.bind(target=target_id, interface=interface_name)
         try:

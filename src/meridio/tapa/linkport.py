@@ -1,4 +1,4 @@
-"""The TAPA's link to one conduit, over the proxy's link service client (:mod:`meridio.proxy.linkclient`).
+"""The TAPA's link to one conduit, over the proxy's link service client (:mod:`meridio.api.linkclient`).
 
 Implements :class:`meridio.tapa.ports.ConduitLink`: Connect/Disconnect/Watch of this target's link
 (``target_id`` = the target name), with every failure turned into a ``TemporaryError`` (the TAPA
@@ -12,21 +12,16 @@ again with that name.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
+from meridio.api import linkclient
+from meridio.api.link import Link
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
-from meridio.tapa.ports import LinkInfo
 
-__all__ = ["ProxyLink", "link_info"]
+__all__ = ["ProxyLink"]
 
 _LOOKUP_TIMEOUT_S = 5.0
-
-
-def link_info(link: Any) -> LinkInfo:
-    """The link as the TAPA needs it, from the proxy client's ``Link``."""
-    return LinkInfo(interface_name=str(link.interface_name), addresses=tuple(link.addresses),
-                    gateways=tuple(link.gateways), vips=tuple(link.vips))
 
 
 class ProxyLink:
@@ -35,7 +30,7 @@ class ProxyLink:
         self._target_id = target_id
         self._log = log
 
-    async def connect(self, interface_name: str) -> LinkInfo:
+    async def connect(self, interface_name: str) -> Link:
         try:
             return await self._connect(interface_name)
         except TemporaryError:
@@ -45,10 +40,9 @@ class ProxyLink:
             self._log.info("linkAdopted", interface=existing, reason="linkedByAPreviousRun")
             return await self._connect(existing)
 
-    async def _connect(self, interface_name: str) -> LinkInfo:
-        from meridio.proxy import linkclient
+    async def _connect(self, interface_name: str) -> Link:
         try:
-            return link_info(await linkclient.connect(self._path, self._target_id, interface_name))
+            return await linkclient.connect(self._path, self._target_id, interface_name)
         except PermanentError as exc:
             raise TemporaryError(f"proxy refused the link: {exc}") from None
         except OSError as exc:
@@ -66,7 +60,6 @@ class ProxyLink:
         return first.interface_name if first is not None else None
 
     async def disconnect(self) -> None:
-        from meridio.proxy import linkclient
         try:
             await linkclient.disconnect(self._path, self._target_id)
         except PermanentError as exc:
@@ -74,11 +67,10 @@ class ProxyLink:
         except OSError as exc:
             raise TemporaryError(f"proxy at {self._path} unreachable: {exc}") from None
 
-    async def watch(self) -> AsyncIterator[LinkInfo | None]:
-        from meridio.proxy import linkclient
+    async def watch(self) -> AsyncIterator[Link | None]:
         try:
             async for link in linkclient.watch(self._path, self._target_id):
-                yield link_info(link) if link.connected else None
+                yield link if link.connected else None
         except PermanentError as exc:
             raise TemporaryError(f"proxy refused the watch: {exc}") from None
         except OSError as exc:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from typing import AsyncIterator, Protocol
 
 from meridio.api import model
+from meridio.api.link import Link
 
-__all__ = ["Registry", "TrenchSession", "LinkInfo", "ConduitLink", "Sleeper", "RealSleeper"]
+__all__ = ["Registry", "TrenchSession", "ConduitLink", "Sleeper", "RealSleeper"]
 
 
 class Registry(Protocol):
@@ -39,26 +39,15 @@ class TrenchSession(Registry, Protocol):
     async def close(self) -> None: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class LinkInfo:
-    """The target side of a conduit link, as the proxy reports it."""
-
-    interface_name: str
-    addresses: tuple[str, ...]
-    """The target's conduit addresses with the node prefix length, e.g. ``172.16.1.6/24``."""
-    gateways: tuple[str, ...] = ()
-    vips: tuple[str, ...] = ()
-
-
 class ConduitLink(Protocol):
     """The link of this target to one conduit (through the proxy of its node). Failures raise
     ``TemporaryError``."""
 
-    async def connect(self, interface_name: str) -> LinkInfo: ...
+    async def connect(self, interface_name: str) -> Link: ...
 
     async def disconnect(self) -> None: ...
 
-    def watch(self) -> AsyncIterator[LinkInfo | None]:
+    def watch(self) -> AsyncIterator[Link | None]:
         """The link now and after every change; ``None`` when the proxy no longer has it. Ends when the
         proxy goes away."""
         ...

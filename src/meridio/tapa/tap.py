@@ -21,7 +21,8 @@ from meridio.common import tasks
 from meridio.common.retry import TemporaryError
 from meridio.tapa import machine, manager, opener
 from meridio.tapa.manager import StreamStatus
-from meridio.tapa.ports import ConduitLink, LinkInfo, RealSleeper, Sleeper, TrenchSession
+from meridio.api.link import Link
+from meridio.tapa.ports import ConduitLink, RealSleeper, Sleeper, TrenchSession
 from meridio.tapa.refs import ConduitRef, Filter, StreamRef
 
 __all__ = ["Tap", "TapOptions"]
@@ -56,7 +57,7 @@ class _Conduit:
     link: ConduitLink
     interface: str
     task: asyncio.Task[None] | None = None
-    info: LinkInfo | None = None
+    info: Link | None = None
     stops: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
 
@@ -246,7 +247,7 @@ class Tap:
                 log.info("linkWatchLost", error=str(exc))
             await self._sleeper.sleep(self._options.connect_retry)
 
-    async def _connect_link(self, rt: _Conduit, log: logmod.Logger) -> LinkInfo:
+    async def _connect_link(self, rt: _Conduit, log: logmod.Logger) -> Link:
         while True:
             try:
                 info = await rt.link.connect(rt.interface)
@@ -256,7 +257,7 @@ class Tap:
                 log.info("linkConnectFailed", error=str(exc))
             await self._sleeper.sleep(self._options.connect_retry)
 
-    def _link_changed(self, conduit: ConduitRef, rt: _Conduit, info: LinkInfo | None) -> None:
+    def _link_changed(self, conduit: ConduitRef, rt: _Conduit, info: Link | None) -> None:
         old = rt.info
         if info is not None and old is not None and info.addresses == old.addresses:
             rt.info = info

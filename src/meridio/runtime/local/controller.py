@@ -25,7 +25,8 @@ from meridio.common import tasks
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import pods, routers, tapaclient, topology
+from meridio.api import tapaclient
+from meridio.runtime.local import pods, routers, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
 from meridio.runtime.local.supervisor import ProcessSpec, Supervisor

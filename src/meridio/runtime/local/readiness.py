@@ -21,7 +21,8 @@ from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pods as podsmod
 from meridio.runtime.local import protocol as proto
-from meridio.runtime.local import routers, tapaclient
+from meridio.api import tapaclient
+from meridio.runtime.local import routers
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessState, Supervisor
 

@@ -1,6 +1,6 @@
 """The emulated gateway routers: their BIRD configuration and process (pure, plus a process spec).
 
-A router runs BIRD in its namespace, configured by :mod:`meridio.frontend.gatewayconf` the way
+A router runs BIRD in its namespace, configured by :mod:`meridio.bird.gatewayconf` the way
 Meridio's e2e gateways are: dynamic BGP neighbours on the segment's subnets (any FE replica may peer),
 passive BFD, a default route announced to the FEs, the learned VIPs installed in the kernel with ECMP
 over the FE replicas. A ``static`` router instead routes its configured VIPs to every FE on the segment
@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
-from meridio.frontend import birdconf, gatewayconf
+from meridio.bird import birdconf, gatewayconf
+from meridio.kernel import bird
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import topology
 from meridio.runtime.local.layout import Naming, StateLayout
@@ -83,8 +84,6 @@ def process_spec(layout: StateLayout, naming: Naming, router: envmod.Router,
 
 async def reconfigure(layout: StateLayout, router: envmod.Router) -> None:
     """Ask the router's BIRD to reload its (re-rendered) configuration; BIRD keeps untouched sessions."""
-    from meridio.kernel import bird
-
     control = await bird.connect(bird_socket(layout, router))
     try:
         await control.configure(bird_config_path(layout, router))

@@ -17,7 +17,7 @@ from typing import Any
 
 from meridio.api import resources as res
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["Store", "StateStoreError"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class StoreError(RuntimeError):
+class StateStoreError(RuntimeError):
     """The store file cannot be used (the message names it)."""
 
 
@@ -46,7 +46,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a usable runtime store ({exc}); remove it or run 'meridio down'") from None
+            raise StateStoreError(f"{path}: not a usable runtime store ({exc}); remove it or run 'meridio down'") from None
 
     def close(self) -> None:
         with self._lock:
@@ -112,7 +112,7 @@ class Store:
                 if host not in taken:
                     db.execute("INSERT INTO leases VALUES (?, ?, ?)", (network, pod, host))
                     return host
-        raise StoreError(f"network {network}: no free address left for {pod}")
+        raise StateStoreError(f"network {network}: no free address left for {pod}")
 
     def release(self, pod: str) -> None:
         with self._tx() as db:

@@ -1,4 +1,4 @@
-"""The runtime's side of a target pod's TAPA (``ambassador.v1.Tap`` on the pod's unix socket).
+"""A client of a target's TAPA (``ambassador.v1.Tap`` on the pod's unix socket), as the local runtime uses it.
 
 - :func:`open_streams`: what the example application does at start (Meridio's ``target-client open``):
   wait for the TAPA socket, then Open each stream, retrying while the TAPA is not serving yet;
@@ -61,7 +61,7 @@ async def open_streams(socket: pathlib.Path, streams: Sequence[str], *, log: log
 async def _try_open(socket: pathlib.Path, streams: Sequence[str], log: logmod.Logger) -> list[str]:
     left = []
     async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
-        stub = tap_pb2_grpc.TapStub(channel)  # type: ignore[no-untyped-call]
+        stub = tap_pb2_grpc.TapStub(channel)
         for ref in streams:
             try:
                 await stub.Open(stream_message(ref), timeout=5)
@@ -79,7 +79,7 @@ async def statuses(socket: pathlib.Path, timeout: float = 2.0) -> list[StreamSta
         return None
     try:
         async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
-            stub = tap_pb2_grpc.TapStub(channel)  # type: ignore[no-untyped-call]
+            stub = tap_pb2_grpc.TapStub(channel)
             call = stub.Watch(tap_pb2.Stream(), timeout=timeout)
             async for response in call:
                 call.cancel()

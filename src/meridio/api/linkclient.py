@@ -1,4 +1,4 @@
-"""Client of the proxy's link service, for the TAPA: connect *this* process's namespace to a conduit.
+"""Client of the proxy's link service (:class:`~meridio.api.link.Link` replies), for the TAPA: connect *this* process's namespace to a conduit.
 
 The proxy of a node and conduit serves ``meridio.proxy.v1.LinkService`` on a unix socket (say
 ``/run/meridio/trench-a/conduit-a/node-1/link.sock``) with its credential socket beside it
@@ -19,13 +19,13 @@ either carries the gRPC code as ``status_code`` when the proxy answered.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
 
+from meridio.api.link import Link, link_from_pb
 from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common.retry import TemporaryError
@@ -33,37 +33,6 @@ from meridio.common.retry import TemporaryError
 __all__ = ["SOCKET_NAME", "Link", "connect", "credential", "disconnect", "socket_paths", "watch"]
 
 SOCKET_NAME = "link.sock"
-
-
-@dataclasses.dataclass(frozen=True)
-class Link:
-    """A target's link (``interface_name == ""``: not linked)."""
-
-    target_id: str
-    interface_name: str = ""
-    addresses: tuple[str, ...] = ()
-    """The target's conduit addresses with the node prefix length (``172.16.1.6/24``)."""
-    gateways: tuple[str, ...] = ()
-    """The proxy bridge addresses: next hops of the VIP policy routes."""
-    vips: tuple[str, ...] = ()
-    mtu: int = 0
-    conduit: str = ""
-    trench: str = ""
-    node: str = ""
-
-    @property
-    def connected(self) -> bool:
-        return bool(self.interface_name)
-
-    @property
-    def ips(self) -> tuple[str, ...]:
-        """The conduit addresses without prefix length."""
-        return tuple(a.split("/")[0] for a in self.addresses)
-
-
-def link_from_pb(m: link_pb2.Link) -> Link:
-    return Link(m.target_id, m.interface_name, tuple(m.addresses), tuple(m.gateways), tuple(m.vips), m.mtu,
-                m.conduit, m.trench, m.node)
 
 
 def socket_paths(socket: str) -> tuple[str, str]:

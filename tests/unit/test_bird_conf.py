@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from meridio.frontend import birdconf, gatewayconf
-from meridio.frontend.birdconf import Bfd, BirdConfig, BirdGateway, GatewayProtocol, SessionTimers
+from meridio.bird import birdconf, gatewayconf
+from meridio.bird.birdconf import Bfd, BirdConfig, BirdGateway, GatewayProtocol, SessionTimers
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "bird"
 UPDATE = os.environ.get("MERIDIO_UPDATE_GOLDEN") == "1"

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from meridio.frontend import birdc
+from meridio.bird import birdc
 
 REPLIES = pathlib.Path(__file__).parent / "golden" / "bird" / "replies"
 

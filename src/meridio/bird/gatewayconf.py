@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-from meridio.frontend.birdconf import Bfd, Family, IPAddress, IPNetwork, SessionTimers, check_password
+from meridio.bird.birdconf import Bfd, Family, IPAddress, IPNetwork, SessionTimers, check_password
 
 __all__ = ["StaticRoute", "GatewayRouterConfig", "render", "peer_protocol_name"]
 

@@ -4,7 +4,7 @@
   namespace holding a bridge (``br0``, 192.0.2.1/24 and 2001:db8:e::1/64) and N frontend namespaces,
   each with ``ext0`` (192.0.2.2+i, 2001:db8:e::2+i) plugged into the bridge;
 - :func:`gateway_config`: the gateway-side BIRD configuration for that segment (dynamic peers, passive
-  BFD, a default route to the FEs, ECMP), rendered with :mod:`meridio.frontend.gatewayconf`;
+  BFD, a default route to the FEs, ECMP), rendered with :mod:`meridio.bird.gatewayconf`;
 - :func:`bird_command`: one synchronous control-socket query with the sans-IO parser (tests are sync);
 - :func:`kernel_route`: the kernel route to a prefix in a namespace, as ``ip -j route`` reports it;
 - :class:`LbAvailabilityDouble`: a **test double of the load balancer**: a real
@@ -31,8 +31,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meridio.api.pb.loadbalancer.v1 import stream_pb2, stream_pb2_grpc
 from meridio.api.pb.nsp.v1 import targetregistry_pb2, targetregistry_pb2_grpc
-from meridio.frontend import birdc, gatewayconf
-from meridio.frontend.birdconf import Bfd, SessionTimers
+from meridio.bird import birdc, gatewayconf
+from meridio.bird.birdconf import Bfd, SessionTimers
 from meridio.kernel import netns as netnsmod
 
 __all__ = ["Segment", "build_segment", "gateway_config", "bird_command", "kernel_route", "nexthops",
