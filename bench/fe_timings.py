@@ -28,16 +28,17 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import frontend as testing  # noqa: E402
 from meridio.bird.birdconf import Bfd  # noqa: E402
-from tests.support.frontend import FeEnv, eventually, gateway_item  # noqa: E402
 from meridio.kernel import netns as netnsmod  # noqa: E402
 from tests.conftest import NetnsFactory, Procs  # noqa: E402
+from tests.support import frontend as testing  # noqa: E402
+from tests.support.frontend import FeEnv, eventually, gateway_item  # noqa: E402
 
 VIP4, VIP6 = "203.0.113.10", "2001:db8:f::10"
 VIPS = {"vip-v4": f"{VIP4}/32", "vip-v6": f"{VIP6}/128"}
@@ -169,7 +170,7 @@ def main() -> int:
     cases = [(Bfd(300, 300, 3), "SIGSTOP"), (Bfd(100, 100, 3), "SIGSTOP"), (Bfd(50, 50, 3), "SIGSTOP"),
              (Bfd(50, 50, 3), "nft drop"), (Bfd(20, 20, 3), "SIGSTOP"), (None, "SIGSTOP")]
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
-                               "when": datetime.datetime.now(datetime.timezone.utc).isoformat(), "detection": []}
+                               "when": datetime.datetime.now(datetime.UTC).isoformat(), "detection": []}
     with tempfile.TemporaryDirectory(prefix="fe-bench-") as tmp:
         for i, (bfd, trigger) in enumerate(cases):
             work = pathlib.Path(tmp) / f"detect{i}"

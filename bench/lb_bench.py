@@ -43,7 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -301,7 +302,7 @@ def _equal_skips(rnd: random.Random, m: int, samples: int) -> dict[str, Any]:
 def _machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     nft = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu, "nft": nft,
             "python": platform.python_version()}
 

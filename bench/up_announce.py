@@ -117,7 +117,7 @@ def main() -> int:
             time.sleep(1.0)
     finally:
         meridio("down")
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    results = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
                "chain": "TAPA Close/Open -> NSP -> LB -> availability -> frontend -> BIRD -> BGP -> gateway kernel",
                "cycles": args.cycles, "withdraw": summary(withdraw), "announce": summary(announce),

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 

@@ -24,7 +24,8 @@ import pathlib
 import socket
 import subprocess
 import time
-from typing import Any, AsyncIterator, Generic, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
 
 import grpc
 import pytest

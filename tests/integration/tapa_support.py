@@ -13,8 +13,9 @@ import pathlib
 import socketserver
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -49,7 +50,7 @@ class ProxyDouble(link_pb2_grpc.LinkServiceServicer):
         self._cred = socketserver.ThreadingUnixStreamServer(self.path + ".cred", _CredHandler)
         self._cred.daemon_threads = True
 
-    def start(self) -> "ProxyDouble":
+    def start(self) -> ProxyDouble:
         self._server.start()
         threading.Thread(target=self._cred.serve_forever, daemon=True).start()
         return self

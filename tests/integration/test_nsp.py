@@ -10,7 +10,8 @@ import json
 import pathlib
 import signal
 import time
-from typing import AsyncIterator, TypeVar
+from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import pytest
 
@@ -18,7 +19,6 @@ from meridio.api import model as m
 from meridio.api.nspclient import NspClient
 from meridio.common import health
 from meridio.common.retry import Backoff, PermanentError, TemporaryError
-
 from tests.integration.nsp_support import SAMPLE_CONFIG, Reader, free_port, launch_nsp, start_nsp
 
 T = TypeVar("T")

@@ -15,7 +15,6 @@ from meridio.api import model as m
 from meridio.api.nspclient import NspClient
 from meridio.common import health
 from meridio.common.retry import Backoff
-
 from tests.integration.nsp_support import Reader, free_port, launch_nsp
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
@@ -20,9 +20,7 @@ from meridio.common import grpcutil
 from meridio.common.clock import SystemClock
 from meridio.common.retry import TemporaryError
 from meridio.nsp import config, registry, service, targets
-
 from tests.integration.nsp_support import Reader
-
 
 TA = m.Trench("trench-a")
 CONFIG = m.Configuration(TA, (m.Conduit("conduit-a-1", TA),))

@@ -9,15 +9,22 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from tests.conftest import wait_for
 from tests.integration.nsp_support import SAMPLE_CONFIG, launch_nsp
-from tests.integration.tapa_support import (ProxyDouble, enabled, nsp_targets, start_tapa, stream_pb, tap_call,
-                                            wait_statuses)
+from tests.integration.tapa_support import (
+    ProxyDouble,
+    enabled,
+    nsp_targets,
+    start_tapa,
+    stream_pb,
+    tap_call,
+    wait_statuses,
+)
 
 CONFIG = SAMPLE_CONFIG.replace(
     "  - {name: stream-a-ii, conduit: conduit-a-1, max-targets: 100}\n",

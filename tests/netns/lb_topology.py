@@ -25,7 +25,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from meridio.kernel import netlink
 from meridio.kernel import netns as netnsmod

@@ -10,16 +10,15 @@ import ipaddress
 import os
 import pathlib
 import signal
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from meridio.bird import gatewayconf
-
-from tests.support import frontend as testing
 from meridio.bird.birdconf import Bfd
-from tests.support.frontend import FeEnv, eventually, gateway_item
 from meridio.kernel import netns as netnsmod
+from tests.support import frontend as testing
+from tests.support.frontend import FeEnv, eventually, gateway_item
 
 VIP4, VIP6 = "203.0.113.10", "2001:db8:f::10"
 VIPS = {"vip-v4": f"{VIP4}/32", "vip-v6": f"{VIP6}/128"}

@@ -6,15 +6,14 @@ the NSP process, the kernel's multipath routes. Test doubles: one LB availabilit
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from meridio.bird import birdconf
-
+from meridio.kernel import netns as netnsmod
 from tests.support import frontend as testing
 from tests.support.frontend import FeEnv, eventually, gateway_item
-from meridio.kernel import netns as netnsmod
 
 VIP4, VIP6 = "203.0.113.10", "2001:db8:f::10"
 VIPS = {"vip-v4": f"{VIP4}/32", "vip-v6": f"{VIP6}/128"}

@@ -8,12 +8,11 @@ Test double: the LB's availability service.
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from meridio.bird import birdc
-
 from tests.support import frontend as testing
 from tests.support.frontend import FeEnv, eventually, gateway_item
 

@@ -8,7 +8,8 @@ that answers tells which flow (and stream) won.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP

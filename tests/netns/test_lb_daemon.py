@@ -15,7 +15,8 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -253,7 +254,7 @@ class Traffic:
         self.owner: dict[int, str] = {}
         self._thread = threading.Thread(target=lambda: lbt.in_netns(topo.client, self._run), daemon=True)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         self._thread.start()
         return self
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 import json
 import socket
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP

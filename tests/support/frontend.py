@@ -21,12 +21,12 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import yaml
-
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meridio.api.pb.loadbalancer.v1 import stream_pb2, stream_pb2_grpc
@@ -178,7 +178,7 @@ class LbAvailabilityDouble(stream_pb2_grpc.StreamAvailabilityServiceServicer):
             self._cond.notify_all()
             return self.changed_at
 
-    def start(self) -> "LbAvailabilityDouble":
+    def start(self) -> LbAvailabilityDouble:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(self, self._server)
         self._server.add_insecure_port(self.address)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from meridio.api import model
-from meridio.common.retry import TemporaryError
 from meridio.api.link import Link
+from meridio.common.retry import TemporaryError
 from meridio.tapa.refs import ConduitRef
 
 
@@ -92,7 +92,7 @@ class FakeNsp:
         self.down = down
         self._changed.set()
 
-    def session(self, trench: str) -> "FakeSession":
+    def session(self, trench: str) -> FakeSession:
         return FakeSession(self, trench)
 
 

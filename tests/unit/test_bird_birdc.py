@@ -6,7 +6,8 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meridio.bird import birdc
 

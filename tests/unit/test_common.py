@@ -1,4 +1,5 @@
 """Shared utilities: Go durations, settings from flags/env, JSON logs, backoff, the nsp.v1 model codec."""
+import dataclasses
 import io
 import json
 import os
@@ -8,7 +9,6 @@ import pytest
 
 from meridio.api import model
 from meridio.common import durations, log, retry, settings
-import dataclasses
 
 
 @pytest.mark.parametrize("text,seconds", [("24s", 24.0), ("300ms", 0.3), ("1m30s", 90.0), ("1.5h", 5400.0),

@@ -6,8 +6,8 @@ import ipaddress
 import pytest
 
 from meridio.api import model
-from meridio.frontend import announce, desired
 from meridio.bird.birdconf import Bfd, BirdConfig, GatewayProtocol
+from meridio.frontend import announce, desired
 
 BASE = BirdConfig(interface="ext0", router_id=ipaddress.IPv4Address("192.0.2.2"))
 TRENCH = model.Trench("trench-a")

@@ -7,18 +7,18 @@ import asyncio
 import ipaddress
 import pathlib
 import socket
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
 import pytest
 
 from meridio.api.pb.loadbalancer.v1 import stream_pb2, stream_pb2_grpc
+from meridio.bird import birdconf
+from meridio.bird.birdconf import BirdConfig, BirdGateway
 from meridio.common import settings as settingsmod
 from meridio.common.retry import Backoff
-from meridio.bird import birdconf
 from meridio.frontend import app, lbclient, secrets, viprules
-from meridio.bird.birdconf import BirdConfig, BirdGateway
 
 ip = ipaddress.ip_address
 

@@ -8,10 +8,9 @@ import pathlib
 import pytest
 
 from meridio.bird import birdc
-
-from meridio.frontend import gateways
 from meridio.bird.birdc import BfdSession, ProtocolInfo
 from meridio.bird.birdconf import Bfd, BirdGateway, GatewayProtocol
+from meridio.frontend import gateways
 from meridio.frontend.gateways import Reason
 
 ip = ipaddress.ip_address

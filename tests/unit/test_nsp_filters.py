@@ -1,7 +1,8 @@
 """Meridio's watch filters (api/nsp/v1/filter.go): one table per kind, every wildcard rule."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -14,7 +14,6 @@ import pytest
 
 from meridio.api import model as m
 from meridio.nsp import source
-
 from tests.unit.test_nsp_store import ListLog
 
 

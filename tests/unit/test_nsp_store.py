@@ -42,7 +42,7 @@ class ListLog(logmod.Logger):
         self.lines = [] if lines is None else lines
         self.bound = bound or {}
 
-    def bind(self, **fields: object) -> "ListLog":
+    def bind(self, **fields: object) -> ListLog:
         return ListLog(self.lines, {**self.bound, **fields})
 
     def _log(self, level: int, message: str, fields: dict[str, object], exc_info: bool = False) -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import grpc
 import pytest
 
+from meridio.api import linkclient
+from meridio.api.link import Link
 from meridio.common import grpcutil
 from meridio.common.clock import FakeClock
 from meridio.common.retry import PermanentError, TemporaryError
-from meridio.api import linkclient
-from meridio.api.link import Link
 from meridio.proxy import credentials, dataplane, names, service
 from meridio.proxy.targets import PermissionDenied, Unauthenticated
 

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from meridio.api import resources
-from meridio.runtime.local.store import Store, StateStoreError
+from meridio.runtime.local.store import StateStoreError, Store
 
 OBJS = """
 apiVersion: meridio.nordix.org/v1

@@ -6,8 +6,21 @@ import dataclasses
 import pytest
 
 from meridio.tapa import machine
-from meridio.tapa.machine import (Action, ConduitDown, ConduitUp, Defined, EntryLost, Failed, NspDown, NspUp,
-                                  Opened, Phase, Status, StreamState, Undefined)
+from meridio.tapa.machine import (
+    Action,
+    ConduitDown,
+    ConduitUp,
+    Defined,
+    EntryLost,
+    Failed,
+    NspDown,
+    NspUp,
+    Opened,
+    Phase,
+    Status,
+    StreamState,
+    Undefined,
+)
 
 READY = StreamState(Phase.IDLE, conduit_up=True, defined=None, nsp_up=True)
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 import pytest
 
 from meridio.tapa import machine
-from meridio.tapa.manager import (AnotherTrench, ConnectConduit, ConnectTrench, DisconnectConduit,
-                                  DisconnectTrench, Manager, RefreshStream, StartStream, StopStream, StreamStatus)
+from meridio.tapa.manager import (
+    AnotherTrench,
+    ConnectConduit,
+    ConnectTrench,
+    DisconnectConduit,
+    DisconnectTrench,
+    Manager,
+    RefreshStream,
+    StartStream,
+    StopStream,
+    StreamStatus,
+)
 from meridio.tapa.refs import ConduitRef, Filter, StreamRef
 
 A_I = StreamRef("trench-a", "conduit-a-1", "stream-a-i")

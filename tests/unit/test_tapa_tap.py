@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import AsyncIterator
 
 import pytest
 
 from meridio.api import model
+from meridio.api.link import Link
 from meridio.common.retry import TemporaryError
 from meridio.tapa import machine, opener
 from meridio.tapa.manager import AnotherTrench
-from meridio.api.link import Link
 from meridio.tapa.refs import ConduitRef, Filter, StreamRef
 from meridio.tapa.tap import Tap, TapOptions
 from tests.unit.tapa_fakes import FakeLink, FakeNsp, FakeSleeper, settle
@@ -48,7 +47,7 @@ class Harness:
         self.links[conduit] = link
         return link
 
-    async def __aenter__(self) -> "Harness":
+    async def __aenter__(self) -> Harness:
         self.task = asyncio.ensure_future(self.tap.run(self.stop))
         await settle()
         return self

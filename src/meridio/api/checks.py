@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from meridio.common import durations
 
@@ -42,7 +42,7 @@ class PortRange:
     start: int
     end: int
 
-    def overlaps(self, other: "PortRange") -> bool:
+    def overlaps(self, other: PortRange) -> bool:
         return self.start <= other.end and other.start <= self.end
 
 

@@ -11,7 +11,8 @@ Entry points for users of the format: :mod:`meridio.api.configmap`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from meridio.api import checks, schema, yamlio
 from meridio.api import problems as pb

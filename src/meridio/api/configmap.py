@@ -23,13 +23,28 @@ YAML text (as in a real ConfigMap) or plain nested YAML.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from meridio.api import checks, model, resources, yamlio
 from meridio.api import problems as pb
 from meridio.api.configformat import (  # re-exported: the public surface of the ConfigMap codec
-    DEFAULT_MAX_TARGETS, KEYS, AttractorItem, BgpAuthItem, ConduitItem, ConfigData, ConfigMapError, FlowItem,
-    GatewayItem, PortNatItem, StreamItem, TrenchItem, VipItem, decode_data, encode_data)
+    DEFAULT_MAX_TARGETS,
+    KEYS,
+    AttractorItem,
+    BgpAuthItem,
+    ConduitItem,
+    ConfigData,
+    ConfigMapError,
+    FlowItem,
+    GatewayItem,
+    PortNatItem,
+    StreamItem,
+    TrenchItem,
+    VipItem,
+    decode_data,
+    encode_data,
+)
 
 __all__ = [
     "KEYS", "ConfigMapError", "parse", "loads", "load_file", "convert", "render", "render_manifest", "config_data",

@@ -1,4 +1,5 @@
-"""Client of the proxy's link service (:class:`~meridio.api.link.Link` replies), for the TAPA: connect *this* process's namespace to a conduit.
+"""Client of the proxy's link service, for the TAPA: connect *this* process's namespace to a conduit
+(replies are :class:`~meridio.api.link.Link`).
 
 The proxy of a node and conduit serves ``meridio.proxy.v1.LinkService`` on a unix socket (say
 ``/run/meridio/trench-a/conduit-a/node-1/link.sock``) with its credential socket beside it

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from meridio.api import problems as pb
 from meridio.api.schema import Issue
@@ -34,7 +35,7 @@ class Metadata:
 
     @staticmethod
     def make(name: str, namespace: str = "default", labels: Mapping[str, str] | None = None,
-             annotations: Mapping[str, str] | None = None) -> "Metadata":
+             annotations: Mapping[str, str] | None = None) -> Metadata:
         return Metadata(name, namespace, tuple(sorted((labels or {}).items())),
                         tuple(sorted((annotations or {}).items())))
 

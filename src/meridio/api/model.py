@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from meridio.api.pb.nsp.v1 import model_pb2, targetregistry_pb2
 
@@ -156,7 +157,7 @@ class Target:
     @staticmethod
     def make(ips: Iterable[str] = (), context: Mapping[str, str] | None = None,
              status: TargetStatus = TargetStatus.ENABLED, type: TargetType = TargetType.DEFAULT,
-             stream: Stream | None = None) -> "Target":
+             stream: Stream | None = None) -> Target:
         return Target(tuple(ips), tuple(sorted((context or {}).items())), TargetStatus(status),
                       TargetType(type), stream)
 

@@ -23,17 +23,17 @@ change (e.g. ``lambda up: health.set_serving(health.NSP_CLI, up)``). It is track
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from meridio.api import model
-from meridio.api.pb.nsp.v1 import (configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2,
-                                   targetregistry_pb2_grpc)
+from meridio.api.pb.nsp.v1 import configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2_grpc
 from meridio.common import grpcutil, tasks
 from meridio.common import log as logmod
-from meridio.common.retry import Backoff, PermanentError, TemporaryError
+from meridio.common.retry import Backoff, PermanentError
 
 __all__ = ["NspClient", "default_backoff"]
 
@@ -87,7 +87,7 @@ class NspClient:
             await self._channel.close()
         self._report(False)
 
-    async def __aenter__(self) -> "NspClient":
+    async def __aenter__(self) -> NspClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = [
     "Problem", "ProblemsError", "render_value",

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, ClassVar, Iterable, Mapping, Sequence, TypeAlias, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeAlias
 
 from meridio.api import meta, schema, yamlio
 from meridio.api import problems as pb
@@ -263,7 +264,7 @@ class NetworkAttachmentDefinition(_Base):
     spec: NadSpec = NadSpec()
 
 
-Resource: TypeAlias = Union[Trench, Conduit, Stream, Flow, Vip, Attractor, Gateway, NetworkAttachmentDefinition]
+Resource: TypeAlias = Trench | Conduit | Stream | Flow | Vip | Attractor | Gateway | NetworkAttachmentDefinition
 MERIDIO_KINDS: dict[str, type[Any]] = {
     c.KIND: c for c in (Trench, Conduit, Stream, Flow, Vip, Attractor, Gateway)}
 KINDS: dict[str, type[Any]] = {**MERIDIO_KINDS, NetworkAttachmentDefinition.KIND: NetworkAttachmentDefinition}

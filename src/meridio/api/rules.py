@@ -8,7 +8,7 @@ point at the field). Entry point: :mod:`meridio.api.validation`.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from meridio.api import checks, resources, schema
 from meridio.api import problems as pb

@@ -17,7 +17,8 @@ import functools
 import re
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from meridio.api import problems as pb
 

@@ -18,7 +18,7 @@ and a create without a trench label says so rather than "unable to find the tren
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from meridio.api import resources, rules
 from meridio.api.problems import Problem, ProblemsError

@@ -25,7 +25,7 @@ import enum
 import hashlib
 import ipaddress
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = [
     "Family", "GatewayProtocol", "Bfd", "SessionTimers", "BirdGateway", "BirdConfig", "ConfigError",
@@ -67,7 +67,7 @@ class Family(enum.Enum):
         return "0.0.0.0/0" if self is Family.IPV4 else "::/0"
 
     @staticmethod
-    def of(addr: IPAddress | IPNetwork) -> "Family":
+    def of(addr: IPAddress | IPNetwork) -> Family:
         return Family.IPV4 if addr.version == 4 else Family.IPV6
 
 

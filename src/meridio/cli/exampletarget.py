@@ -11,10 +11,10 @@ import asyncio
 import os
 import socket
 
+from meridio.cli.common import CliError
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.target import replies, server
-from meridio.cli.common import CliError
 
 __all__ = ["register"]
 

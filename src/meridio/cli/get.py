@@ -44,7 +44,8 @@ def _join(values: Iterable[Any]) -> str:
 _COLUMNS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
     "Trench": (("IP-FAMILY",), lambda s: (s.get("ip-family", ""),)),
     "Conduit": (("TYPE", "PORT-NATS"), lambda s: (
-        s.get("type", ""), _join(f"{n['port']}->{n['target-port']}/{n['protocol']}" for n in s.get("destination-port-nats", [])))),
+        s.get("type", ""),
+        _join(f"{n['port']}->{n['target-port']}/{n['protocol']}" for n in s.get("destination-port-nats", [])))),
     "Stream": (("CONDUIT", "MAX-TARGETS"), lambda s: (s.get("conduit", "-"), s.get("max-targets", "-"))),
     "Flow": (("STREAM", "PRIORITY", "PROTOCOLS", "DST-PORTS", "VIPS"), lambda s: (
         s.get("stream", "-"), s.get("priority", ""), _join(s.get("protocols", [])),

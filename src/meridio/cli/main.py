@@ -21,7 +21,8 @@ COMMAND_MODULES = (run, resources, demo, target, exampletarget, up, apply, get, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meridio", description="Meridio in Python: attract external traffic and spread it over targets.")
+    parser = argparse.ArgumentParser(
+        prog="meridio", description="Meridio in Python: attract external traffic and spread it over targets.")
     parser.add_argument("--version", action="version", version=f"meridio {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:

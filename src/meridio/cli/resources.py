@@ -11,7 +11,8 @@ import argparse
 import os
 import pathlib
 import sys
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from meridio.api import configmap, problems, resources, validation
 from meridio.cli.common import CliError

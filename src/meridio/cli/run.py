@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-from meridio.common import settings as settingsmod
 from meridio.cli.common import CliError
+from meridio.common import settings as settingsmod
 
 COMPONENTS = {
     "nsp": "meridio.nsp.app",

@@ -10,7 +10,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 import grpc
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 import grpc
 import grpc.aio

@@ -38,7 +38,7 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "severity": _SEVERITY.get(record.levelno, record.levelname.lower()),
-            "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
             .isoformat(timespec="milliseconds"),
             "service_id": self.service_id,
             "message": record.getMessage(),
@@ -58,7 +58,7 @@ class Logger:
         self._logger = logger
         self._fields = fields or {}
 
-    def bind(self, **fields: Any) -> "Logger":
+    def bind(self, **fields: Any) -> Logger:
         return Logger(self._logger, {**self._fields, **fields})
 
     def _log(self, level: int, message: str, fields: dict[str, Any], exc_info: bool = False) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from meridio.common.durations import DurationError, parse_duration
 

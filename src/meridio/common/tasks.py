@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Awaitable, Callable, Coroutine, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from meridio.common import log as logmod
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from meridio.api import model
 

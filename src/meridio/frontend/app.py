@@ -14,16 +14,17 @@ import dataclasses
 import ipaddress
 import pathlib
 import socket
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from meridio.api import model
 from meridio.api.nspclient import NspClient
+from meridio.bird import birdconf
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import settings as settingsmod
 from meridio.common import tasks
 from meridio.common.settings import setting
-from meridio.bird import birdconf
 from meridio.frontend import desired, lbclient, secrets, service, viprules
 from meridio.kernel import netlink
 

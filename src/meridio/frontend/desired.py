@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import Mapping
+from collections.abc import Mapping
 
 from meridio.api import model
 from meridio.bird.birdconf import Bfd, BirdConfig, BirdGateway, ConfigError, GatewayProtocol, IPNetwork

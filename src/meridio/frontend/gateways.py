@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Sequence
+from collections.abc import Sequence
 
 from meridio.bird.birdc import BfdSession, ProtocolInfo
 from meridio.bird.birdconf import BirdGateway, Family, GatewayProtocol

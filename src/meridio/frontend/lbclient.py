@@ -9,7 +9,7 @@ announce or withdraw at once.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import grpc.aio

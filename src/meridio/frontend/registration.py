@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from meridio.api import model
 from meridio.common import log as logmod

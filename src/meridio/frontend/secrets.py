@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from meridio.common import log as logmod
 

@@ -27,16 +27,17 @@ import dataclasses
 import os
 import pathlib
 import re
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from meridio.api import model
+from meridio.bird import birdc, birdconf
+from meridio.bird.birdconf import BirdConfig, BirdGateway
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.common.retry import Backoff, PermanentError, TemporaryError
-from meridio.bird import birdc, birdconf
 from meridio.frontend import announce, desired, gateways, registration
-from meridio.bird.birdconf import BirdConfig, BirdGateway
 from meridio.kernel import bird
 
 __all__ = ["Options", "RulesPort", "Frontend"]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
-from meridio.common import log as logmod
 from meridio.bird.birdconf import IPNetwork
+from meridio.common import log as logmod
 from meridio.kernel import netlink
 
 __all__ = ["PRIORITY", "FALLBACK_PRIORITY", "Rule", "desired_rules", "VipRules"]

@@ -24,7 +24,7 @@ from meridio.common.tasks import guard, run_until_signalled
 from meridio.ipam import conduits, tree
 from meridio.ipam.registry import Registry, collect_garbage_forever
 from meridio.ipam.servicer import IpamServicer
-from meridio.ipam.store import Store, IpamStoreError
+from meridio.ipam.store import IpamStoreError, Store
 
 __all__ = ["ENV_PREFIX", "Settings", "layouts_from", "run", "serve"]
 

@@ -15,7 +15,7 @@ from meridio.common import log as logmod
 from meridio.common.clock import Clock, SystemClock
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
-from meridio.ipam.store import Store, IpamStoreError
+from meridio.ipam.store import IpamStoreError, Store
 
 __all__ = ["NODE_REFRESH_S", "ChildRequest", "Registry", "RequestError", "collect_garbage_forever"]
 

@@ -20,10 +20,10 @@ import shutil
 import signal
 import time
 from collections import deque
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
-from meridio.common import log as logmod
 from meridio.bird import birdc
+from meridio.common import log as logmod
 from meridio.kernel import netns as netnsmod
 
 __all__ = ["BirdStartError", "BirdConnectionError", "BirdProcess", "BirdControl", "connect"]
@@ -107,7 +107,7 @@ class BirdProcess:
                 proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
@@ -169,7 +169,7 @@ class BirdControl:
             try:
                 await self._writer.drain()
                 return await asyncio.wait_for(self._reply(), timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 self._writer.close()
                 raise BirdConnectionError(f"{command!r}: {exc!r}") from exc
 
@@ -205,12 +205,12 @@ async def connect(path: str | os.PathLike[str], timeout: float = 5.0) -> BirdCon
     """Open the control socket and consume BIRD's greeting (``0001 BIRD x.y.z ready.``)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise BirdConnectionError(f"{path}: {exc!r}") from exc
     control = BirdControl(reader, writer)
     try:
         hello = await asyncio.wait_for(control._reply(), timeout)
-    except (asyncio.TimeoutError, BirdConnectionError) as exc:
+    except (TimeoutError, BirdConnectionError) as exc:
         await control.close()
         raise BirdConnectionError(f"{path}: no greeting ({exc!r})") from exc
     if hello.code != 1:

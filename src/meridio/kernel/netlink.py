@@ -16,7 +16,8 @@ import errno
 import ipaddress
 import socket
 import threading
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -125,7 +126,7 @@ class Netlink:
     def close(self) -> None:
         self._ipr.close()
 
-    def __enter__(self) -> "Netlink":
+    def __enter__(self) -> Netlink:
         return self
 
     def __exit__(self, *_: object) -> None:

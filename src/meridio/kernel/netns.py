@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["NETNS_DIR", "CommandTimeout", "exists", "create", "remove", "list_names", "name_of", "own_name", "pids_in",
            "exec_argv", "run", "entered",

@@ -16,7 +16,8 @@ import ctypes
 import ctypes.util
 import json
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from meridio.kernel import netns as netnsmod
 
@@ -104,7 +105,7 @@ class Nft:
                 self._lib.nft_ctx_free(self._ctx)
                 self._ctx = 0
 
-    def __enter__(self) -> "Nft":
+    def __enter__(self) -> Nft:
         return self
 
     def __exit__(self, *_: object) -> None:

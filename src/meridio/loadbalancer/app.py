@@ -17,16 +17,16 @@ import contextlib
 import dataclasses
 import os
 import socket
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
-from meridio.common import grpcutil
+from meridio.common import grpcutil, tasks
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import settings as settingsmod
-from meridio.common import tasks
 from meridio.common.settings import setting
 from meridio.kernel import netlink, nftables
 from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service

@@ -9,7 +9,7 @@ current value is sent on Watch, duplicates are suppressed, and when the LB stops
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc.aio
 from google.protobuf import empty_pb2

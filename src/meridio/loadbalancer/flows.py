@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import ipaddress
 import re
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 from meridio.api import model
 
@@ -20,7 +20,7 @@ __all__ = ["Network", "Protocol", "PortRange", "ByteMatch", "FlowSpec", "PortNat
            "InputError", "parse_network", "parse_port_range", "parse_byte_match", "flow_spec", "vip_networks",
            "port_nat_spec", "target_spec", "merge_ranges", "ANY_PORTS"]
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_PAYLOAD_OFFSET = 65535
 """Largest byte offset a kernel payload expression accepts (the L4 header offset of a byte match)."""

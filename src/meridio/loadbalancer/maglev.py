@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = ["largest_prime_at_most", "table_size", "stable_hash", "permutation", "populate", "stream_seed",
            "changed_buckets", "disruption"]

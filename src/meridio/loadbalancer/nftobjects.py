@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["FAMILY", "TABLE", "Hook", "SetObj", "MapObj", "BucketMapObj", "ChainObj", "Ruleset", "fingerprint",
            "canonical_interval", "safe_name", "NAME_RE"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from meridio.loadbalancer.nftobjects import FAMILY, TABLE, ChainObj, Hook, Ruleset, canonical_interval
 
@@ -48,7 +49,7 @@ class Installed:
     chains: Mapping[str, InstalledChain] = dataclasses.field(default_factory=dict)
 
     @staticmethod
-    def of(ruleset: Ruleset) -> "Installed":
+    def of(ruleset: Ruleset) -> Installed:
         """What the kernel holds once ``ruleset`` was applied successfully."""
         return Installed(
             table=True, counters=ruleset.counters,

@@ -18,7 +18,7 @@ it in a worker thread; it is the only writer of the kernel state it owns.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from meridio.common import log as logmod
 from meridio.kernel import nftables

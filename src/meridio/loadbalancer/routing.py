@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from meridio.common import log as logmod
 from meridio.kernel import netlink

@@ -26,12 +26,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from meridio.loadbalancer import maglev
 from meridio.loadbalancer.flows import FlowSpec, Network, PortNatSpec, PortRange, Protocol, TargetSpec
-from meridio.loadbalancer.nftobjects import (BucketMapObj, ChainObj, Hook, MapObj, Ruleset, SetObj,
-                                             canonical_interval, safe_name)
+from meridio.loadbalancer.nftobjects import (
+    BucketMapObj,
+    ChainObj,
+    Hook,
+    MapObj,
+    Ruleset,
+    SetObj,
+    canonical_interval,
+    safe_name,
+)
 
 __all__ = ["StreamState", "LbConfig", "render", "pieces", "flow_counter", "target_counter", "stream_map_name"]
 

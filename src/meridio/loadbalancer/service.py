@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from meridio.common import health as healthmod
 from meridio.common import log as logmod

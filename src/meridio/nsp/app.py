@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
-from meridio.common import clock, grpcutil, health
+from meridio.common import clock, grpcutil, health, tasks
 from meridio.common import log as logmod
 from meridio.common import settings as settingsmod
-from meridio.common import tasks
 from meridio.common.settings import setting
 from meridio.nsp import config, registry, service, source, store, targets
 

@@ -11,7 +11,8 @@ The other kinds answer the list of configured objects matching the filter, in co
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from meridio.api import model
 from meridio.nsp import filters, watchers

@@ -8,14 +8,14 @@ down; clients reconnect.
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc.aio
 from google.protobuf import empty_pb2
 
 from meridio.api import model
-from meridio.api.pb.nsp.v1 import (configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2,
-                                   targetregistry_pb2_grpc)
+from meridio.api.pb.nsp.v1 import configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2, targetregistry_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common import log as logmod
 from meridio.nsp import config, registry, targets, watchers

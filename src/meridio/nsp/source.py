@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from meridio.api import configmap, model
 from meridio.common import log as logmod

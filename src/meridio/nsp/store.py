@@ -18,7 +18,8 @@ import os
 import pathlib
 import sqlite3
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from meridio.api import model
 from meridio.common import log as logmod

@@ -12,7 +12,8 @@ watcher's own ``select(S)`` function. Everything is synchronous except :meth:`Ma
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 __all__ = ["Mailbox", "Hub", "Closed"]
 

@@ -17,10 +17,9 @@ import signal
 import socket
 
 from meridio.api.pb.ambassador.v1 import tap_pb2_grpc
-from meridio.common import grpcutil, health
+from meridio.common import grpcutil, health, tasks
 from meridio.common import log as logmod
 from meridio.common import settings as settingsmod
-from meridio.common import tasks
 from meridio.common.settings import setting
 from meridio.tapa import linkport, nspport, opener, service
 from meridio.tapa.refs import ConduitRef

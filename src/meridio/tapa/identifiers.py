@@ -9,7 +9,7 @@ target in the Maglev table.
 from __future__ import annotations
 
 import random
-from typing import Collection, Iterable
+from collections.abc import Collection, Iterable
 
 from meridio.api import model
 from meridio.common.retry import TemporaryError

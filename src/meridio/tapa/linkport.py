@@ -12,7 +12,7 @@ again with that name.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from meridio.api import linkclient
 from meridio.api.link import Link
@@ -53,7 +53,7 @@ class ProxyLink:
         watch = self.watch()
         try:
             first = await asyncio.wait_for(anext(watch), _LOOKUP_TIMEOUT_S)
-        except (TemporaryError, asyncio.TimeoutError, StopAsyncIteration):
+        except (TimeoutError, TemporaryError, StopAsyncIteration):
             return None
         finally:
             await watch.aclose()  # type: ignore[attr-defined]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Union
 
 __all__ = ["Status", "Phase", "Action", "StreamState", "ConduitUp", "ConduitDown", "Defined", "Undefined",
            "NspUp", "NspDown", "Opened", "Failed", "EntryLost", "Event", "step", "status", "initial"]
@@ -115,7 +114,7 @@ class EntryLost:
     pass
 
 
-Event = Union[ConduitUp, ConduitDown, Defined, Undefined, NspUp, NspDown, Opened, Failed, EntryLost]
+Event = ConduitUp | ConduitDown | Defined | Undefined | NspUp | NspDown | Opened | Failed | EntryLost
 
 # Opener reports, by phase. A report that arrives while IDLE is stale (the opener was stopped) and
 # ignored; a pair missing here leaves the phase unchanged.

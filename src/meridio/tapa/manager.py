@@ -11,7 +11,7 @@ the last conduit drops the NSP connection.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Union
+from collections.abc import Mapping
 
 from meridio.tapa import machine
 from meridio.tapa.refs import ConduitRef, Filter, InvalidRequest, StreamRef
@@ -61,8 +61,8 @@ class RefreshStream:
     ref: StreamRef
 
 
-Command = Union[ConnectTrench, DisconnectTrench, ConnectConduit, DisconnectConduit, StartStream, StopStream,
-                RefreshStream]
+Command = (ConnectTrench | DisconnectTrench | ConnectConduit | DisconnectConduit | StartStream | StopStream
+           | RefreshStream)
 
 
 @dataclasses.dataclass(frozen=True, order=True)

@@ -8,7 +8,7 @@ TAPA: even a request the NSP rejects is retried later (logged), because the TAPA
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from meridio.api import model
 from meridio.api.nspclient import NspClient
@@ -57,7 +57,7 @@ class NspSession:
         watch = self._client.watch_targets(flt)
         try:
             return await asyncio.wait_for(anext(watch), self._call_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TemporaryError(f"NSP {self._client.address} did not list the targets of {stream.name} "
                                  f"within {self._call_timeout}s") from None
         except PermanentError as exc:

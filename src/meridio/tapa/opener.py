@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from meridio.api import model
 from meridio.common import log as logmod
@@ -119,7 +119,7 @@ async def _establish(registry: Registry, stream: model.Stream, ips: Sequence[str
             report(machine.Opened())
             log.info("streamOpened", identifier=identifier)
             return identifier
-        except (TemporaryError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TemporaryError) as exc:
             report(machine.Failed(_reason(exc)))
             log.info("streamOpenFailed", reason=_reason(exc), error=str(exc))
             lost = False
@@ -134,7 +134,7 @@ async def _keep(registry: Registry, stream: model.Stream, ips: Sequence[str], id
         await sleeper.sleep(timing.entry_timeout, wake)
         try:
             ok = await asyncio.wait_for(refresh(registry, stream, ips, identifier), timing.pending_timeout)
-        except (TemporaryError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TemporaryError) as exc:
             report(machine.Failed(_reason(exc)))
             log.info("streamRefreshFailed", reason=_reason(exc), error=str(exc))
             await sleeper.sleep(timing.retry_interval, wake)

@@ -7,7 +7,7 @@ progress is what Watch reports.
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc.aio
 from google.protobuf import empty_pb2

@@ -10,18 +10,18 @@ connected again; the NSP connection is closed after every unregister that needs 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import random
 import socket
-from typing import AsyncIterator, Awaitable, Callable, Coroutine, Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
+from meridio.api.link import Link
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.common.retry import TemporaryError
 from meridio.tapa import machine, manager, opener
 from meridio.tapa.manager import StreamStatus
-from meridio.api.link import Link
 from meridio.tapa.ports import ConduitLink, RealSleeper, Sleeper, TrenchSession
 from meridio.tapa.refs import ConduitRef, Filter, StreamRef
 
@@ -290,7 +290,7 @@ class Tap:
             await asyncio.wait_for(opener.unregister(rt.session, ref.to_model(), rt.ips),
                                    self._options.teardown_timeout)
             self._log.info("targetUnregistered", trench=ref.trench, conduit=ref.conduit, stream=ref.stream)
-        except (TemporaryError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TemporaryError) as exc:
             self._log.warning("targetUnregisterFailed", trench=ref.trench, conduit=ref.conduit,
                               stream=ref.stream, error=str(exc) or repr(exc), reason="leftToKeepalive")
 
@@ -300,7 +300,7 @@ class Tap:
         try:
             await asyncio.wait_for(rt.link.disconnect(), self._options.teardown_timeout)
             self._log.info("linkDisconnected", trench=conduit.trench, conduit=conduit.conduit)
-        except (TemporaryError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TemporaryError) as exc:
             self._log.warning("linkDisconnectFailed", trench=conduit.trench, conduit=conduit.conduit,
                               error=str(exc) or repr(exc))
 

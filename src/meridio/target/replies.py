@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["IP_PKTINFO", "greeting", "udp_reply", "parse_ports", "destination_from_cmsgs", "source_cmsg",
            "PortsError"]

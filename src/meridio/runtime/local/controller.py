@@ -18,14 +18,13 @@ import pathlib
 import shutil
 from collections.abc import Callable, Sequence
 
-from meridio.api import configmap, resources, validation, yamlio
+from meridio.api import configmap, resources, tapaclient, validation, yamlio
 from meridio.api.problems import ProblemsError
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
-from meridio.api import tapaclient
 from meridio.runtime.local import pods, routers, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
@@ -95,11 +94,13 @@ class Controller:
         except OSError as exc:
             raise ControllerError(f"cannot read a resource file of the environment: {exc}") from None
         except ProblemsError as exc:
-            raise ControllerError("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
+            raise ControllerError("the environment's resources are invalid: "
+                                  + "; ".join(map(str, exc.problems))) from None
         try:
             state = validation.apply_state(self.store.resources(), objs, self.log)
         except ProblemsError as exc:
-            raise ControllerError("the environment's resources are invalid: " + "; ".join(map(str, exc.problems)))
+            raise ControllerError("the environment's resources are invalid: "
+                                  + "; ".join(map(str, exc.problems))) from None
         self.store.replace_resources(state)
         self.store.set_meta({"initialized": "1"})
         progress(f"resources: {len(objs)} objects from {len(self.env.resources)} files")

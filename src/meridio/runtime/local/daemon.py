@@ -26,9 +26,8 @@ from typing import Any, TypeVar
 from meridio.api import resources
 from meridio.common import log as logmod
 from meridio.common import tasks
-from meridio.runtime.local import client
+from meridio.runtime.local import client, readiness
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import readiness
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local.controller import Controller, ControllerError, Progress
 from meridio.runtime.local.layout import StateLayout

@@ -14,14 +14,13 @@ import asyncio
 import dataclasses
 from typing import Protocol
 
-from meridio.api import model, resources
+from meridio.api import model, resources, tapaclient
 from meridio.api.nspclient import NspClient
 from meridio.kernel import bird, iproute
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pods as podsmod
 from meridio.runtime.local import protocol as proto
-from meridio.api import tapaclient
 from meridio.runtime.local import routers
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessState, Supervisor
