@@ -48,13 +48,16 @@ def since(env: FeEnv) -> dict[str, str]:
 
 
 def gateway_since(socket: pathlib.Path) -> dict[str, str]:
+    """When each of the gateway's sessions with the FEs entered its state. Only established sessions count:
+    the FE4/FE6 templates are no sessions, and their "since" can move while the first sessions come up."""
     reply = testing.bird_command(socket, "show protocols")
-    return {p.name: p.since for p in birdc.protocols(reply) if p.name.startswith("FE")}
+    return {p.name: p.since for p in birdc.protocols(reply) if p.name.startswith("FE") and "Established" in p.info}
 
 
 def test_adding_a_vip_announces_it_without_resetting_any_session(env: FeEnv) -> None:
     before, gw_before = announced(env), gateway_since(env.gw_socket)
     assert set(before) == {"NBR-gw-v4", "NBR-gw-v6"}
+    assert len(gw_before) == 2, gw_before  # the gateway's dynamic sessions with the FE, v4 and v6
 
     env.write_nsp_config(testing.nsp_config(vips={**VIPS, "vip-v4b": f"{VIP4B}/32"}, gateways=first_gateways(env)))
     eventually(lambda: env.gw_nexthops(VIP4B) == {env.segment.fe_v4(0)}, 10, message="the new VIP at the gateway")

@@ -17,7 +17,8 @@ from meridio.api import model
 from meridio.common.clock import FakeClock
 from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import TemporaryError
-from meridio.proxy import credentials, dataplane, deadlines, names, plan
+from meridio.kernel import pins
+from meridio.proxy import dataplane, deadlines, names, plan
 from meridio.proxy.context import Config, Context
 from meridio.proxy.forwarder import Forwarder
 from meridio.proxy.targets import PermissionDenied, Unauthenticated
@@ -150,27 +151,27 @@ class FakeIpam:
         self.children.pop(name, None)
 
 
-def owner_alive() -> credentials.Owner:
-    start = credentials.process_start_time(os.getpid())
+def owner_alive() -> pins.Owner:
+    start = pins.process_start_time(os.getpid())
     assert start is not None
-    return credentials.Owner(os.getpid(), start)
+    return pins.Owner(os.getpid(), start)
 
 
 OWN_INODE = os.stat("/proc/self/ns/net").st_ino
-DEAD = credentials.Owner(0, 0)
+DEAD = pins.Owner(0, 0)
 
 
-def pinned(ns_fd: int, *, inode: int | None = None, owner: credentials.Owner | None = None) -> credentials.PinnedNs:
+def pinned(ns_fd: int, *, inode: int | None = None, owner: pins.Owner | None = None) -> pins.PinnedNs:
     """A pin whose 'fd' is the fake namespace key (the fake dataplane never uses it as a real fd)."""
-    return credentials.PinnedNs(ns_fd, owner or owner_alive(), inode if inode is not None else ns_fd)
+    return pins.PinnedNs(ns_fd, owner or owner_alive(), inode if inode is not None else ns_fd)
 
 
 @pytest.fixture(autouse=True)
 def no_real_close(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake pins hold fake fds: closing must not close real descriptors of the test process."""
-    def close(self: credentials.PinnedNs) -> None:
+    def close(self: pins.PinnedNs) -> None:
         self.ns_fd = self.pidfd = -1
-    monkeypatch.setattr(credentials.PinnedNs, "close", close)
+    monkeypatch.setattr(pins.PinnedNs, "close", close)
 
 
 class Bed:
@@ -402,9 +403,9 @@ async def test_a_link_whose_owner_died_is_removed_after_the_orphan_timeout() -> 
 # --- restart -------------------------------------------------------------------------------------
 
 async def test_a_new_forwarder_adopts_the_links_of_the_previous_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_pin = credentials.pin_owner
+    real_pin = pins.pin_owner
 
-    def pin_owner(owner: credentials.Owner, inode: int) -> credentials.PinnedNs | None:
+    def pin_owner(owner: pins.Owner, inode: int) -> pins.PinnedNs | None:
         """The real check of the owner; the pin itself is the fake namespace key."""
         real = real_pin(owner, inode)
         if real is None:
@@ -413,7 +414,7 @@ async def test_a_new_forwarder_adopts_the_links_of_the_previous_one(monkeypatch:
         os.close(real.pidfd)
         return pinned(inode, inode=inode, owner=owner)
 
-    monkeypatch.setattr(credentials, "pin_owner", pin_owner)
+    monkeypatch.setattr(pins, "pin_owner", pin_owner)
     bed = await started()
     bed.dp.ns["/run/netns/lb-1"] = {}
     await bed.fwd.set_lb_targets([lb_target("lb-1")])

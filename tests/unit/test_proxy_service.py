@@ -19,6 +19,7 @@ from meridio.api.link import Link
 from meridio.common import grpcutil
 from meridio.common.clock import FakeClock
 from meridio.common.retry import PermanentError, TemporaryError
+from meridio.kernel import pins
 from meridio.proxy import credentials, dataplane, names, service
 from meridio.proxy.targets import PermissionDenied, Unauthenticated
 
@@ -41,7 +42,7 @@ async def test_the_credential_socket_pins_the_callers_own_namespace_once(tmp_pat
     assert not os.path.exists(server.path)
 
 
-def pins() -> int:
+def open_pins() -> int:
     """Open namespace descriptors of this process."""
     count = 0
     for fd in os.listdir("/proc/self/fd"):
@@ -57,12 +58,12 @@ async def test_an_unused_credential_expires_and_its_namespace_is_unpinned(tmp_pa
     server = credentials.CredentialServer(str(tmp_path / "c.cred"), monotonic=clock.monotonic, ttl=10)
     await server.start()
     try:
-        before = pins()
+        before = open_pins()
         token = await linkclient.credential(server.path)
-        assert pins() == before + 1
+        assert open_pins() == before + 1
         clock.advance(11)
         assert server.take(token) is None
-        assert pins() == before
+        assert open_pins() == before
     finally:
         await server.close()
 
@@ -73,11 +74,11 @@ async def test_no_credential_socket_is_a_temporary_error(tmp_path: pathlib.Path)
 
 
 def test_a_dead_owner_is_told_apart_from_a_live_one() -> None:
-    start = credentials.process_start_time(os.getpid())
+    start = pins.process_start_time(os.getpid())
     assert start is not None
-    assert credentials.owner_alive(credentials.Owner(os.getpid(), start))
-    assert not credentials.owner_alive(credentials.Owner(os.getpid(), start + 1))
-    assert not credentials.owner_alive(credentials.Owner(0, 0))
+    assert pins.owner_alive(pins.Owner(os.getpid(), start))
+    assert not pins.owner_alive(pins.Owner(os.getpid(), start + 1))
+    assert not pins.owner_alive(pins.Owner(0, 0))
 
 
 def test_socket_paths_accept_a_directory_or_a_socket(tmp_path: pathlib.Path) -> None:
@@ -107,7 +108,7 @@ class FakeForwarder:
         self.error: Exception | None = None
         self.infos: asyncio.Queue[Link] = asyncio.Queue()
 
-    async def connect(self, target_id: str, ifname: str, pinned: credentials.PinnedNs) -> Link:
+    async def connect(self, target_id: str, ifname: str, pinned: pins.PinnedNs) -> Link:
         self.calls.append((target_id, ifname, pinned.inode))
         pinned.close()
         if self.error is not None:
@@ -115,7 +116,7 @@ class FakeForwarder:
         return Link(target_id, ifname, ("172.16.1.6/24",), ("172.16.1.1",), ("203.0.113.1/32",), 1500,
                         "conduit-a-1", "trench-a", "node-1")
 
-    async def disconnect(self, target_id: str, pinned: credentials.PinnedNs) -> bool:
+    async def disconnect(self, target_id: str, pinned: pins.PinnedNs) -> bool:
         self.calls.append((target_id, "", pinned.inode))
         pinned.close()
         return True
@@ -199,18 +200,18 @@ def test_an_exited_owner_is_dead_even_before_its_parent_reaps_it() -> None:
     import subprocess
     import time
     child = subprocess.Popen(["sleep", "60"])
-    start = credentials.process_start_time(child.pid)
+    start = pins.process_start_time(child.pid)
     assert start is not None
-    pinned = credentials.PinnedNs(-1, credentials.Owner(child.pid, start), 0, os.pidfd_open(child.pid))
+    pinned = pins.PinnedNs(-1, pins.Owner(child.pid, start), 0, os.pidfd_open(child.pid))
     try:
-        assert pinned.alive() and credentials.owner_alive(pinned.owner)
+        assert pinned.alive() and pins.owner_alive(pinned.owner)
         os.kill(child.pid, signal.SIGKILL)
         for _ in range(100):
             if not pinned.alive():
                 break
             time.sleep(0.01)
         assert not pinned.alive()  # a zombie now: exited, not yet waited for
-        assert not credentials.owner_alive(pinned.owner)
+        assert not pins.owner_alive(pinned.owner)
     finally:
         pinned.close()
         child.wait()

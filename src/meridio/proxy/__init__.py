@@ -8,7 +8,8 @@ default route over all LB replicas.
 - pure core: :mod:`names` (interface names, aliases, request checks), :mod:`plan` (desired links,
   egress and target state), :mod:`deadlines` (delayed release, orphans), :mod:`tokens` (credentials);
 - host adapters: :mod:`dataplane` (netlink via :mod:`meridio.kernel.netlink`), :mod:`credentials` (the
-  credential socket: SO_PEERCRED + pidfd + pinned namespace), :mod:`addressing` (IPAM client);
+  credential socket, over :mod:`meridio.kernel.pins`: SO_PEERCRED + pidfd + pinned namespace),
+  :mod:`addressing` (IPAM client);
 - state, one owner behind one lock: :mod:`forwarder` over :mod:`lblinks` and :mod:`targets`;
 - edges: :mod:`service` (gRPC servicer), :mod:`app` (``meridio run proxy``);
 - a TAPA connects its own namespace with :mod:`meridio.api.linkclient`; links are

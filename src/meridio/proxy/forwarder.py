@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from meridio.api import model
 from meridio.api.link import Link
 from meridio.common.retry import PermanentError, TemporaryError
-from meridio.proxy import addressing, credentials, dataplane, plan
+from meridio.kernel import pins
+from meridio.proxy import addressing, dataplane, plan
 from meridio.proxy.context import Context
 from meridio.proxy.lblinks import LbLinks
 from meridio.proxy.targets import TargetLinks
@@ -105,11 +106,11 @@ class Forwarder:
 
     # --- link service ---------------------------------------------------------------------------
 
-    async def connect(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> Link:
+    async def connect(self, target_id: str, interface_name: str, pinned: pins.PinnedNs) -> Link:
         async with self._lock:
             return await self.targets.connect(target_id, interface_name, pinned)
 
-    async def disconnect(self, target_id: str, pinned: credentials.PinnedNs) -> bool:
+    async def disconnect(self, target_id: str, pinned: pins.PinnedNs) -> bool:
         async with self._lock:
             return await self.targets.disconnect(target_id, pinned)
 

@@ -24,6 +24,7 @@ from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
+from meridio.kernel import pins
 from meridio.proxy import credentials, dataplane, names
 from meridio.proxy.forwarder import Forwarder
 from meridio.proxy.targets import PermissionDenied, Unauthenticated
@@ -54,7 +55,7 @@ class LinkServicer(link_pb2_grpc.LinkServiceServicer):
         self._creds = creds
         self._log = log
 
-    def _pinned(self, token: str) -> credentials.PinnedNs:
+    def _pinned(self, token: str) -> pins.PinnedNs:
         pinned = self._creds.take(token)
         if pinned is None:
             raise Unauthenticated("credential: unknown, expired or already used (get a fresh one from the "

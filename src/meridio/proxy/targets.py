@@ -21,7 +21,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from meridio.api.link import Link
 from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import PermanentError, TemporaryError
-from meridio.proxy import addressing, credentials, dataplane, names, plan
+from meridio.kernel import pins
+from meridio.proxy import addressing, dataplane, names, plan
 from meridio.proxy.context import Context
 
 __all__ = ["PermissionDenied", "TargetLink", "TargetLinks", "Unauthenticated"]
@@ -41,8 +42,8 @@ class TargetLink:
     interface_name: str
     port: str
     inode: int
-    owner: credentials.Owner
-    pinned: credentials.PinnedNs | None
+    owner: pins.Owner
+    pinned: pins.PinnedNs | None
     addresses: tuple[str, ...]
     vips: tuple[str, ...] = ()
     orphan_since: float | None = None
@@ -113,8 +114,8 @@ class TargetLinks:
                 await self._recover_one(port, alias)
 
     async def _recover_one(self, port: dataplane.Port, alias: names.TargetPortAlias) -> None:
-        owner = credentials.Owner(alias.owner_pid, alias.owner_start)
-        pinned = credentials.pin_owner(owner, alias.netns_inode)
+        owner = pins.Owner(alias.owner_pid, alias.owner_start)
+        pinned = pins.pin_owner(owner, alias.netns_inode)
         far = None
         if pinned is not None and port.peer_index is not None:
             far = await self._ctx.dp.far_end(pinned.ns_fd, port.peer_index)
@@ -133,7 +134,7 @@ class TargetLinks:
 
     # --- Connect / Disconnect -------------------------------------------------------------------
 
-    async def connect(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> Link:
+    async def connect(self, target_id: str, interface_name: str, pinned: pins.PinnedNs) -> Link:
         """Link the pinned namespace. ``pinned`` ends up owned by the link, or closed on failure."""
         log = self._log.bind(target=target_id, interface=interface_name)
         try:
@@ -153,7 +154,7 @@ class TargetLinks:
         log.info("targetLinkUp", port=link.port, addresses=list(link.addresses), vips=list(link.vips))
         return self.info(target_id)
 
-    async def _reuse(self, link: TargetLink, interface_name: str, pinned: credentials.PinnedNs) -> bool:
+    async def _reuse(self, link: TargetLink, interface_name: str, pinned: pins.PinnedNs) -> bool:
         """Take over ``link`` for a new Connect of the same target; ``False``: the old link was removed."""
         if link.inode != pinned.inode:
             if link.pinned is not None and link.pinned.alive():
@@ -175,7 +176,7 @@ class TargetLinks:
         await self._configure(link)
         return True
 
-    async def _create(self, target_id: str, interface_name: str, pinned: credentials.PinnedNs) -> TargetLink:
+    async def _create(self, target_id: str, interface_name: str, pinned: pins.PinnedNs) -> TargetLink:
         cfg = self._ctx.config
         child = addressing.target_child(target_id)
         self._ctx.releases.cancel(child)
@@ -200,7 +201,7 @@ class TargetLinks:
         self._notify(target_id)
         return link
 
-    async def disconnect(self, target_id: str, pinned: credentials.PinnedNs) -> bool:
+    async def disconnect(self, target_id: str, pinned: pins.PinnedNs) -> bool:
         """Remove the link if the caller's namespace owns it; ``False`` if there was none."""
         try:
             link = self.links.get(target_id)
@@ -217,7 +218,7 @@ class TargetLinks:
                     delete: bool = True) -> None:
         """Forget ``link``: clear its routes/rules (if its namespace is reachable), delete the veth,
         schedule the release of its addresses, tell the watchers."""
-        ns = ns if ns is not None else (link.pinned.ns_fd if link.pinned else credentials.find_netns(link.inode))
+        ns = ns if ns is not None else (link.pinned.ns_fd if link.pinned else pins.find_netns(link.inode))
         if delete:
             if ns is not None and link.interface_name:
                 try:
