@@ -24,10 +24,17 @@ __all__ = ["StreamStatus", "open_streams", "statuses", "stream_message"]
 
 @dataclasses.dataclass(frozen=True)
 class StreamStatus:
+    """A stream as the TAPA reports it (also what ``meridio status`` shows per target pod)."""
+
     status: str
     stream: str
     conduit: str
     trench: str
+
+    @property
+    def ref(self) -> str:
+        """``trench/conduit/stream``."""
+        return f"{self.trench}/{self.conduit}/{self.stream}"
 
     def line(self) -> str:
         """Meridio's target-client line: ``STATUS - stream - conduit - trench``."""

@@ -19,6 +19,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
+from meridio.api.tapaclient import StreamStatus
+
 __all__ = [
     "REQUESTS",
     "Apply",
@@ -169,20 +171,6 @@ class Router:
     sessions: tuple[Session, ...]
     routes: dict[str, tuple[str, ...]]
     """VIP routes BIRD installed in the router's kernel: destination → next hops."""
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamStatus:
-    """A stream as a target's TAPA reports it (Meridio's target-client line)."""
-
-    status: str
-    stream: str
-    conduit: str
-    trench: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.trench}/{self.conduit}/{self.stream}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,9 +100,7 @@ async def _nsp_targets(address: str) -> tuple[proto.RegisteredTarget, ...] | Non
 async def _targets(ctl: Live) -> dict[str, tuple[proto.StreamStatus, ...] | None]:
     names = [n for n, p in ctl.pods.items() if p.kind is rc.Kind.TARGET]
     found = await asyncio.gather(*(tapaclient.statuses(ctl.builder.tapa_socket(n)) for n in names))
-    return {n: (None if s is None else tuple(proto.StreamStatus(status=x.status, stream=x.stream, conduit=x.conduit,
-                                                                 trench=x.trench) for x in s))
-            for n, s in zip(names, found)}
+    return {n: (None if s is None else tuple(s)) for n, s in zip(names, found)}
 
 
 async def _streams(ctl: Live) -> dict[str, tuple[proto.RegisteredTarget, ...] | None]:
