@@ -31,6 +31,12 @@ class StreamStatus:
     conduit: str
     trench: str
 
+    @classmethod
+    def from_pb(cls, s: tap_pb2.StreamStatus) -> StreamStatus:
+        """One entry of a ``Watch`` response."""
+        return cls(tap_pb2.StreamStatus.Status.Name(s.status), s.stream.name, s.stream.conduit.name,
+                   s.stream.conduit.trench.name)
+
     @property
     def ref(self) -> str:
         """``trench/conduit/stream``."""
@@ -90,8 +96,7 @@ async def statuses(socket: pathlib.Path, timeout: float = 2.0) -> list[StreamSta
             call = stub.Watch(tap_pb2.Stream(), timeout=timeout)
             async for response in call:
                 call.cancel()
-                return [StreamStatus(tap_pb2.StreamStatus.Status.Name(s.status), s.stream.name, s.stream.conduit.name,
-                                     s.stream.conduit.trench.name) for s in response.streamStatus]
+                return [StreamStatus.from_pb(s) for s in response.streamStatus]
     except (grpc.aio.AioRpcError, OSError):
         return None
     return None

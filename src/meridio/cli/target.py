@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import grpc
 
 from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
+from meridio.api.tapaclient import StreamStatus
 from meridio.cli.common import CliError
 
 __all__ = ["register", "format_update", "DEFAULT_SOCKET"]
@@ -53,11 +54,7 @@ def _stream(args: argparse.Namespace) -> tap_pb2.Stream:
 
 def format_update(statuses: Iterable[tap_pb2.StreamStatus]) -> str:
     """Meridio's target-client output for one Watch update."""
-    lines = ["New stream list:"]
-    for s in statuses:
-        name = tap_pb2.StreamStatus.Status.Name(s.status)
-        lines.append(f"{name} - {s.stream.name} - {s.stream.conduit.name} - {s.stream.conduit.trench.name}")
-    return "\n".join(lines)
+    return "\n".join(["New stream list:", *(StreamStatus.from_pb(s).line() for s in statuses)])
 
 
 def _run(args: argparse.Namespace) -> int:
