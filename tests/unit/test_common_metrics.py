@@ -75,3 +75,27 @@ async def test_oversized_request_is_dropped_unanswered() -> None:
 async def test_bad_port_names_the_setting() -> None:
     with pytest.raises(metrics.MetricsError, match="metrics port: must be 1-65535"):
         await metrics.Metrics().serve(70000)
+
+
+def test_interface_families_label_each_interface() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class St:
+        name: str = "eth1"
+        mac: str = "02:00:00:00:00:01"
+        rx_packets: int = 10
+        rx_bytes: int = 1000
+        rx_errors: int = 0
+        rx_dropped: int = 1
+        tx_packets: int = 20
+        tx_bytes: int = 2000
+        tx_errors: int = 0
+        tx_dropped: int = 0
+
+    fams = {f.name: f for f in metrics.interface_families([St()], ["trench"], ["a"])}
+    assert len(fams) == 8
+    [sample] = fams["meridio_interface_transmit_bytes"].samples
+    assert sample.name == "meridio_interface_transmit_bytes_total"
+    assert sample.labels == {"trench": "a", "interface": "eth1", "mac": "02:00:00:00:00:01"}
+    assert sample.value == 2000

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,7 +34,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["PREFIX", "DURATION_BUCKETS", "Metrics", "Endpoint", "gauge", "counter", "Family", "MetricsError", "timed"]
+__all__ = ["PREFIX", "DURATION_BUCKETS", "Metrics", "Endpoint", "gauge", "counter", "interface_families", "Family",
+           "MetricsError", "timed"]
 
 PREFIX = "meridio_"
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -65,6 +67,37 @@ def counter(name: str, help: str, labels: Sequence[str] = (), samples: Iterable[
     for values, value in samples:
         family.add_metric(list(values), value)
     return family
+
+
+class _Counted(Protocol):
+    name: str
+    mac: str
+
+
+_INTERFACE_COUNTERS = (
+    ("receive_packets", "rx_packets", "packets received"), ("receive_bytes", "rx_bytes", "bytes received"),
+    ("receive_errors", "rx_errors", "receive errors"), ("receive_dropped", "rx_dropped", "received packets dropped"),
+    ("transmit_packets", "tx_packets", "packets sent"), ("transmit_bytes", "tx_bytes", "bytes sent"),
+    ("transmit_errors", "tx_errors", "transmit errors"), ("transmit_dropped", "tx_dropped", "packets dropped on send"),
+)
+
+
+def interface_families(stats: Iterable[_Counted], labels: Sequence[str], values: Sequence[str]) -> list[Metric]:
+    """``meridio_interface_<receive|transmit>_<packets|bytes|errors|dropped>_total`` per interface.
+
+    ``stats`` are objects with ``name``, ``mac`` and the ``rx_*``/``tx_*`` counts (``kernel.netlink``'s
+    ``InterfaceStats``); ``labels``/``values`` say whose interfaces they are (e.g. trench, conduit), and
+    each sample adds ``interface`` and ``mac`` (Meridio labels its interface metrics with both; the MAC
+    is one value per interface, so no cardinality is added).
+    """
+    names = [*labels, "interface", "mac"]
+    families = [counter(f"interface_{name}", f"Interface {text} (kernel counter)", names)
+                for name, _, text in _INTERFACE_COUNTERS]
+    for st in stats:
+        row = [*values, st.name, st.mac]
+        for family, (_, attr, _) in zip(families, _INTERFACE_COUNTERS):
+            family.add_metric(row, float(getattr(st, attr)))
+    return list(families)
 
 
 class _FunctionCollector(Collector):

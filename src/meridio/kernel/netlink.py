@@ -24,7 +24,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from meridio.kernel import netns as netnsmod
 
-__all__ = ["Netlink", "NetlinkError", "RuleInfo", "RouteInfo", "LinkDetails", "family_of", "set_sysctl",
+__all__ = ["Netlink", "NetlinkError", "RuleInfo", "RouteInfo", "LinkDetails", "InterfaceStats", "family_of", "set_sysctl",
            "get_sysctl", "IFA_F_NODAD", "is_unreachable"]
 
 IFA_F_NODAD = 0x02
@@ -79,6 +79,22 @@ class LinkDetails:
     master: int | None
     peer_index: int | None
     """``IFLA_LINK``: for a veth, the index of its other end (in that end's namespace)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InterfaceStats:
+    """An interface's kernel counters (``IFLA_STATS64``) and its MAC, as metrics report them."""
+
+    name: str
+    mac: str
+    rx_packets: int
+    rx_bytes: int
+    rx_errors: int
+    rx_dropped: int
+    tx_packets: int
+    tx_bytes: int
+    tx_errors: int
+    tx_dropped: int
 
 
 def _default(family: int) -> str:
@@ -195,6 +211,19 @@ class Netlink:
 
     def links(self) -> list[LinkDetails]:
         return [_link_details(link) for link in self._ipr.get_links()]
+
+    def interface_stats(self) -> list[InterfaceStats]:
+        """Counters of every interface in the namespace (one netlink dump; no per-packet cost)."""
+        out = []
+        for link in self._ipr.get_links():
+            st = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS")
+            if st is None:
+                continue
+            out.append(InterfaceStats(
+                str(link.get_attr("IFLA_IFNAME")), str(link.get_attr("IFLA_ADDRESS") or ""),
+                int(st["rx_packets"]), int(st["rx_bytes"]), int(st["rx_errors"]), int(st["rx_dropped"]),
+                int(st["tx_packets"]), int(st["tx_bytes"]), int(st["tx_errors"]), int(st["tx_dropped"])))
+        return out
 
     def link_details(self, index: int) -> LinkDetails | None:
         """The interface with ``index``, or ``None``."""
