@@ -67,7 +67,7 @@ def test_reconcile_hook_keeps_the_last_move_and_the_total() -> None:
     lbm.reconciled(REPORT, 0.02)
     lbm.reconciled(Report({}, {}, (), ApplyResult(3, 0.001, {"s-stream-a": 2})), 0.01)
     got = samples_of(lbm._families())
-    assert dict((d["stream"], v) for d, v in got["meridio_lb_maglev_buckets_moved"]) == {"stream-a": 2, "stream-b": 0}
+    assert dict((d["stream"], v) for d, v in got["meridio_lb_maglev_last_change_buckets_moved"]) == {"stream-a": 2, "stream-b": 0}
     assert dict((d["stream"], v) for d, v in got["meridio_lb_maglev_buckets_moved_total"]) == {
         "stream-a": 9, "stream-b": 0}
     text = lbm.metrics.registry

@@ -10,8 +10,8 @@ Families (labels ``trench``, ``conduit`` on all; ``stream``, ``flow``, ``identif
 - ``meridio_lb_stream_targets`` / ``meridio_lb_stream_pending_targets``: targets in the stream's Maglev
   table, and those waiting for their route;
 - ``meridio_lb_maglev_table_size``: buckets (M) of the stream's table;
-- ``meridio_lb_maglev_buckets_moved``: buckets the stream's last table change pointed elsewhere, and
-  ``meridio_lb_maglev_buckets_moved_total`` since start;
+- ``meridio_lb_maglev_last_change_buckets_moved``: buckets the stream's last table change pointed
+  elsewhere, and ``meridio_lb_maglev_buckets_moved_total`` since start;
 - ``meridio_lb_available``: 1 while the LB tells its frontend it can take traffic;
 - ``meridio_lb_reconcile_duration_seconds`` and ``meridio_lb_nft_apply_duration_seconds`` histograms;
 - ``meridio_interface_*_total`` for the LB's links to the conduit's proxies.
@@ -70,7 +70,7 @@ def families(*, trench: str, conduit: str, desired: Desired | None, report: Repo
                       stream_labels, [((*ids, s), len(pending.get(s, ()))) for s in names]),
         metrics.gauge("lb_maglev_table_size", "Buckets (M) in the stream's Maglev table", stream_labels,
                       [((*ids, s), maglev.table_size(streams[s].max_targets)) for s in names]),
-        metrics.gauge("lb_maglev_buckets_moved", "Buckets the stream's last table change pointed elsewhere",
+        metrics.gauge("lb_maglev_last_change_buckets_moved", "Buckets the stream's last table change pointed elsewhere",
                       stream_labels, [((*ids, s), moved.get(stream_map_name(s), 0)) for s in names]),
         metrics.counter("lb_maglev_buckets_moved", "Buckets moved by table changes since the LB started",
                         stream_labels, [((*ids, s), moved_total.get(stream_map_name(s), 0)) for s in names]),
