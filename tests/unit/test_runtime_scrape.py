@@ -21,14 +21,14 @@ def test_each_component_gets_its_own_prefix_and_port_and_the_example_target_none
 
 def test_targets_are_the_processes_with_metrics_labelled_by_pod_and_node() -> None:
     got = scrape.targets([
-        ("fe-1", "frontend", "ns-fe-1", {"node": "node-1", "trench": "a"}),
-        ("fe-1", "lb", "ns-fe-1", {"node": "node-1", "trench": "a"}),
+        ("fe-1", "frontend", "ns-fe-1", {"node": "node-1"}),
+        ("fe-1", "lb", "ns-fe-1", {"node": "node-1"}),
         ("tgt-1", "example-target", "ns-tgt-1", {}),
         ("gw", "bird", None, {}),
     ])
     assert [(t.pod, t.component, t.port, t.path) for t in got] == [
         ("fe-1", "frontend", 2224, "/pods/fe-1/frontend/metrics"), ("fe-1", "lb", 2223, "/pods/fe-1/lb/metrics")]
-    assert got[1].labels == {"pod": "fe-1", "component": "lb", "node": "node-1", "trench": "a"}
+    assert got[1].labels == {"pod": "fe-1", "component": "lb", "node": "node-1"}
 
 
 def test_file_sd_points_every_target_at_the_runtime_with_its_path() -> None:

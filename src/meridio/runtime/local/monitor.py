@@ -133,7 +133,7 @@ class Monitor:
         for st in self._statuses():
             pod = pods.get(st.pod)
             if pod is not None:
-                labels = {k: v for k, v in (("node", pod.node), ("trench", pod.trench)) if v}
+                labels = {"node": pod.node} if pod.node else {}  # the families carry trench etc. themselves
                 procs.append((st.pod, st.component, pod.netns, labels))
         return scrape.targets(procs)
 
