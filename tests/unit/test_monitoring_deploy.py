@@ -1,5 +1,5 @@
-"""The Grafana dashboard we ship: valid PromQL (checked by Prometheus's own promtool) over metrics the
-components really export (every name appears in the product's source), and a trench variable."""
+"""The monitoring we ship: the Grafana dashboard, valid PromQL (checked by Prometheus's own promtool) over metrics the
+components really export (every name appears in the product's source); the PodMonitor."""
 from __future__ import annotations
 
 import json
@@ -47,3 +47,17 @@ def test_every_panel_expression_parses_with_promtool(tmp_path: pathlib.Path) -> 
     path.write_text(json.dumps(rules))
     done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_podmonitor_scrapes_one_named_port_per_component_with_its_label() -> None:
+    import yaml
+
+    from meridio.runtime.local import scrape
+    doc = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "monitoring" / "podmonitor.yaml").read_text())
+    assert doc["kind"] == "PodMonitor"
+    endpoints = doc["spec"]["podMetricsEndpoints"]
+    components = [next(r["replacement"] for r in e["relabelings"] if r.get("targetLabel") == "component")
+                  for e in endpoints]
+    assert sorted(components) == sorted(scrape.METRICS_PORTS)
+    ports = [e["port"] for e in endpoints]
+    assert len(set(ports)) == len(ports) and all(len(p) <= 15 for p in ports)  # IANA_SVC_NAME
