@@ -2,8 +2,12 @@
 through the runtime, and its HTTP API shows what happened: traffic per target, scale-in, runtime state."""
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
+import pathlib
+import signal
 import time
 import urllib.parse
 from typing import Any
@@ -11,7 +15,7 @@ from typing import Any
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import client
 from meridio.runtime.local.layout import StateLayout, state_root
-from tests.e2e.framework import E2E, TARGETS_A, VIP1, _until, wait_baseline
+from tests.e2e.framework import E2E, TARGETS_A, VIP1, _until, namespace_pids, wait_baseline
 
 
 def _ports(e2e: E2E) -> client.MonitoringPorts:
@@ -99,3 +103,33 @@ def test_a_scale_in_shows_in_the_streams_target_count(e2e: E2E) -> None:
     finally:
         e2e.scale("target-a", 4)
         wait_baseline(e2e)
+
+
+def _addresses(e2e: E2E, pod: str) -> set[str]:
+    done = netnsmod.run(e2e.naming.pod_ns(pod), ["ip", "-j", "addr"])
+    return {a["local"] for link in json.loads(done.stdout) for a in link.get("addr_info", [])}
+
+
+def test_gateway_sessions_with_a_frozen_frontend_drop_to_0_and_come_back(e2e: E2E) -> None:
+    wait_baseline(e2e)
+    pod = "stateless-lb-frontend-attractor-a-1-0"
+    mine = _addresses(e2e, pod)
+
+    def sessions() -> dict[str, str]:
+        rows = query(e2e, 'meridio_gateway_bgp_session_up{router="gw-a1"}')
+        return {r["metric"]["neighbor"]: r["value"][1] for r in rows if r["metric"]["neighbor"] in mine}
+    _until(f"{pod}'s sessions up at gw-a1 (IPv4 and IPv6)", lambda: list(sessions().values()) == ["1", "1"], 60, 1)
+    others = query(e2e, 'meridio_gateway_bgp_session_up{router="gw-a1"} == 1')
+    assert len(others) == 4, others  # both FEs of attractor-a-1, both families
+    bird = next(p for p in namespace_pids(e2e.naming.pod_ns(pod))
+                if pathlib.Path(f"/proc/{p}/comm").read_text().strip() == "bird")
+    os.kill(bird, signal.SIGSTOP)  # BFD goes silent: the gateway drops the sessions after 5 x 300 ms
+    try:
+        _until(f"{pod}'s sessions at 0 in Prometheus", lambda: list(sessions().values()) == ["0", "0"], 30, 1)
+        still = query(e2e, 'meridio_gateway_bgp_session_up{router="gw-a1"} == 1')
+        assert len(still) == 2, still  # the other replica keeps its sessions
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(bird, signal.SIGCONT)
+    _until(f"{pod}'s sessions back at 1", lambda: list(sessions().values()) == ["1", "1"], 120, 1)
+    wait_baseline(e2e)
