@@ -66,7 +66,7 @@ class Settings:
     bgp_error_wait_time: tuple[str, ...] = setting((), "BIRD error wait time 'min,max' seconds ('' = 60,300)")
     bgp_connect_delay_time: int = setting(0, "BIRD connect delay time, seconds (0 = BIRD's 5; tests: 1)")
     health_address: str = setting("", "health server, e.g. unix:///tmp/health.sock ('' = none)")
-    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every address, IPv4 too)")
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
     metrics_port: int = setting(2224, "TCP port of /metrics (Meridio's frontend default: 2224)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
 

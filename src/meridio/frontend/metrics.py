@@ -183,13 +183,15 @@ class FrontendMetrics:
         self.log = log
         self.metrics = metricsmod.Metrics()
         self.book = SessionBook()
+        # trench and attractor on the instruments too, so a dashboard's trench filter selects them.
         self.apply_duration = self.metrics.histogram(
-            "frontend_bird_apply_duration_seconds", "Time of one BIRD configure (new bird.conf), in seconds")
+            "frontend_bird_apply_duration_seconds", "Time of one BIRD configure (new bird.conf), in seconds",
+            _LABELS).labels(*who.values)
         self.applies = self.metrics.counter("frontend_bird_applies", "BIRD configures by result (ok: "
                                             "applied, refused: BIRD refused the file, failed: BIRD unreachable)",
-                                            ["result"])
+                                            [*_LABELS, "result"])
         for result in service.ApplyResult:
-            self.applies.labels(result.value)
+            self.applies.labels(*who.values, result.value)
         self._interfaces: list[netlink.InterfaceStats] = []
 
     # --- service.Observer ----------------------------------------------------------------------
@@ -203,7 +205,7 @@ class FrontendMetrics:
 
     def bird_applied(self, result: service.ApplyResult, seconds: float) -> None:
         self.apply_duration.observe(seconds)
-        self.applies.labels(result.value).inc()
+        self.applies.labels(*self.who.values, result.value).inc()
 
     # --- the endpoint ----------------------------------------------------------------------------
 
@@ -212,7 +214,8 @@ class FrontendMetrics:
         announced = len(fe.applied.vips) if fe.announced else 0
         return [*session_families(self.who, self.book),
                 *frontend_families(self.who, announced_vips=announced, connectivity=fe.connectivity),
-                *metricsmod.interface_families(self._interfaces, _LABELS, self.who.values)]
+                *metricsmod.interface_families(self._interfaces, _LABELS,  # type: ignore[arg-type]
+                                               self.who.values)]
 
     async def refresh_interfaces(self) -> None:
         """Read the external interface's counters (one netlink dump, off the loop)."""
@@ -222,9 +225,9 @@ class FrontendMetrics:
             self._interfaces = []
             self.log.debug("interfaceStatsFailed", interface=self.interface, error=str(exc))
 
-    async def start(self, fe: FrontendState, port: int, host: str = "::") -> metricsmod.Endpoint | None:
-        """Serve ``/metrics``; a port that cannot be bound is logged and gives ``None`` (the frontend
-        keeps running without metrics)."""
+    async def start(self, fe: FrontendState, port: int, host: str | None = None) -> metricsmod.Endpoint | None:
+        """Serve ``/metrics`` (``host`` None: every IPv4 and IPv6 address); a port that cannot be bound
+        is logged and gives ``None`` (the frontend keeps running without metrics)."""
         self.metrics.collect(lambda: self.families(fe), refresh=self.refresh_interfaces)
         try:
             endpoint = await self.metrics.serve(port, host)
