@@ -73,8 +73,11 @@ def counter(name: str, help: str, labels: Sequence[str] = (), samples: Iterable[
 
 
 class _Counted(Protocol):
-    name: str
-    mac: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def mac(self) -> str: ...
 
 
 _INTERFACE_COUNTERS = (

@@ -214,7 +214,7 @@ class FrontendMetrics:
         announced = len(fe.applied.vips) if fe.announced else 0
         return [*session_families(self.who, self.book),
                 *frontend_families(self.who, announced_vips=announced, connectivity=fe.connectivity),
-                *metricsmod.interface_families(self._interfaces, _LABELS,  # type: ignore[arg-type]
+                *metricsmod.interface_families(self._interfaces, _LABELS,
                                                self.who.values)]
 
     async def refresh_interfaces(self) -> None:
