@@ -66,10 +66,17 @@ def test_prometheus_scrapes_the_runtime_and_every_pod_component(e2e: E2E) -> Non
     expected = {(p["name"], c["component"]) for p in e2e.status()["pods"] for c in p["containers"]
                 if c["component"] in ("lb", "frontend", "nsp", "ipam", "proxy", "tapa")}
 
+    missing: set[tuple[str, str]] = set()
+
     def all_up() -> bool:
         rows = query(e2e, 'up{job="meridio-pods"}')
-        return {(r["metric"]["pod"], r["metric"]["component"]) for r in rows if r["value"][1] == "1"} == expected
-    _until(f"Prometheus scraping all {len(expected)} pod components", all_up, 60, interval=1)
+        missing.clear()
+        missing.update(expected - {(r["metric"]["pod"], r["metric"]["component"]) for r in rows if r["value"][1] == "1"})
+        return not missing
+    try:
+        _until(f"Prometheus scraping all {len(expected)} pod components", all_up, 60, interval=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; not scraped: {sorted(missing)}") from None
     running = query(e2e, 'meridio_runtime_process_up{component="lb"}')
     assert len(running) == 6 and all(r["value"][1] == "1" for r in running)
 
@@ -110,7 +117,7 @@ def _addresses(e2e: E2E, pod: str) -> set[str]:
     return {a["local"] for link in json.loads(done.stdout) for a in link.get("addr_info", [])}
 
 
-def test_gateway_sessions_with_a_frozen_frontend_drop_to_0_and_come_back(e2e: E2E) -> None:
+def test_bgp_sessions_of_a_frozen_frontend_drop_to_0_on_both_sides_and_come_back(e2e: E2E) -> None:
     wait_baseline(e2e)
     pod = "stateless-lb-frontend-attractor-a-1-0"
     mine = _addresses(e2e, pod)
@@ -123,13 +130,20 @@ def test_gateway_sessions_with_a_frozen_frontend_drop_to_0_and_come_back(e2e: E2
     assert len(others) == 4, others  # both FEs of attractor-a-1, both families
     bird = next(p for p in namespace_pids(e2e.naming.pod_ns(pod))
                 if pathlib.Path(f"/proc/{p}/comm").read_text().strip() == "bird")
+    own = f'meridio_frontend_bgp_session_up{{pod="{pod}"}}'
+    assert {r["value"][1] for r in query(e2e, own)} == {"1"}
     os.kill(bird, signal.SIGSTOP)  # BFD goes silent: the gateway drops the sessions after 5 x 300 ms
     try:
         _until(f"{pod}'s sessions at 0 in Prometheus", lambda: list(sessions().values()) == ["0", "0"], 30, 1)
         still = query(e2e, 'meridio_gateway_bgp_session_up{router="gw-a1"} == 1')
         assert len(still) == 2, still  # the other replica keeps its sessions
+        # The frontend itself sees it once its BIRD has missed several queries (2 s timeout each).
+        _until(f"{pod}'s own session gauge at 0", lambda: {r["value"][1] for r in query(e2e, own)} == {"0"}, 60, 1)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(bird, signal.SIGCONT)
     _until(f"{pod}'s sessions back at 1", lambda: list(sessions().values()) == ["1", "1"], 120, 1)
+    _until(f"{pod}'s own session gauge back at 1", lambda: {r["value"][1] for r in query(e2e, own)} == {"1"}, 60, 1)
+    flaps = query(e2e, f'meridio_frontend_bgp_session_flaps_total{{pod="{pod}"}}')
+    assert flaps and all(float(r["value"][1]) >= 1 for r in flaps), flaps
     wait_baseline(e2e)
