@@ -15,7 +15,7 @@ counters, interface statistics) off the loop::
     metrics = Metrics()
     reconcile = metrics.histogram("lb_reconcile_duration_seconds", "time to reconcile the kernel state")
     metrics.collect(lambda: lb_families(lb))
-    endpoint = await metrics.serve(port=2223)
+    endpoint = await metrics.serve(2223)
     ...
     await endpoint.close()
 """
@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -45,6 +45,8 @@ _MAX_REQUEST = 8192
 _REQUEST_TIMEOUT_S = 5.0
 
 Family = Metric
+
+disable_created_metrics()  # no ``_created`` series: Prometheus 2 stores each as one more series per counter
 
 
 class MetricsError(ValueError):
@@ -138,15 +140,15 @@ class Metrics:
             await refresh()
         return generate_latest(self.registry)
 
-    async def serve(self, port: int, host: str = "::") -> Endpoint:
-        """Listen for scrapes on ``host:port`` (``::`` = every address, IPv4 too)."""
+    async def serve(self, port: int, host: str | None = None) -> Endpoint:
+        """Listen for scrapes on ``host:port`` (None: every IPv4 and IPv6 address, one socket each)."""
         if not 0 <= port < 65536:
             raise MetricsError(f"metrics port: must be 1-65535 (0 = any free port), not {port}")
         try:
             server = await asyncio.start_server(self._handle, host, port, reuse_address=True,
                                                 limit=_MAX_REQUEST)
         except OSError as exc:
-            raise MetricsError(f"metrics port {port}: cannot listen on {host or '*'}: {exc.strerror}") from None
+            raise MetricsError(f"metrics port {port}: cannot listen on {host or 'every address'}: {exc.strerror}") from None
         return Endpoint(server, server.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["NETNS_DIR", "CommandTimeout", "exists", "create", "remove", "list_names", "name_of", "own_name", "pids_in",
-           "exec_argv", "run", "entered",
-           "entered_fd"]
+           "exec_argv", "run", "entered", "entered_fd", "connect"]
 
 NETNS_DIR = "/run/netns"
 
@@ -123,6 +124,28 @@ def entered_fd(fd: int) -> Iterator[None]:
             _setns(own.fileno())
 
 
+def connect(name: str, host: str, port: int, timeout: float = 5.0) -> socket.socket:
+    """A TCP connection to ``host:port`` as seen from inside namespace ``name`` (blocking; run it in a
+    worker thread). The socket belongs to ``name`` for its whole life, so the caller may use it anywhere:
+    this is how the runtime reaches a pod's loopback-only ports (``kubectl port-forward``)."""
+    result: list[socket.socket] = []
+    errors: list[BaseException] = []
+
+    def inside() -> None:
+        try:
+            with entered(name):
+                result.append(socket.create_connection((host, port), timeout=timeout))
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=inside, name=f"connect-{name}", daemon=True)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
 _CLONE_NEWNET = 0x40000000
 
 
@@ -140,5 +163,4 @@ def _setns(fd: int) -> None:
 
 
 def _tid() -> int:
-    import threading
     return threading.get_native_id()

@@ -26,10 +26,12 @@ from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
 from meridio.common import grpcutil, tasks
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
+from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common.settings import setting
 from meridio.kernel import netlink, nftables
 from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service
+from meridio.loadbalancer.metrics import LbMetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve", "SYSCTLS"]
 
@@ -63,6 +65,8 @@ class Settings:
     set_sysctls: bool = setting(True, "set forwarding, rp_filter, multipath hash and fwmark_reflect at start")
     counters_interval: float = setting(0.0, "log flow and target counters this often (0 = never)", duration=True)
     health_address: str = setting("", "health server, e.g. unix:///tmp/health.sock ('' = none)")
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics")
+    metrics_port: int = setting(2223, "port of the /metrics endpoint (every address of the pod)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
     netns: str = setting("", "namespace the conduit's proxies link into, announced in NSP with the "
                          "LOADBALANCER target ('' = this process's /run/netns name)")
@@ -181,6 +185,29 @@ def _build(s: Settings, hostname: str, hc: healthmod.Health, log: logmod.Logger
     return lb, nft, nl
 
 
+def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.Nft, s: Settings) -> LbMetrics:
+    """Scrapes read counters through their own libnftables handle (``reader``): a handle is not shared
+    between threads, and a reconcile may be running in another one."""
+    rec = lb.reconciler
+    m = LbMetrics(trench=s.trench_name, conduit=s.conduit_name,
+                  state=lambda: (lb.desired, lb.report, lb.availability.available),
+                  offsets=lambda: {name: off for name, (off, _) in rec.offsets.reservations.items()},
+                  counters=datapath.NftDataPath(reader).counters, interfaces=nl.interface_stats,
+                  interface_prefix=s.interface_prefix)
+    lb.on_reconciled = m.reconciled
+    return m
+
+
+async def _serve_metrics(m: LbMetrics, s: Settings, log: logmod.Logger) -> metricsmod.Endpoint | None:
+    try:
+        endpoint = await m.metrics.serve(s.metrics_port)
+    except metricsmod.MetricsError as exc:
+        log.error("metricsNotServed", error=str(exc))
+        return None
+    log.info("metricsServed", port=endpoint.port)
+    return endpoint
+
+
 async def _serve_availability(lb: service.LoadBalancer, address: str) -> Any:
     server = grpcutil.create_server()
     stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
@@ -212,6 +239,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
         return 1
     if s.health_address:
         await hc.serve(s.health_address)
+    reader = nftables.Nft()
+    endpoint = await _serve_metrics(_lb_metrics(lb, nl, reader, s), s, log) if s.metrics_enabled else None
     nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
     loops: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(_watch_vips(nsp, lb, s), "nspVipWatch", log),
@@ -239,9 +268,12 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
         with contextlib.suppress(BaseException):
             await t
     await server.stop(2.0)
+    if endpoint is not None:
+        await endpoint.close()
     await nsp.close()
     await hc.stop()
     nl.close()
     nft.close()
+    reader.close()
     log.info("lbStopped", exitCode=code, kernelStateKept=True)
     return code

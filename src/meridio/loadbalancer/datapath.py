@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 
 from meridio.common import log as logmod
 from meridio.kernel import nftables
 from meridio.loadbalancer import plan as planmod
 from meridio.loadbalancer.nftobjects import FAMILY, TABLE, Ruleset
 
-__all__ = ["NftDataPath", "CounterValue", "ApplyResult"]
+__all__ = ["NftDataPath", "CounterValue", "ApplyResult", "moved_buckets"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,22 @@ class ApplyResult:
     commands: int
     """Commands in the batch (0: nothing differed, nothing was sent)."""
     seconds: float
+    moved: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Bucket map name -> buckets whose target changed in this batch (only maps that changed)."""
+
+
+def moved_buckets(installed: planmod.Installed, desired: Ruleset) -> dict[str, int]:
+    """Per bucket map: how many buckets point elsewhere (or nowhere) after the change; a new map counts all."""
+    out = {}
+    for name, b in desired.buckets.items():
+        old = installed.buckets.get(name, ("", ()))[1]
+        if old == b.marks:
+            continue
+        if not old or not b.marks:
+            out[name] = sum(1 for mark in (old or b.marks) if mark)
+        else:
+            out[name] = sum(1 for a, c in zip(old, b.marks) if a != c)
+    return out
 
 
 class NftDataPath:
@@ -51,11 +68,12 @@ class NftDataPath:
     def apply(self, desired: Ruleset) -> ApplyResult:
         """Apply the difference as one transaction; raises :class:`~meridio.kernel.nftables.NftError`."""
         commands = self.plan(desired)
+        moved = moved_buckets(self.installed, desired) if commands else {}
         start = time.perf_counter()
         if commands:
             self._nft.apply(commands)
         self.installed = planmod.Installed.of(desired)
-        return ApplyResult(len(commands), time.perf_counter() - start)
+        return ApplyResult(len(commands), time.perf_counter() - start, moved)
 
     def check(self, desired: Ruleset) -> None:
         """Evaluate the batch that :meth:`apply` would send without applying it (raises NftError)."""

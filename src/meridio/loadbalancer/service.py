@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 
 from meridio.common import health as healthmod
@@ -26,7 +27,9 @@ __all__ = ["LoadBalancer"]
 class LoadBalancer:
     def __init__(self, inputs: Inputs, reconciler: Reconciler, availability: Availability, *,
                  health: healthmod.Health | None = None, check_interval: float = 1.0, debounce: float = 0.02,
-                 on_egress: Callable[[bool], None] | None = None, log: logmod.Logger = logmod.null) -> None:
+                 on_egress: Callable[[bool], None] | None = None,
+                 on_reconciled: Callable[[Report, float], None] | None = None,
+                 log: logmod.Logger = logmod.null) -> None:
         self.inputs = inputs
         self.reconciler = reconciler
         self.availability = availability
@@ -34,6 +37,7 @@ class LoadBalancer:
         self.check_interval = check_interval
         self.debounce = debounce
         self.on_egress = on_egress
+        self.on_reconciled = on_reconciled
         self.report: Report | None = None
         self.egress: bool | None = None
         self._log = log
@@ -41,6 +45,11 @@ class LoadBalancer:
         self._problems: set[str] = set()
         self._desired: Desired | None = None
         self._backoff = Backoff(initial=0.5, cap=10.0)
+
+    @property
+    def desired(self) -> Desired | None:
+        """The desired state of the last reconcile that ran."""
+        return self._desired
 
     def changed(self) -> None:
         """Something in :attr:`inputs` changed: reconcile soon."""
@@ -81,6 +90,7 @@ class LoadBalancer:
         self._log_problems(problems)
         if desired == self._desired and self.report is not None and not await self._needs_repair(desired):
             return
+        start = time.perf_counter()
         try:
             report = await asyncio.to_thread(self.reconciler.reconcile, desired)
         except Exception as exc:  # the kernel refused something we did not foresee: retry later
@@ -90,6 +100,8 @@ class LoadBalancer:
             self._wake.set()
             return
         self._backoff.reset()
+        if self.on_reconciled is not None:
+            self.on_reconciled(report, time.perf_counter() - start)
         self._published(desired, report)
 
     async def _needs_repair(self, desired: Desired) -> bool:

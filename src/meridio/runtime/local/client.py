@@ -5,6 +5,7 @@ request of :mod:`meridio.runtime.local.protocol` in, its typed reply out.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,12 +14,14 @@ import signal
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
-from meridio.runtime.local import topology
+from meridio.runtime.local import scrape, topology
 from meridio.runtime.local.layout import Naming, StateLayout, state_root
 from meridio.runtime.local.supervisor import process_start_time, spawn_detached, stop_leftovers
 
@@ -26,6 +29,10 @@ R = TypeVar("R")
 
 __all__ = [
     "REQUIRED_COMMANDS",
+    "MonitoringPorts",
+    "monitoring_ports",
+    "http_get",
+    "pod_metrics",
     "DaemonUnavailable",
     "RequestFailed",
     "daemon_pid",
@@ -74,6 +81,60 @@ def saved_environment(layout: StateLayout) -> envmod.Environment | None:
         return load_environment(layout)
     except (OSError, envmod.EnvironmentSpecError, ValueError):
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitoringPorts:
+    """Where the environment's runtime serves metrics on 127.0.0.1, and its Prometheus (0: none)."""
+
+    port: int
+    prometheus: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.prometheus}" if self.prometheus else None
+
+
+def monitoring_ports(layout: StateLayout) -> MonitoringPorts | None:
+    """The ports the environment's daemon recorded, or None if it serves no monitoring endpoint."""
+    try:
+        data = json.loads(layout.monitoring_file.read_text())
+        return MonitoringPorts(int(data["port"]), int(data.get("prometheus") or 0)) if data.get("port") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET a loopback URL: (status, body); raises OSError when nothing answers."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"only loopback URLs are fetched here, not {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return int(answer.status), bytes(answer.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def pod_metrics(layout: StateLayout, pod: str, component: str | None = None) -> str | None:
+    """A pod's Prometheus metrics text through the runtime (every component serving metrics when
+    ``component`` is None), or None when the runtime or the pod does not answer."""
+    ports = monitoring_ports(layout)
+    if ports is None:
+        return None
+    components = [component] if component else list(scrape.METRICS_PORTS)
+    texts = []
+    for comp in components:
+        try:
+            status, body = http_get(f"{ports.url}/pods/{pod}/{comp}/metrics")
+        except OSError:
+            return None
+        if status == 200:
+            texts.append(body.decode())
+    return "".join(texts) if texts else None
 
 
 def request(layout: StateLayout, req: proto.Request[R], *, progress: Callable[[str], None] | None = None,

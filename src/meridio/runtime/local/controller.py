@@ -63,6 +63,8 @@ class Controller:
         self.desired: rc.Desired | None = None
         self.lock = asyncio.Lock()
         self._openers: dict[str, asyncio.Task[None]] = {}
+        self.side_processes: list[ProcessSpec] = []
+        """Processes beside the pods that ``up`` keeps running (the environment's Prometheus)."""
         self.awaiting_streams: dict[str, set[str]] = {}
         """Streams (``trench/conduit/stream``) a freshly started target pod opened and whose outcome (not
         PENDING) its TAPA has not shown yet; readiness waits for them once, then forgets them."""
@@ -78,6 +80,8 @@ class Controller:
             progress(f"external side: {len(self.env.networks)} segments, {len(self.env.routers)} gateway routers")
             await asyncio.to_thread(topology.ensure_external, self.env, self.naming)
             self._start_routers()
+            for spec in self.side_processes:
+                self.sup.ensure(spec)
             if self.store.get_meta("initialized") is None:
                 await self._apply_initial(progress)
             await self._reconcile(progress)

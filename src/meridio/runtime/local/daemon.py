@@ -31,6 +31,7 @@ from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local.controller import Controller, ControllerError, Progress
 from meridio.runtime.local.layout import StateLayout
+from meridio.runtime.local.monitor import Monitor, MonitorError
 from meridio.runtime.local.supervisor import process_start_time
 
 __all__ = ["Server", "main", "serve"]
@@ -144,6 +145,9 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
     adopted = ctl.adopt()
     if adopted:
         log.info("processesFound", count=len(adopted), reason="previousRuntime")
+    monitor = Monitor(env.monitoring, layout, env.name, pods=lambda: list(ctl.pods.values()),
+                      statuses=ctl.sup.status, log=log)
+    keeping = await _start_monitoring(monitor, ctl, log)
     server = Server(ctl, log)
     layout.control_socket.unlink(missing_ok=True)
     unix = await asyncio.start_unix_server(server.handle, path=str(layout.control_socket))
@@ -154,11 +158,28 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
     for w in waiters:
         w.cancel()
     unix.close()
+    if keeping is not None:
+        keeping.cancel()
+    await monitor.close()
     if not server.exit_after_reply:
         await ctl.shutdown()
     layout.control_socket.unlink(missing_ok=True)
     log.info("runtimeStopped")
     return 0
+
+
+async def _start_monitoring(monitor: Monitor, ctl: Controller, log: logmod.Logger) -> asyncio.Task[None] | None:
+    """The loopback endpoint and, if configured, Prometheus; a failure is logged and the runtime goes on
+    without them (``meridio status`` says so)."""
+    try:
+        await monitor.start()
+        prometheus = monitor.prometheus_process()
+    except (MonitorError, OSError) as exc:
+        log.error("monitoringNotStarted", error=str(exc))
+        return None
+    if prometheus is not None:
+        ctl.side_processes.append(prometheus)
+    return asyncio.create_task(tasks.guard(monitor.keep_targets(), "prometheusTargets", log))
 
 
 def main(argv: list[str] | None = None) -> int:

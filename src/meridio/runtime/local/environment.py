@@ -23,6 +23,9 @@ YAML, parsed here once into frozen dataclasses; every error names the field path
     deployments:
       - {name: target-a, replicas: 4, streams: [{trench: trench-a, conduit: conduit-a-1, stream: stream-a-i}]}
     resources: ["@e2e/init-trench-a.yaml"]   # applied at up; "@e2e/" = the project's examples/e2e/
+    monitoring: {port: 0, prometheus: false, prometheus-port: 0, scrape-interval: 5s}
+                             # the runtime's HTTP endpoint on 127.0.0.1 (0 = a free port): its /metrics and
+                             # every pod's through it; Debian's prometheus beside the environment (off)
 
 Pure: no I/O except :func:`load` reading the file. YAML is read with :mod:`meridio.api.yamlio` (strict:
 duplicate keys are errors), as the resource files are.
@@ -48,6 +51,7 @@ __all__ = [
     "Deployment",
     "Environment",
     "EnvironmentSpecError",
+    "Monitoring",
     "Network",
     "Router",
     "Static",
@@ -166,6 +170,17 @@ class Deployment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Monitoring:
+    """Where the runtime serves metrics (loopback only) and whether a Prometheus runs beside it."""
+
+    port: int = 0
+    """The runtime daemon's HTTP port on 127.0.0.1 (0: any free port, recorded in the state directory)."""
+    prometheus: bool = False
+    prometheus_port: int = 0
+    scrape_interval_s: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Environment:
     name: str
     prefix: str
@@ -178,6 +193,7 @@ class Environment:
     ipam_ipv6: ipaddress.IPv6Network = dataclasses.field(default_factory=lambda: ipaddress.IPv6Network("fd00::/48"))
     components: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     """Extra environment variables per component (``nsp``, ``ipam``, ``lb``, ``frontend``, ``proxy``, ``tapa``)."""
+    monitoring: Monitoring = dataclasses.field(default_factory=Monitoring)
 
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -399,10 +415,25 @@ def _components(raw: Any, path: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def _monitoring(raw: Any, path: str) -> Monitoring:
+    r = _Reader(raw, path, ("port", "prometheus", "prometheus-port", "scrape-interval"))
+    interval = r.get("scrape-interval", _duration_ms, 5000)
+    if not 1000 <= interval <= 300_000:
+        raise EnvironmentSpecError(f"{r.at('scrape-interval')}: must be between 1s and 5m")
+    return Monitoring(port=r.get("port", _int(0, 65535), 0), prometheus=r.get("prometheus", _bool, False),
+                      prometheus_port=r.get("prometheus-port", _int(0, 65535), 0), scrape_interval_s=interval / 1000)
+
+
+def _bool(raw: Any, path: str) -> bool:
+    if not isinstance(raw, bool):
+        raise EnvironmentSpecError(f"{path}: {raw!r} must be true or false")
+    return raw
+
+
 def parse(data: Any, *, base_dir: pathlib.Path | None = None) -> Environment:
     """Parse an environment mapping; relative resource paths resolve against ``base_dir``."""
     r = _Reader(data, "", ("name", "prefix", "nodes", "ipam", "networks", "routers", "deployments",
-                           "resources", "components"))
+                           "resources", "components", "monitoring"))
     name = r.need("name", _name)
     ipam = _Reader(r.data.get("ipam") or {}, "ipam", ("ipv4", "ipv6"))
     env = Environment(
@@ -413,7 +444,8 @@ def parse(data: Any, *, base_dir: pathlib.Path | None = None) -> Environment:
         resources=r.items("resources", lambda v, p: _resource_path(_str(v, p), base_dir)),
         ipam_ipv4=ipam.get("ipv4", _network(4), ipaddress.IPv4Network("172.16.0.0/16")),
         ipam_ipv6=ipam.get("ipv6", _network(6), ipaddress.IPv6Network("fd00::/48")),
-        components=r.get("components", _components, {}))
+        components=r.get("components", _components, {}),
+        monitoring=r.get("monitoring", _monitoring, Monitoring()))
     _check_consistency(env)
     return env
 

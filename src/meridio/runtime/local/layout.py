@@ -127,5 +127,14 @@ class StateLayout:
     def proxy_dir(self, trench: str, conduit: str, node: str) -> pathlib.Path:
         return self.root / "proxies" / trench / conduit / node
 
+    @property
+    def monitoring_file(self) -> pathlib.Path:
+        """The ports the runtime's HTTP endpoint and its Prometheus listen on (JSON), for clients."""
+        return self.root / "monitoring.json"
+
+    @property
+    def prometheus_dir(self) -> pathlib.Path:
+        return self.root / "prometheus"
+
     def router_dir(self, router: str) -> pathlib.Path:
         return self.root / "routers" / router

@@ -29,7 +29,7 @@ from typing import Any
 from meridio.api import resources
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import topology
+from meridio.runtime.local import scrape, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
@@ -146,7 +146,7 @@ class PodBuilder:
 
     def _process(self, w: rc.Workload, component: str, argv: Sequence[str], env: Mapping[str, str],
                  extra: str | None = None, *, stop_timeout_s: float = 10.0) -> ProcessSpec:
-        merged = {**env, **self.env.components.get(extra or component, {})}
+        merged = {**env, **scrape.metrics_env(component), **self.env.components.get(extra or component, {})}
         return ProcessSpec(pod=w.name, component=component, argv=tuple(argv), netns=self.naming.pod_ns(w.name),
                            env=merged, log_path=self.layout.log(w.name, component), stop_timeout_s=stop_timeout_s)
 
