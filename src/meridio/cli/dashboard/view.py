@@ -179,7 +179,7 @@ def _gateway(r: proto.Router, frontends: Sequence[proto.Pod]) -> GatewayView:
     sessions = []
     for addr in sorted(set(expected) | set(listed), key=lambda a: (_family(a), a)):
         s = listed.get(addr)
-        bgp, bfd = (s.info or s.state, s.bfd) if s else ("no session", "")
+        bgp, bfd = (" ".join((s.info or s.state).split()), s.bfd) if s else ("no session", "")
         sessions.append(SessionView(id=f"{r.name}/{addr}", router=r.name, neighbor=addr, frontend=owner.get(addr, ""),
                                     bgp=bgp, bfd=bfd, state=State.UP if s and _session_up(s) else State.DOWN))
     return GatewayView(name=r.name, network=r.network, state=worst((s.state for s in sessions), State.IDLE),
