@@ -1,6 +1,7 @@
 """The e2e tier: Meridio's 21 e2e scenarios against the local runtime's default environment.
 
-What is real: everything. One environment (the built-in default, named ``e2e``, prefix ``me2e``) is
+What is real: everything. One environment (the built-in default, named ``e2e``, prefix ``me2e``, with
+every component's metrics on and a real Prometheus scraping them) is
 brought up once for the session with ``meridio up`` and torn down with ``meridio down`` at the end
 (``MERIDIO_E2E_ENV`` and ``MERIDIO_E2E_PREFIX`` name another one, so two runs on one machine do not meet),
 also when tests fail (``MERIDIO_E2E_KEEP=1`` keeps it up to look at a failure; the status and
@@ -58,7 +59,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     if not is_root():
         pytest.fail("the e2e suite needs root: run it through ./run.sh test")
     data = yaml.safe_load(envmod.DEFAULT_PATH.read_text())
-    data.update(name=ENV_NAME, prefix=ENV_PREFIX)
+    data.update(name=ENV_NAME, prefix=ENV_PREFIX, monitoring={"prometheus": True})  # the suite runs with metrics on
     env_file = tmp_path_factory.mktemp("e2e") / "environment.yaml"
     env_file.write_text(yaml.safe_dump(data))
     env = envmod.load(env_file)

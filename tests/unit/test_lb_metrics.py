@@ -71,5 +71,6 @@ def test_reconcile_hook_keeps_the_last_move_and_the_total() -> None:
     assert dict((d["stream"], v) for d, v in got["meridio_lb_maglev_buckets_moved_total"]) == {
         "stream-a": 9, "stream-b": 0}
     text = lbm.metrics.registry
-    assert text.get_sample_value("meridio_lb_reconcile_duration_seconds_count") == 2
-    assert text.get_sample_value("meridio_lb_nft_apply_duration_seconds_count") == 2
+    labels = {"trench": "t", "conduit": "c"}
+    assert text.get_sample_value("meridio_lb_reconcile_duration_seconds_count", labels) == 2
+    assert text.get_sample_value("meridio_lb_nft_apply_duration_seconds_count", labels) == 2

@@ -21,14 +21,14 @@ def test_each_component_gets_its_own_prefix_and_port_and_the_example_target_none
 
 def test_targets_are_the_processes_with_metrics_labelled_by_pod_and_node() -> None:
     got = scrape.targets([
-        ("fe-1", "frontend", "ns-fe-1", {"node": "node-1", "trench": "a"}),
-        ("fe-1", "lb", "ns-fe-1", {"node": "node-1", "trench": "a"}),
+        ("fe-1", "frontend", "ns-fe-1", {"node": "node-1"}),
+        ("fe-1", "lb", "ns-fe-1", {"node": "node-1"}),
         ("tgt-1", "example-target", "ns-tgt-1", {}),
         ("gw", "bird", None, {}),
     ])
     assert [(t.pod, t.component, t.port, t.path) for t in got] == [
         ("fe-1", "frontend", 2224, "/pods/fe-1/frontend/metrics"), ("fe-1", "lb", 2223, "/pods/fe-1/lb/metrics")]
-    assert got[1].labels == {"pod": "fe-1", "component": "lb", "node": "node-1", "trench": "a"}
+    assert got[1].labels == {"pod": "fe-1", "component": "lb", "node": "node-1"}
 
 
 def test_file_sd_points_every_target_at_the_runtime_with_its_path() -> None:
@@ -70,3 +70,20 @@ def test_monitoring_section_defaults_and_errors_name_the_field() -> None:
                          ({"other": 1}, "monitoring.other: unknown field")):
         with pytest.raises(envmod.EnvironmentSpecError, match=message.replace("(", r"\(")):
             envmod.parse({**base, "monitoring": bad})
+
+
+def test_gateway_families_report_each_session_and_the_vip_routes() -> None:
+    from meridio.runtime.local import protocol as proto
+    from meridio.runtime.local.monitor import gateway_families
+    routers = [proto.Router("gw-a1", "trench-a", "vlan-100", sessions=(
+        proto.Session("FE4_1", "169.254.100.1", "up", "Established", "Up"),
+        proto.Session("FE4_2", "169.254.100.2", "start", "Active", "Down"),
+        proto.Session("FE6_1", "2001:db8:100::1", "up", "Established", "")),
+        routes={"203.0.113.1/32": ("169.254.100.1",), "2001:db8:a1::1/128": ("2001:db8:100::1",)})]
+    fams = {f.name: f for f in gateway_families(routers)}
+    bgp = {s.labels["neighbor"]: s.value for s in fams["meridio_gateway_bgp_session_up"].samples}
+    assert bgp == {"169.254.100.1": 1.0, "169.254.100.2": 0.0, "2001:db8:100::1": 1.0}
+    bfd = {s.labels["neighbor"]: s.value for s in fams["meridio_gateway_bfd_session_up"].samples}
+    assert bfd == {"169.254.100.1": 1.0, "169.254.100.2": 0.0}  # no BFD session: no sample
+    [routes] = fams["meridio_gateway_vip_routes"].samples
+    assert (routes.labels, routes.value) == ({"router": "gw-a1", "trench": "trench-a"}, 2)

@@ -77,6 +77,10 @@ def up(filename: str | None, timeout: float) -> int:
         raise CliError(str(exc)) from None
     print(f"ready in {time.monotonic() - started:.1f}s — try: meridio status, meridio get pods, "
           f"meridio traffic --trench <trench> --vip <address> --port <port>", flush=True)
+    ports = client.monitoring_ports(layout)
+    if ports is not None:
+        print(f"metrics: {ports.url}/metrics, each pod's at {ports.url}/pods/<pod>/<component>/metrics"
+              + (f"; Prometheus: {ports.prometheus_url}" if ports.prometheus_url else ""), flush=True)
     return 0 if result.ready else 1
 
 

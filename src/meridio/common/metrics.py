@@ -46,7 +46,8 @@ _REQUEST_TIMEOUT_S = 5.0
 
 Family = Metric
 
-disable_created_metrics()  # no ``_created`` series: Prometheus 2 stores each as one more series per counter
+# No ``_created`` series: Prometheus 2 would store each as one more series per counter.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class MetricsError(ValueError):
@@ -72,8 +73,11 @@ def counter(name: str, help: str, labels: Sequence[str] = (), samples: Iterable[
 
 
 class _Counted(Protocol):
-    name: str
-    mac: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def mac(self) -> str: ...
 
 
 _INTERFACE_COUNTERS = (

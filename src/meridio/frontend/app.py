@@ -26,6 +26,7 @@ from meridio.common import settings as settingsmod
 from meridio.common import tasks
 from meridio.common.settings import setting
 from meridio.frontend import desired, lbclient, secrets, service, viprules
+from meridio.frontend import metrics as metricsmod
 from meridio.kernel import netlink
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve", "options_from_settings"]
@@ -65,6 +66,8 @@ class Settings:
     bgp_error_wait_time: tuple[str, ...] = setting((), "BIRD error wait time 'min,max' seconds ('' = 60,300)")
     bgp_connect_delay_time: int = setting(0, "BIRD connect delay time, seconds (0 = BIRD's 5; tests: 1)")
     health_address: str = setting("", "health server, e.g. unix:///tmp/health.sock ('' = none)")
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
+    metrics_port: int = setting(2224, "TCP port of /metrics (Meridio's frontend default: 2224)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -106,7 +109,8 @@ def options_from_settings(s: Settings, addresses: list[birdconf.IPAddress] | Non
         hostname=hostname, base=base, run_dir=pathlib.Path(s.bird_run_dir), bird_binary=s.bird_binary,
         defaults=desired.GatewayDefaults(s.local_as, s.remote_as, s.bgp_local_port, s.bgp_remote_port),
         monitor_interval_s=s.monitor_interval, monitor_interval_down_s=s.monitor_interval_down,
-        max_session_errors=s.max_session_errors, refresh_interval_s=s.nsp_entry_timeout)
+        max_session_errors=s.max_session_errors, refresh_interval_s=s.nsp_entry_timeout,
+        detailed_checks=s.metrics_enabled)
 
 
 def run(settings: Settings) -> int:
@@ -145,8 +149,11 @@ async def serve(s: Settings, opts: service.Options, stop: asyncio.Event, *, log:
     if s.health_address:
         await hc.serve(s.health_address)
     nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
+    fm = metricsmod.FrontendMetrics(metricsmod.Identity(s.trench_name, s.attractor_name), s.external_interface,
+                                    log=log) if s.metrics_enabled else None
     fe = service.Frontend(opts, rules=viprules.VipRules(opts.base.table_id, log=log), registry=nsp, health=hc,
-                          log=log)
+                          observer=fm, log=log)
+    endpoint = await fm.start(fe, s.metrics_port) if fm is not None else None
     watchers: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(_watch_attractor(nsp, fe, s, log), "nspAttractorWatch", log),
         tasks.guard(_watch_lb(fe, s, opts.hostname, log), "lbAvailabilityWatch", log),
@@ -164,5 +171,7 @@ async def serve(s: Settings, opts: service.Options, stop: asyncio.Event, *, log:
                 await t
         await nsp.close()
         await hc.stop()
+        if endpoint is not None:
+            await endpoint.close()
     log.info("frontendExited", clean=clean)
     return 0 if clean else 1

@@ -18,16 +18,21 @@ records the value and wakes the reconciler. The background loops (all under :met
   (refreshed every ``refresh_interval_s``), unregistered otherwise.
 
 Readiness (sub-service ``Egress``): connectivity, and BIRD accepted the whole desired configuration.
+
+An :class:`Observer` (the frontend's metrics) is told what each check saw, when the sessions are lost
+(BIRD restarted, died or stopped answering) and how each ``configure`` went; it never queries BIRD itself.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import os
 import pathlib
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from meridio.api import model
@@ -40,7 +45,7 @@ from meridio.common.retry import Backoff, PermanentError, TemporaryError
 from meridio.frontend import announce, desired, gateways, registration
 from meridio.kernel import bird
 
-__all__ = ["Options", "RulesPort", "Frontend"]
+__all__ = ["Options", "RulesPort", "Observer", "ApplyResult", "Frontend"]
 
 _ERROR_LINE = re.compile(r"^[^:]+:(\d+):\d+ ")
 _QUERY_TIMEOUT_S = 2.0
@@ -56,6 +61,44 @@ class RulesPort(Protocol):
     def clear(self) -> object: ...
 
 
+class ApplyResult(str, enum.Enum):
+    """How one ``configure`` of BIRD ended."""
+
+    OK = "ok"
+    REFUSED = "refused"
+    """BIRD parsed the new configuration and refused it (it keeps running the old one)."""
+    FAILED = "failed"
+    """BIRD could not be asked (control socket gone or timed out)."""
+
+
+class Observer(Protocol):
+    """What the frontend reports as it works; :mod:`meridio.frontend.metrics` implements it.
+
+    Called on the frontend's loop, synchronously, between two of its awaits (keep it cheap)."""
+
+    def gateways_seen(self, gateways: Sequence[BirdGateway], protocols: Sequence[birdc.ProtocolInfo],
+                      sessions: Sequence[birdc.BfdSession]) -> None:
+        """One successful check: the configured gateways and what BIRD said of them."""
+
+    def gateways_lost(self) -> None:
+        """Nothing is known to be up any more (BIRD restarted, died, or failed too many queries)."""
+
+    def bird_applied(self, result: ApplyResult, seconds: float) -> None:
+        """One ``configure`` of BIRD took ``seconds`` and ended with ``result``."""
+
+
+class _NoObserver:
+    def gateways_seen(self, gateways: Sequence[BirdGateway], protocols: Sequence[birdc.ProtocolInfo],
+                      sessions: Sequence[birdc.BfdSession]) -> None:
+        pass
+
+    def gateways_lost(self) -> None:
+        pass
+
+    def bird_applied(self, result: ApplyResult, seconds: float) -> None:
+        pass
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     hostname: str
@@ -69,6 +112,9 @@ class Options:
     max_session_errors: int = 5
     refresh_interval_s: float = 30.0
     """How often the FRONTEND target is re-registered (``NFE_NSP_ENTRY_TIMEOUT``)."""
+    detailed_checks: bool = False
+    """Each check asks ``show protocols all`` (route counts) and every gateway's BFD session, not only
+    what connectivity needs (the metrics want them; off by default: a little less work per check)."""
 
     @property
     def config_path(self) -> pathlib.Path:
@@ -81,8 +127,10 @@ class Options:
 
 class Frontend:
     def __init__(self, opts: Options, *, rules: RulesPort, registry: registration.Registry | None = None,
-                 health: healthmod.Health | None = None, log: logmod.Logger = logmod.null) -> None:
+                 health: healthmod.Health | None = None, observer: Observer | None = None,
+                 log: logmod.Logger = logmod.null) -> None:
         self.opts = opts
+        self.observer: Observer = observer or _NoObserver()
         self.rules = rules
         self.registry = registry
         self.health = health
@@ -202,6 +250,7 @@ class Frontend:
             backoff.reset()
             self._applied_text, self._applied, self._refused = text, base, {}
             self._changes(self.tracker.reset("birdStarted"))
+            self.observer.gateways_lost()
             self._bird_up.set()
             self._dirty.set()
             code = await proc.wait()
@@ -212,6 +261,7 @@ class Frontend:
             self.log.error("birdExited", exitCode=code, error=proc.last_words(), reason="birdDied")
             self._applied = dataclasses.replace(self._applied, advertise_vips=False)
             self._changes(self.tracker.reset("birdExited"))
+            self.observer.gateways_lost()
             await asyncio.sleep(backoff.next_delay())
 
     async def _control(self) -> bird.BirdControl:
@@ -275,12 +325,15 @@ class Frontend:
         candidate = self.opts.config_path.with_suffix(".conf.new")
         candidate.write_text(text)
         self._candidate_text = text
+        start = time.perf_counter()
         try:
             result = await (await self._control()).configure(candidate)
         except bird.BirdConnectionError as exc:
+            self.observer.bird_applied(ApplyResult.FAILED, time.perf_counter() - start)
             await self._drop_control()
             self.log.error("birdConfigureFailed", error=str(exc))
             return False
+        self.observer.bird_applied(ApplyResult.OK if result.ok else ApplyResult.REFUSED, time.perf_counter() - start)
         if not result.ok:
             self._last_refusal = result.message
             self.log.error("birdConfigRefused", error=result.message, reason="birdRefused")
@@ -326,18 +379,22 @@ class Frontend:
 
     async def check_gateways(self) -> list[gateways.Change]:
         gws = self._applied.gateways
+        detailed = self.opts.detailed_checks
+        wants_bfd = any(g.bfd is not None for g in gws) if detailed else gateways.needs_bfd_sessions(gws)
         try:
             control = await self._control()
-            protocols = await control.show_protocols(birdconf.NAME_PREFIX + "*", timeout=_QUERY_TIMEOUT_S) \
-                if gws else []
-            sessions = await control.show_bfd_sessions(timeout=_QUERY_TIMEOUT_S) \
-                if gateways.needs_bfd_sessions(gws) else []
+            protocols = await control.show_protocols(birdconf.NAME_PREFIX + "*", details=detailed,
+                                                     timeout=_QUERY_TIMEOUT_S) if gws else []
+            sessions = await control.show_bfd_sessions(timeout=_QUERY_TIMEOUT_S) if wants_bfd else []
         except (bird.BirdConnectionError, birdc.CommandError, birdc.ProtocolError) as exc:
             if not isinstance(exc, birdc.CommandError):
                 await self._drop_control()
             changes = self.tracker.observe_error(str(exc))
+            if self.tracker.errors > self.tracker.max_errors:
+                self.observer.gateways_lost()
         else:
             changes = self.tracker.observe(gateways.assess(gws, protocols, sessions, self.opts.base.interface))
+            self.observer.gateways_seen(gws, protocols, sessions)
         self._changes(changes)
         return changes
 

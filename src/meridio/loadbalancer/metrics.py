@@ -25,6 +25,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from meridio.common import metrics
+from meridio.kernel import netlink
 from meridio.loadbalancer import maglev
 from meridio.loadbalancer.datapath import CounterValue
 from meridio.loadbalancer.flows import FlowSpec
@@ -84,19 +85,21 @@ class LbMetrics:
 
     def __init__(self, *, trench: str, conduit: str, state: Callable[[], tuple[Desired | None, Report | None, bool]],
                  offsets: Callable[[], Mapping[str, int]], counters: Callable[[], Mapping[str, CounterValue]],
-                 interfaces: Callable[[], Iterable[object]], interface_prefix: str) -> None:
+                 interfaces: Callable[[], Iterable[netlink.InterfaceStats]], interface_prefix: str) -> None:
         self.metrics = metrics.Metrics()
         self.trench, self.conduit = trench, conduit
         self._state, self._offsets, self._read_counters, self._read_interfaces = state, offsets, counters, interfaces
         self._prefix = interface_prefix
         self._counters: Mapping[str, CounterValue] = {}
-        self._interfaces: list[object] = []
+        self._interfaces: list[netlink.InterfaceStats] = []
         self._moved: dict[str, int] = {}
         self._moved_total: dict[str, int] = {}
         self.reconcile_seconds = self.metrics.histogram(
-            "lb_reconcile_duration_seconds", "Time of one reconcile of offsets, routes and nftables")
+            "lb_reconcile_duration_seconds", "Time of one reconcile of offsets, routes and nftables",
+            ["trench", "conduit"]).labels(trench, conduit)
         self.apply_seconds = self.metrics.histogram(
-            "lb_nft_apply_duration_seconds", "Time of one nftables batch that changed something")
+            "lb_nft_apply_duration_seconds", "Time of one nftables batch that changed something",
+            ["trench", "conduit"]).labels(trench, conduit)
         self.metrics.collect(self._families, refresh=self.refresh)
 
     def reconciled(self, report: Report, seconds: float) -> None:
@@ -111,12 +114,12 @@ class LbMetrics:
     async def refresh(self) -> None:
         self._counters = await asyncio.to_thread(self._read_counters)
         stats = await asyncio.to_thread(self._read_interfaces)
-        self._interfaces = [s for s in stats if str(getattr(s, "name", "")).startswith(self._prefix)]
+        self._interfaces = [s for s in stats if s.name.startswith(self._prefix)]
 
     def _families(self) -> list[metrics.Family]:
         desired, report, available = self._state()
         out = families(trench=self.trench, conduit=self.conduit, desired=desired, report=report,
                        offsets=self._offsets(), counters=self._counters, moved=self._moved,
                        moved_total=self._moved_total, available=available)
-        return out + metrics.interface_families(self._interfaces, ["trench", "conduit"],  # type: ignore[arg-type]
+        return out + metrics.interface_families(self._interfaces, ["trench", "conduit"],
                                                 [self.trench, self.conduit])

@@ -146,7 +146,7 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
     if adopted:
         log.info("processesFound", count=len(adopted), reason="previousRuntime")
     monitor = Monitor(env.monitoring, layout, env.name, pods=lambda: list(ctl.pods.values()),
-                      statuses=ctl.sup.status, log=log)
+                      statuses=ctl.sup.status, routers=lambda: readiness.gateways(ctl), log=log)
     keeping = await _start_monitoring(monitor, ctl, log)
     server = Server(ctl, log)
     layout.control_socket.unlink(missing_ok=True)

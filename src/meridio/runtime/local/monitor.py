@@ -1,6 +1,7 @@
 """The runtime's HTTP endpoint on loopback: its own metrics, every pod's metrics, and a Prometheus beside it.
 
-``GET /metrics``: the runtime's families (process up and restarts, per pod and component).
+``GET /metrics``: the runtime's families (process up and restarts, per pod and component) and the
+emulated gateways' (BGP and BFD sessions with each frontend, VIP routes), read from their BIRD at scrape.
 ``GET /pods/<pod>/<component>/metrics``: that process's ``/metrics``, fetched through a connection made
 inside the pod's namespace (see :mod:`scrape`); 404 for an unknown pod or component, 502 when it does
 not answer. Only 127.0.0.1 is listened on; requests are bounded (size, time) and answers too.
@@ -18,18 +19,19 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from meridio.common import log as logmod
 from meridio.common import metrics
 from meridio.kernel import netns
+from meridio.runtime.local import protocol as proto
 from meridio.runtime.local import scrape
 from meridio.runtime.local.environment import Monitoring
 from meridio.runtime.local.layout import StateLayout
 from meridio.runtime.local.pods import PodSpec
 from meridio.runtime.local.supervisor import ProcessSpec, ProcessState, ProcessStatus
 
-__all__ = ["Monitor", "MonitorError", "PROMETHEUS", "runtime_families", "fetch"]
+__all__ = ["Monitor", "MonitorError", "PROMETHEUS", "runtime_families", "gateway_families", "fetch"]
 
 PROMETHEUS = "/usr/bin/prometheus"
 HOST = "127.0.0.1"
@@ -40,6 +42,24 @@ _TIMEOUT_S = 5.0
 
 class MonitorError(Exception):
     """The monitoring endpoint or Prometheus cannot be set up (the message says what to do)."""
+
+
+def gateway_families(routers: Iterable[proto.Router]) -> list[metrics.Family]:
+    """The emulated gateways' view (what an operator's own routers would export): per router and
+    frontend neighbour, BGP Established and BFD Up as 0/1, and the VIP routes in the router's kernel."""
+    sessions = [(r.name, s) for r in sorted(routers, key=lambda r: r.name) for s in r.sessions]
+    labels = ["router", "trench", "neighbor"]
+    trench = {r.name: r.trench for r in routers}
+    return [
+        metrics.gauge("gateway_bgp_session_up", "1 while the gateway's BGP session with the frontend is Established",
+                      labels, [((n, trench[n], s.neighbor), 1.0 if s.info.startswith("Established") else 0.0)
+                               for n, s in sessions]),
+        metrics.gauge("gateway_bfd_session_up", "1 while the gateway's BFD session with the frontend is Up",
+                      labels, [((n, trench[n], s.neighbor), 1.0 if s.bfd == "Up" else 0.0)
+                               for n, s in sessions if s.bfd]),
+        metrics.gauge("gateway_vip_routes", "VIP routes BIRD installed in the gateway's kernel", ["router", "trench"],
+                      [((r.name, r.trench), len(r.routes)) for r in sorted(routers, key=lambda r: r.name)]),
+    ]
 
 
 def runtime_families(statuses: Iterable[ProcessStatus]) -> list[metrics.Family]:
@@ -83,11 +103,14 @@ class Monitor:
 
     def __init__(self, settings: Monitoring, layout: StateLayout, environment: str, *,
                  pods: Callable[[], Iterable[PodSpec]], statuses: Callable[[], Iterable[ProcessStatus]],
+                 routers: Callable[[], Awaitable[Sequence[proto.Router]]] | None = None,
                  log: logmod.Logger = logmod.null) -> None:
         self.settings, self.layout, self.environment, self.log = settings, layout, environment, log
-        self._pods, self._statuses = pods, statuses
+        self._pods, self._statuses, self._read_routers = pods, statuses, routers
+        self._routers: Sequence[proto.Router] = ()
         self.metrics = metrics.Metrics()
-        self.metrics.collect(lambda: runtime_families(self._statuses()))
+        self.metrics.collect(lambda: runtime_families(self._statuses()) + gateway_families(self._routers),
+                             refresh=self._refresh_routers)
         self.port = 0
         self.prometheus_port = 0
         self._server: asyncio.Server | None = None
@@ -109,6 +132,10 @@ class Monitor:
         self._save_ports()
         self.log.info("monitoringServed", address=f"{HOST}:{self.port}",
                       prometheus=f"{HOST}:{self.prometheus_port}" if self.settings.prometheus else None)
+
+    async def _refresh_routers(self) -> None:
+        if self._read_routers is not None:
+            self._routers = await self._read_routers()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -133,7 +160,7 @@ class Monitor:
         for st in self._statuses():
             pod = pods.get(st.pod)
             if pod is not None:
-                labels = {k: v for k, v in (("node", pod.node), ("trench", pod.trench)) if v}
+                labels = {"node": pod.node} if pod.node else {}  # the families carry trench etc. themselves
                 procs.append((st.pod, st.component, pod.netns, labels))
         return scrape.targets(procs)
 

@@ -25,7 +25,7 @@ from meridio.runtime.local import routers
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessState, Supervisor
 
-__all__ = ["View", "forget_opened", "not_ready", "snapshot"]
+__all__ = ["View", "forget_opened", "not_ready", "gateways", "snapshot"]
 
 
 class View(Protocol):
@@ -144,10 +144,14 @@ def _placement(ctl: Live, w: rc.Workload, spec: podsmod.PodSpec | None) -> dict[
     return out
 
 
+async def gateways(ctl: Live) -> tuple[proto.Router, ...]:
+    """Every gateway router's sessions with the frontends and its VIP routes, as BIRD and the kernel say."""
+    return tuple(await asyncio.gather(*(_router(ctl, r) for r in ctl.env.routers)))
+
+
 async def snapshot(ctl: Live) -> proto.Snapshot:
     """Everything ``meridio status -o json`` prints."""
-    routers_, targets, streams = await asyncio.gather(
-        asyncio.gather(*(_router(ctl, r) for r in ctl.env.routers)), _targets(ctl), _streams(ctl))
+    routers_, targets, streams = await asyncio.gather(gateways(ctl), _targets(ctl), _streams(ctl))
     snap = proto.Snapshot(
         environment=ctl.env.name, prefix=ctl.env.prefix, state_dir=str(ctl.layout.root),
         processes=tuple(proto.Process(name=s.name, pod=s.pod, component=s.component, pid=s.pid, state=s.state.value,

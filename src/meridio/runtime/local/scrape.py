@@ -42,7 +42,7 @@ class ScrapeTarget:
     netns: str
     port: int
     labels: Mapping[str, str]
-    """What Prometheus attaches to every sample: pod, component, node, trench."""
+    """What Prometheus attaches to every sample: pod, component, node (the families carry the trench)."""
 
     @property
     def path(self) -> str:
