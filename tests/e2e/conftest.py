@@ -2,7 +2,8 @@
 
 What is real: everything. One environment (the built-in default, named ``e2e``, prefix ``me2e``, with
 every component's metrics on and a real Prometheus scraping them) is
-brought up once for the session with ``meridio up`` and torn down with ``meridio down`` at the end,
+brought up once for the session with ``meridio up`` and torn down with ``meridio down`` at the end
+(``MERIDIO_E2E_ENV`` and ``MERIDIO_E2E_PREFIX`` name another one, so two runs on one machine do not meet),
 also when tests fail (``MERIDIO_E2E_KEEP=1`` keeps it up to look at a failure; the status and
 every log are copied aside when a test failed). Each test restores what it changed (re-applies the initial resources, re-opens
 streams, scales back) and waits until the environment is as it found it. Every traffic check sends
@@ -22,7 +23,8 @@ from meridio.runtime.local import environment as envmod
 from tests.conftest import is_root
 from tests.e2e.framework import E2E
 
-ENV_NAME, ENV_PREFIX = "e2e", "me2e"
+ENV_NAME = os.environ.get("MERIDIO_E2E_ENV", "e2e")
+ENV_PREFIX = os.environ.get("MERIDIO_E2E_PREFIX", "me2e")
 
 
 _FAILED: list[str] = []

@@ -1,10 +1,11 @@
-"""``meridio get KIND [NAME] [-o yaml|json]`` and ``meridio status [-o json]``.
+"""``meridio get KIND [NAME] [-o yaml|json]`` and ``meridio status [-o json] [--watch [--interval S]]``.
 
 ``get`` lists resources (trenches, conduits, streams, flows, vips, attractors, gateways, nads) as a
 table, or in their YAML form (``-o yaml``, ``-o json``: a ``List`` of the objects, or the object when
 NAME is given); ``get pods`` and ``get deployments`` show the runtime's pods and target deployments.
 ``status`` shows what runs, the BGP/BFD sessions of the gateway routers, the streams and their targets,
 and what is not ready and why; ``-o json`` lists every process with its pod, component, pid and state.
+``--watch`` redraws the same text (:func:`render_status`) every few seconds (:mod:`meridio.cli.watch`).
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from meridio.api import yamlio
+from meridio.cli import watch
 from meridio.cli.common import KIND_ALIASES, CliError, add_env_option, call, table
 from meridio.runtime.local import protocol as proto
 
-__all__ = ["register"]
+__all__ = ["register", "render_status"]
 
 _RUNTIME_KINDS = {"pod": "pods", "pods": "pods", "po": "pods", "deployment": "deployments",
                   "deployments": "deployments", "deploy": "deployments"}
@@ -33,8 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.set_defaults(func=_get)
     s = subparsers.add_parser("status", help="what runs, sessions, streams, targets, and what is not ready")
     s.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    s.add_argument("-w", "--watch", action="store_true", help="redraw every --interval seconds until Ctrl-C")
+    s.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="S",
+                   help="seconds between redraws with --watch (default 2)")
     add_env_option(s)
     s.set_defaults(func=_status)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _join(values: Iterable[Any]) -> str:
@@ -111,34 +126,48 @@ def _get_runtime(args: argparse.Namespace, what: str) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return watch.run(lambda: _status_frame(args), interval_s=args.interval)
     snap = call(args, proto.Status())
-    if args.output == "json":
-        print(json.dumps(proto.encode(snap), indent=2))
-        return 0
-    print(f"environment {snap.environment} (prefix {snap.prefix}, state {snap.state_dir})\n")
-    rows = [(p.name, p.kind, p.node or "-", p.state, p.reason) for p in snap.pods]
-    print(table(("POD", "KIND", "NODE", "STATE", "REASON"), rows) + "\n")
-    _print_routers(snap)
-    _print_streams(snap)
-    reasons = snap.not_ready + snap.problems
-    print("\nnot ready:" if reasons else "\nready: every pod runs, sessions are up, streams are open")
-    for r in reasons:
-        print(f"  - {r}")
+    print(json.dumps(proto.encode(snap), indent=2) if args.output == "json" else render_status(snap).rstrip("\n"))
     return 0
 
 
-def _print_routers(snap: proto.Snapshot) -> None:
+def _status_frame(args: argparse.Namespace) -> str:
+    """One frame of ``status --watch``: the status, or why there is none right now (the watch goes on)."""
+    try:
+        snap = call(args, proto.Status())
+    except CliError as exc:
+        return f"meridio: {exc}\n"
+    return json.dumps(proto.encode(snap), indent=2) if args.output == "json" else render_status(snap)
+
+
+def render_status(snap: proto.Snapshot) -> str:
+    """The text of ``meridio status``: pods, sessions, routes, streams and targets, what is not ready."""
+    parts = [f"environment {snap.environment} (prefix {snap.prefix}, state {snap.state_dir})\n\n"]
+    rows = [(p.name, p.kind, p.node or "-", p.state, p.reason) for p in snap.pods]
+    parts.append(table(("POD", "KIND", "NODE", "STATE", "REASON"), rows) + "\n\n")
+    parts.append(_routers_text(snap))
+    parts.append(_streams_text(snap))
+    reasons = snap.not_ready + snap.problems
+    parts.append("\nnot ready:\n" if reasons else "\nready: every pod runs, sessions are up, streams are open\n")
+    parts += [f"  - {r}\n" for r in reasons]
+    return "".join(parts)
+
+
+def _routers_text(snap: proto.Snapshot) -> str:
     rows = []
     for r in snap.routers:
         for s in r.sessions or (proto.Session(name="-", neighbor="-", state="", info="no session", bfd="-"),):
             rows.append((r.name, r.trench, s.neighbor, s.info or s.state, s.bfd or "-"))
-    print(table(("ROUTER", "TRENCH", "FRONTEND", "BGP", "BFD"), rows) + "\n")
+    text = table(("ROUTER", "TRENCH", "FRONTEND", "BGP", "BFD"), rows) + "\n\n"
     routes = [(r.name, dst, _join(hops)) for r in snap.routers for dst, hops in sorted(r.routes.items())]
     if routes:
-        print(table(("ROUTER", "ROUTE", "NEXT-HOPS"), routes) + "\n")
+        text += table(("ROUTER", "ROUTE", "NEXT-HOPS"), routes) + "\n\n"
+    return text
 
 
-def _print_streams(snap: proto.Snapshot) -> None:
+def _streams_text(snap: proto.Snapshot) -> str:
     rows: list[tuple[str, ...]] = []
     for trench, targets in sorted(snap.streams.items()):
         if targets is None:
@@ -148,8 +177,9 @@ def _print_streams(snap: proto.Snapshot) -> None:
         for t in targets:
             per.setdefault((t.conduit, t.stream), []).append(f"{t.identifier}:{t.status[0]}")
         rows += [(trench, c, s, _join(sorted(ids))) for (c, s), ids in sorted(per.items())]
-    print(table(("TRENCH", "CONDUIT", "STREAM", "TARGETS (identifier:E=enabled,D=disabled)"), rows))
+    text = table(("TRENCH", "CONDUIT", "STREAM", "TARGETS (identifier:E=enabled,D=disabled)"), rows) + "\n"
     taps = [(pod, st.status, st.stream, st.conduit, st.trench)
             for pod, sts in sorted(snap.targets.items()) for st in (sts or ())]
     if taps:
-        print("\n" + table(("TARGET POD", "STATUS", "STREAM", "CONDUIT", "TRENCH"), taps))
+        text += "\n" + table(("TARGET POD", "STATUS", "STREAM", "CONDUIT", "TRENCH"), taps) + "\n"
+    return text

@@ -150,6 +150,14 @@ class Pod:
     """``Running``, ``NotReady``, ``Pending`` or ``Blocked``."""
     reason: str = ""
     containers: tuple[Container, ...] = ()
+    attractor: str = ""
+    """The attractor of an FE+LB pod (empty for other kinds)."""
+    conduit: str = ""
+    """The conduit of a proxy pod (empty for other kinds)."""
+    network: str = ""
+    """The external segment an FE+LB pod is attached to (empty: none, or not started)."""
+    addresses: tuple[str, ...] = ()
+    """The FE's addresses on that segment, without prefix length: the neighbours the gateways peer with."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +179,8 @@ class Router:
     sessions: tuple[Session, ...]
     routes: dict[str, tuple[str, ...]]
     """VIP routes BIRD installed in the router's kernel: destination → next hops."""
+    families: tuple[int, ...] = ()
+    """The IP families (4, 6) the router peers over with BGP; empty: the router runs no BGP."""
 
 
 @dataclasses.dataclass(frozen=True)

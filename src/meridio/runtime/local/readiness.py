@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
 from meridio.api import model, resources, tapaclient
 from meridio.api.nspclient import NspClient
@@ -76,8 +76,9 @@ async def _router_sessions(ctl: Live, router: envmod.Router) -> tuple[proto.Sess
 async def _router(ctl: Live, router: envmod.Router) -> proto.Router:
     sessions, routes = await asyncio.gather(_router_sessions(ctl, router),
                                             iproute.bird_routes(ctl.naming.router_ns(router.name)))
+    families = tuple(f for f, addr in ((4, router.ipv4), (6, router.ipv6)) if addr is not None and router.bgp is not None)
     return proto.Router(name=router.name, trench=router.trench, network=router.network, sessions=sessions,
-                        routes={dst: tuple(hops) for dst, hops in routes.items()})
+                        routes={dst: tuple(hops) for dst, hops in routes.items()}, families=families)
 
 
 async def _nsp_targets(address: str) -> tuple[proto.RegisteredTarget, ...] | None:
@@ -113,9 +114,9 @@ def _pods(ctl: Live) -> tuple[proto.Pod, ...]:
     procs = {s.name: s for s in ctl.sup.status()}
     out = []
     for w in (ctl.desired.workloads if ctl.desired else ()):
-        pod = proto.Pod(name=w.name, kind=w.kind.value, node=w.node or "", trench=w.trench or "",
-                        netns=ctl.naming.pod_ns(w.name), state="Pending")
         spec = ctl.pods.get(w.name)
+        pod = proto.Pod(name=w.name, kind=w.kind.value, node=w.node or "", trench=w.trench or "",
+                        netns=ctl.naming.pod_ns(w.name), state="Pending", **_placement(ctl, w, spec))
         if w.pending:
             pod = dataclasses.replace(pod, reason=w.pending)
         elif w.name in ctl.blocked:
@@ -131,6 +132,16 @@ def _pods(ctl: Live) -> tuple[proto.Pod, ...]:
                 for p in spec.processes if p.name in procs))
         out.append(pod)
     return tuple(out)
+
+
+def _placement(ctl: Live, w: rc.Workload, spec: podsmod.PodSpec | None) -> dict[str, Any]:
+    """Where a pod sits in the topology: its attractor or conduit, its segment and addresses there."""
+    out: dict[str, Any] = {"attractor": w.param("attractor") if w.kind is rc.Kind.FRONTEND_LB else "",
+                           "conduit": w.param("conduit") if w.kind is rc.Kind.PROXY else ""}
+    if spec is not None and spec.external is not None:
+        out["network"] = spec.external.peer_ns[len(ctl.naming.network_ns("")):]
+        out["addresses"] = tuple(a.split("/")[0] for a in spec.external.addresses)
+    return out
 
 
 async def gateways(ctl: Live) -> tuple[proto.Router, ...]:
