@@ -19,13 +19,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e import chromium
-from tests.e2e.framework import E2E
+from tests.e2e.framework import E2E, _until
 
 FE = "stateless-lb-frontend-attractor-a-1-0"
 REFRESH_S = 2.0
@@ -87,17 +86,6 @@ def _answers(url: str) -> bool:
             return bool(answer.status == 200)
     except OSError:
         return False
-
-
-def _until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what} (last: {last!r})")
 
 
 def _elements(b: chromium.Browser, kind: str) -> dict[str, dict[str, str]]:
