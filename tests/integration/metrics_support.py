@@ -7,20 +7,35 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import urllib.request
 from collections.abc import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from meridio.kernel import netns as netnsmod
+
 __all__ = ["Samples", "scrape", "until", "value"]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape(port: int, host: str = "127.0.0.1") -> Samples:
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
+_FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+
+
+def scrape(port: int, host: str = "127.0.0.1", *, ns: str | None = None) -> Samples:
+    """The samples of ``http://host:port/metrics``; with ``ns``, fetched from inside that namespace
+    (``{}`` there if nothing answers yet)."""
+    url = f"http://{host}:{port}/metrics"
+    if ns is None:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+    else:
+        done = netnsmod.run(ns, [sys.executable, "-c", _FETCH, url], check=False, timeout=10)
+        if done.returncode != 0:
+            return {}
+        text = done.stdout
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
