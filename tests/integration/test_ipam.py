@@ -19,6 +19,7 @@ from meridio.api.pb.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from meridio.api.pb.nsp.v1 import model_pb2
 from tests.conftest import wait_for
 from tests.integration import nsp_support
+from tests.integration.metrics_support import scrape, value
 
 CONFIG = """\
 trench: |
@@ -152,6 +153,29 @@ def test_idle_allocations_are_garbage_collected(procs: Any, tmp_path: pathlib.Pa
     wait_for(lambda: ipam.procs.output(ipam.proc).count('"prefixCollected"') >= 3, timeout=10,
              message="node-1, a and b collected")
     assert ipam.allocate("b") == "172.16.0.1/24"
+    ipam.channel.close()
+
+
+def test_a_scrape_shows_prefixes_in_use_capacity_and_allocations(procs: Any, tmp_path: pathlib.Path,
+                                                                   nsp: nsp_support.NspProcess) -> None:
+    port = nsp_support.free_port()
+    ipam = Ipam(procs, tmp_path, nsp.address, "--metrics-enabled", "true", "--metrics-port", str(port))
+    ipam.start()
+    wait_for(lambda: value(scrape(port), "meridio_ipam_prefixes_in_use", family="ipv4", level="conduit") == 2,
+             message="both conduits of the NSP in the metrics")
+    ipam.allocate("bridge")
+    ipam.allocate("c1-src")
+    ipam.allocate("bridge", node="node-2")
+    with pytest.raises(grpc.RpcError):
+        ipam.allocate("x", family=7)
+    samples = scrape(port)
+    pool = {"trench": "trench-a", "family": "ipv4", "conduit": "conduit-a-1"}
+    assert value(samples, "meridio_ipam_prefixes_in_use", **pool, level="node") == 2
+    assert value(samples, "meridio_ipam_prefixes_in_use", **pool, level="address") == 3
+    assert value(samples, "meridio_ipam_prefix_capacity", **pool, level="node") == 16
+    assert value(samples, "meridio_ipam_prefix_capacity", **pool, level="address") == 2 * 254
+    assert value(samples, "meridio_ipam_allocations_total", result="allocated") == 3
+    assert value(samples, "meridio_ipam_allocations_total", result="refused") == 1
     ipam.channel.close()
 
 

@@ -15,7 +15,8 @@ import grpc
 import pytest
 
 from tests.conftest import wait_for
-from tests.integration.nsp_support import SAMPLE_CONFIG, launch_nsp
+from tests.integration.metrics_support import scrape, value
+from tests.integration.nsp_support import SAMPLE_CONFIG, free_port, launch_nsp
 from tests.integration.tapa_support import (
     ProxyDouble,
     enabled,
@@ -50,6 +51,24 @@ def test_an_open_stream_is_registered_enabled_with_the_link_addresses(procs, tmp
     assert list(target.ips) == ["172.16.1.6/24", "fd00:0:0:1::6/64"]
     assert 1 <= int(target.context["identifier"]) <= 100
     assert proxy.calls == ["connect target-1"]
+
+
+def test_a_scrape_shows_each_streams_phase_and_status(procs, tmp_path, proxy) -> None:  # type: ignore[no-untyped-def]
+    nsp = launch_nsp(procs, tmp_path, CONFIG)
+    port = free_port()
+    tapa = start_tapa(procs, tmp_path, "target-1", nsp.address, tmp_path / "proxy",
+                      extra=("--metrics-enabled", "true", "--metrics-port", str(port)))
+    tap_call(tapa, "Open", stream_pb("stream-a-i"))
+    tap_call(tapa, "Open", stream_pb("no-such-stream"))
+    wait_statuses(tapa, {"stream-a-i": "OPEN", "no-such-stream": "UNDEFINED"})
+    samples = scrape(port)
+    ids = {"trench": "trench-a", "conduit": "conduit-a-1"}
+    assert value(samples, "meridio_tapa_stream_state", **ids, stream="stream-a-i", state="open") == 1
+    assert value(samples, "meridio_tapa_stream_state", **ids, stream="stream-a-i", state="opening") == 0
+    assert value(samples, "meridio_tapa_stream_status", **ids, stream="no-such-stream", status="undefined") == 1
+    assert (value(samples, "meridio_tapa_streams", state="open"), value(samples, "meridio_tapa_streams",
+                                                                        state="idle")) == (1, 1)
+    assert value(samples, "meridio_tapa_stream_transitions_total", state="open") >= 1
 
 
 def test_open_of_a_stream_unknown_to_the_nsp_is_undefined(procs, tmp_path, proxy) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import pytest
 
 from meridio.kernel import netns as netnsmod
 from tests.conftest import wait_for
+from tests.integration.metrics_support import scrape, value
 from tests.netns.conduit_support import (  # noqa: F401
     TRENCH_VIP4,
     VIP4,
@@ -118,3 +119,24 @@ def test_a_recreated_lb_link_leaves_no_neighbour_entry_with_the_old_mac(conduit_
     assert new_mac != old_mac
     assert _neighbour_mac(px.ns, ip) in (None, new_mac)
     netnsmod.run(px.ns, ["ping", "-c1", "-W2", ip])
+
+
+def test_a_scrape_shows_the_lb_links_and_the_counters_of_bridge0_and_the_ports(conduit_env) -> None:  # type: ignore[no-untyped-def]
+    env = conduit_env(ip_family="ipv4")
+    env.add_lb("lb-1")
+    env.add_lb("lb-2")
+    px = env.add_proxy("node-1", extra=("--metrics-enabled", "true", "--metrics-port", "2227"))
+    ids = {"trench": px.env.trench, "conduit": px.env.conduit}
+    wait_for(lambda: value(scrape(2227, ns=px.ns), "meridio_proxy_lb_links", **ids) == 2, 15,
+             message="two LB links in the metrics")
+    (bridge_ip,) = px.bridge_ips()
+    netnsmod.run(env.lbs["lb-1"].ns, ["ping", "-4", "-c3", "-i0.2", "-W2", bridge_ip])
+    samples = scrape(2227, ns=px.ns)
+    assert value(samples, "meridio_proxy_lb_peers", **ids) == 2
+    assert value(samples, "meridio_proxy_egress_ready", **ids) == 1
+    assert value(samples, "meridio_proxy_target_links", **ids) == 0
+    assert value(samples, "meridio_interface_receive_packets_total", **ids, interface="bridge0") >= 3
+    ports = {dict(labels)["interface"] for (name, labels), _ in samples.items()
+             if name == "meridio_interface_receive_packets_total"}
+    assert ports == {"bridge0", *px.ports("pl-")}
+    assert value(samples, "meridio_proxy_reconcile_duration_seconds_count", **ids, input="lbTargets") >= 1

@@ -34,8 +34,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from meridio.common import log as logmod
+
 __all__ = ["PREFIX", "DURATION_BUCKETS", "Metrics", "Endpoint", "gauge", "counter", "interface_families", "Family",
-           "MetricsError", "timed"]
+           "MetricsError", "timed", "serve_or_log"]
 
 PREFIX = "meridio_"
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -201,3 +203,15 @@ def timed(histogram: Histogram, *labels: str) -> Iterator[None]:
         yield
     finally:
         (histogram.labels(*labels) if labels else histogram).observe(time.perf_counter() - start)
+
+
+async def serve_or_log(m: Metrics, port: int, log: logmod.Logger, host: str | None = None) -> Endpoint | None:
+    """Serve ``m`` on ``port``; a port that cannot be used is logged (``metricsNotServed``) and ``None``
+    returned, so the component keeps working without metrics."""
+    try:
+        endpoint = await m.serve(port, host)
+    except MetricsError as exc:
+        log.error("metricsNotServed", error=str(exc))
+        return None
+    log.info("metricsServed", port=endpoint.port)
+    return endpoint

@@ -4,7 +4,9 @@ Serves ``ipam.v1.Ipam`` and ``grpc.health.v1`` on ``IPAM_PORT``; conduit prefixe
 ``IPAM_NSP_SERVICE``; allocations are kept in sqlite at ``IPAM_DATASOURCE``. Settings mirror Meridio's
 ``cmd/ipam`` environment (reference §6.1); defaults are the operator's values. SIGTERM/SIGINT stop it
 cleanly (exit status 0). Start-up failures (bad settings, unusable registry file) print one line on
-stderr and exit with status 2 (settings) or 1 (registry).
+stderr and exit with status 2 (settings) or 1 (registry). Metrics (:mod:`meridio.ipam.metrics`):
+``/metrics`` on ``IPAM_METRICS_PORT`` when ``IPAM_METRICS_ENABLED``; a port that cannot be used is logged
+and the IPAM runs without metrics.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from meridio.api.pb.ipam.v1 import ipam_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
+from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common.settings import SettingsError, setting
 from meridio.common.tasks import guard, run_until_signalled
 from meridio.ipam import conduits, tree
+from meridio.ipam.metrics import IpamMetrics
 from meridio.ipam.registry import Registry, collect_garbage_forever
 from meridio.ipam.servicer import IpamServicer
 from meridio.ipam.store import IpamStoreError, Store
@@ -54,6 +58,8 @@ class Settings:
     health_address: str = setting("", "extra grpc.health.v1 listener, e.g. unix:///tmp/health.sock "
                                   "(health is always served on the main port)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
+    metrics_port: int = setting(2226, "TCP port of /metrics")
 
 
 def layouts_from(settings: Settings) -> list[tree.Layout]:
@@ -139,6 +145,8 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
         await server.stop(None)
         return 1
     log.info("ipamStarted", port=port, families=[f.name for f in registry.layouts])
+    endpoint = (await metricsmod.serve_or_log(IpamMetrics(registry).metrics, settings.metrics_port, log)
+                if settings.metrics_enabled else None)
     health.set_serving(healthmod.IPAM)
     health.set_serving(healthmod.STARTUP)
     nsp = nspclient.NspClient(settings.nsp_service, log=log)
@@ -155,6 +163,8 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
                 task.cancel()
     finally:
         log.info("ipamStopping")
+        if endpoint is not None:
+            await endpoint.close()
         await health.stop()
         await server.stop(1.0)
         await nsp.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 from collections.abc import Collection, Iterable
 
 from meridio.common import log as logmod
@@ -17,7 +18,8 @@ from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 from meridio.ipam.store import IpamStoreError, Store
 
-__all__ = ["NODE_REFRESH_S", "ChildRequest", "Registry", "RequestError", "collect_garbage_forever"]
+__all__ = ["NODE_REFRESH_S", "AllocationResult", "ChildRequest", "Registry", "RequestError",
+           "collect_garbage_forever"]
 
 NODE_REFRESH_S = 60.0
 """A node's ``updated_at`` is refreshed at most once a minute (Meridio damps it the same way)."""
@@ -25,6 +27,16 @@ NODE_REFRESH_S = 60.0
 
 class RequestError(PermanentError, ValueError):
     """The request cannot be served by this IPAM (bad input): ``INVALID_ARGUMENT``."""
+
+
+class AllocationResult(enum.Enum):
+    """How an Allocate ended (counted for ``meridio_ipam_allocations_total``)."""
+
+    ALLOCATED = "allocated"
+    REFUSED = "refused"
+    """Bad request, no free prefix, or the conduit still unknown at the deadline."""
+    FAILED = "failed"
+    """The allocation could not be stored."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +65,8 @@ class Registry:
         self._tree = tree.Tree(store.load())
         self._unplaced: dict[tree.Family, set[str]] = {family: set() for family in self.layouts}
         self._conduits_changed = asyncio.Event()
+        self.allocations: dict[AllocationResult, int] = dict.fromkeys(AllocationResult, 0)
+        """Allocate calls since start, by result."""
         changes: list[tree.Change] = []
         for layout in self.layouts.values():
             changes += tree.plan_trench(self._tree, layout, trench, self._clock.time())
@@ -71,10 +85,26 @@ class Registry:
         root = tree.trench_path(self.trench, family)
         return {e.path[-1]: e for e in self._tree.children(root)}
 
+    def unplaced(self, family: tree.Family) -> frozenset[str]:
+        """Conduits of the NSP that found no room for a prefix in ``family``'s trench prefix."""
+        return frozenset(self._unplaced.get(family, ()))
+
     async def allocate(self, request: ChildRequest, timeout: float | None = None) -> tree.Allocation:
         """Allocate (idempotently) ``request``; wait up to ``timeout`` seconds (None: no limit) for the
         conduit prefix to appear. Raises :class:`RequestError`, :class:`tree.NoMorePrefix`,
         :class:`tree.ConduitNotFound` (still unknown at the timeout) or ``IpamStoreError``."""
+        try:
+            allocation = await self._allocate(request, timeout)
+        except (RequestError, tree.NoMorePrefix, tree.ConduitNotFound):
+            self.allocations[AllocationResult.REFUSED] += 1
+            raise
+        except IpamStoreError:
+            self.allocations[AllocationResult.FAILED] += 1
+            raise
+        self.allocations[AllocationResult.ALLOCATED] += 1
+        return allocation
+
+    async def _allocate(self, request: ChildRequest, timeout: float | None) -> tree.Allocation:
         layout, path = self._resolve(request)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout

@@ -7,7 +7,8 @@ Configuration: the ConfigMap-format file ``NSP_CONFIG_FILE``, polled every
 ``NSP_CONFIG_POLL_INTERVAL``. Registry: sqlite at ``NSP_DATASOURCE``; entries expire after
 ``NSP_ENTRY_TIMEOUT`` without a refresh. SIGTERM/SIGINT: stop accepting calls, end the watch streams,
 close the database, exit 0. A fatal start problem (port taken, database unusable) exits 1 after one
-``critical`` log line.
+``critical`` log line. Metrics (:mod:`meridio.nsp.metrics`): ``/metrics`` on ``NSP_METRICS_PORT`` when
+``NSP_METRICS_ENABLED``; a port that cannot be used is logged and the NSP runs without metrics.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from typing import Any
 
 from meridio.common import clock, grpcutil, health, tasks
 from meridio.common import log as logmod
+from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common.settings import setting
 from meridio.nsp import config, registry, service, source, store, targets
+from meridio.nsp import metrics as nspmetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve"]
 
@@ -40,6 +43,8 @@ class Settings:
                                    "a target not re-registered within this time is removed", duration=True)
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
+    metrics_port: int = setting(2225, "TCP port of /metrics")
 
 
 def run(settings: Settings) -> int:
@@ -92,6 +97,10 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     first = files.poll()  # serve the file's configuration from the very first watch
     if first is not None:
         parts.manager.update(first)
+    endpoint = None
+    if settings.metrics_enabled:
+        m = nspmetrics.NspMetrics(parts.manager, parts.targets, files)
+        endpoint = await metricsmod.serve_or_log(m.metrics, settings.metrics_port, log)
     loops: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(files.run(_applier(parts.manager, log)), "configSource", log),
         tasks.guard(parts.targets.run_expiry(), "targetExpiry", log),
@@ -107,6 +116,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     for t in running:
         with contextlib.suppress(BaseException):
             await t
+    if endpoint is not None:
+        await endpoint.close()
     await _shutdown(parts, log)
     log.info("nspStopped", exitCode=code)
     return code

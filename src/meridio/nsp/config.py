@@ -56,6 +56,7 @@ class ConfigurationManager:
 
     def __init__(self, config: model.Configuration | None = None) -> None:
         self._hub: watchers.Hub[model.Configuration] = watchers.Hub(config or model.Configuration())
+        self._kinds: dict[watchers.Mailbox[Any], Kind] = {}
 
     @property
     def config(self) -> model.Configuration:
@@ -65,6 +66,13 @@ class ConfigurationManager:
     def watcher_count(self) -> int:
         return len(self._hub)
 
+    def watchers_by_kind(self) -> dict[Kind, int]:
+        """Open watch streams per kind (every kind present, 0 included)."""
+        counts = dict.fromkeys(Kind, 0)
+        for kind in self._kinds.values():
+            counts[kind] += 1
+        return counts
+
     def update(self, config: model.Configuration) -> int:
         """Serve ``config`` from now on; returns how many watchers got a new view."""
         if config == self._hub.state:
@@ -72,10 +80,14 @@ class ConfigurationManager:
         return self._hub.publish(config)
 
     def subscribe(self, kind: Kind, flt: Any) -> watchers.Mailbox[Any]:
-        return self._hub.subscribe(lambda config: select(config, kind, flt))
+        box = self._hub.subscribe(lambda config: select(config, kind, flt))
+        self._kinds[box] = kind
+        return box
 
     def unsubscribe(self, box: watchers.Mailbox[Any]) -> None:
+        self._kinds.pop(box, None)
         self._hub.unsubscribe(box)
 
     def close(self) -> None:
+        self._kinds.clear()
         self._hub.close()

@@ -19,6 +19,7 @@ while ignoring a bare ``touch``. Rules:
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 from collections.abc import Callable
 from typing import Protocol
@@ -26,12 +27,19 @@ from typing import Protocol
 from meridio.api import configmap, model
 from meridio.common import log as logmod
 
-__all__ = ["ConfigSource", "FileSource", "Parser", "default_parser"]
+__all__ = ["ConfigSource", "FileSource", "LoadResult", "Parser", "default_parser"]
 
 Parser = Callable[[str, str], model.Configuration]
 """``parse(text, source_name) -> Configuration``; raises on invalid input."""
 
 _MISSING = "missing"
+
+
+class LoadResult(enum.Enum):
+    """What became of a changed file content (counted for ``meridio_nsp_configuration_loads_total``)."""
+
+    APPLIED = "applied"
+    REJECTED = "rejected"
 
 
 def default_parser(text: str, source: str) -> model.Configuration:
@@ -53,6 +61,8 @@ class FileSource:
         self._log = log.bind(file=path)
         self._seen: str | None = None  # digest of the content last looked at, or _MISSING
         self.loaded = False
+        self.loads: dict[LoadResult, int] = dict.fromkeys(LoadResult, 0)
+        """Changed contents seen, by result (a missing file is neither: nothing was loaded)."""
 
     def poll(self) -> model.Configuration | None:
         """Look at the file once; the configuration to serve if it changed and is valid, else ``None``."""
@@ -72,10 +82,12 @@ class FileSource:
         try:
             config = self._parse(data.decode("utf-8"), self.path)
         except Exception as exc:  # noqa: BLE001 - any parse failure keeps the last good configuration
+            self.loads[LoadResult.REJECTED] += 1
             self._log.error("configInvalid", error=str(exc), reason="keepingLastGoodConfiguration"
                             if self.loaded else "servingEmptyConfiguration")
             return None
         self.loaded = True
+        self.loads[LoadResult.APPLIED] += 1
         self._log.info("configLoaded", trench=config.trench.name if config.trench else None,
                        conduits=len(config.conduits), streams=len(config.streams), flows=len(config.flows),
                        vips=len(config.vips), attractors=len(config.attractors), gateways=len(config.gateways))
@@ -90,6 +102,7 @@ class FileSource:
     def _rejected(self, key: str, error: str) -> None:
         if self._seen != key:
             self._seen = key
+            self.loads[LoadResult.REJECTED] += 1
             self._log.error("configInvalid", error=error, reason="keepingLastGoodConfiguration"
                             if self.loaded else "servingEmptyConfiguration")
         return None

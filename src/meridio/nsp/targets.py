@@ -9,13 +9,30 @@ changed). :meth:`Targets.run_expiry` is the long-lived task that expires entries
 from __future__ import annotations
 
 import asyncio
+import enum
 
 from meridio.api import model
 from meridio.common import log as logmod
 from meridio.nsp import filters, registry, store, watchers
 from meridio.nsp.registry import Change
 
-__all__ = ["Targets", "select"]
+__all__ = ["Operation", "Targets", "select"]
+
+
+class Operation(enum.Enum):
+    """What happened to one registry entry (counted for ``meridio_nsp_registry_operations_total``)."""
+
+    REGISTER = "register"
+    """A new target (stored DISABLED)."""
+    UPDATE = "update"
+    """A known target changed its status or context."""
+    REFRESH = "refresh"
+    """A known target re-registered unchanged (keepalive)."""
+    UNREGISTER = "unregister"
+    EXPIRED = "expired"
+    """Removed: not refreshed within the entry timeout."""
+    CONFLICT = "conflict"
+    """Removed: a target of a same-named stream in another conduit or trench registered."""
 
 
 def select(targets: tuple[model.Target, ...], flt: model.Target | None) -> tuple[model.Target, ...]:
@@ -31,6 +48,8 @@ class Targets:
         self._log = log
         self._hub: watchers.Hub[tuple[model.Target, ...]] = watchers.Hub(reg.targets())
         self._wake = asyncio.Event()
+        self.operations: dict[Operation, int] = dict.fromkeys(Operation, 0)
+        """Entries changed since start, by operation (counted once the change is stored)."""
 
     @property
     def registry(self) -> registry.Registry:
@@ -49,18 +68,23 @@ class Targets:
         new = change.refresh[0] not in self._reg
         self._commit(change)
         if new:
+            self._count(Operation.REGISTER)
             self._log.info("targetRegistered", target=change.refresh[0])
             self._wake.set()
         elif change.put:
+            self._count(Operation.UPDATE)
             self._log.info("targetUpdated", target=change.refresh[0], status=change.put[0][1].status.name)
         else:
+            self._count(Operation.REFRESH)
             self._log.debug("targetRefreshed", target=change.refresh[0])
+        self._count(Operation.CONFLICT, len(change.delete))
         for tid in change.delete:
             self._log.info("targetRemoved", target=tid, reason="conflict")
 
     def unregister(self, target: model.Target) -> None:
         change = self._reg.plan_unregister(target)
         self._commit(change)
+        self._count(Operation.UNREGISTER, len(change.delete))
         for tid in change.delete:
             self._log.info("targetUnregistered", target=tid)
 
@@ -69,9 +93,13 @@ class Targets:
         change = self._reg.plan_expiry()
         if change.delete:
             self._commit(change)
+            self._count(Operation.EXPIRED, len(change.delete))
             for tid in change.delete:
                 self._log.info("targetRemoved", target=tid, reason="keepaliveExpired")
         return change.delete
+
+    def _count(self, op: Operation, n: int = 1) -> None:
+        self.operations[op] += n
 
     def _commit(self, change: Change) -> None:
         if self._db is not None:

@@ -6,6 +6,8 @@ Run it inside the proxy's own network namespace. It creates ``bridge0`` (address
 ``NSM_LINK_SOCKET`` (plus its credential socket ``<socket>.cred``). Settings are Meridio's ``NSM_*``
 proxy environment (§6.1) plus ours. SIGTERM/SIGINT: stop serving and exit 0, leaving every link,
 address and route in place for the next run. Bad settings exit 2; a kernel set-up failure exits 1.
+Metrics (:mod:`meridio.proxy.metrics`): ``/metrics`` on ``NSM_METRICS_PORT`` when
+``NSM_METRICS_ENABLED``; a port that cannot be used is logged and the proxy runs without metrics.
 """
 from __future__ import annotations
 
@@ -15,23 +17,28 @@ import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.common import grpcutil, health, tasks
 from meridio.common import log as logmod
+from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.common.settings import SettingsError, setting
 from meridio.proxy import addressing, credentials, dataplane, deadlines, plan, service
 from meridio.proxy.context import Config, Context
 from meridio.proxy.forwarder import Forwarder
+from meridio.proxy.metrics import ProxyMetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "config_from", "link_socket_path", "nsp_address", "run", "serve"]
 
 ENV_PREFIX = "NSM_"
 T = TypeVar("T")
+Timer = Callable[[str], AbstractContextManager[None]]
+"""``timer(input)``: a context manager timing one apply of that input."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Settings:
                                     duration=True)
     health_address: str = setting("", "extra grpc.health.v1 listener, e.g. unix:///tmp/health.sock")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
+    metrics_port: int = setting(2227, "TCP port of /metrics")
 
 
 def config_from(s: Settings) -> Config:
@@ -103,36 +112,40 @@ def run(settings: Settings) -> int:
 
 
 async def _follow(source: AsyncIterator[T], apply: Callable[[T], Awaitable[None]], what: str,
-                  log: logmod.Logger) -> None:
+                  log: logmod.Logger, timer: Timer) -> None:
     """Apply every list a watch sends; a failed apply is logged and retried by the next list or tick."""
     async for item in source:
         try:
-            await apply(item)
+            with timer(what):
+                await apply(item)
         except (TemporaryError, dataplane.KernelError) as exc:
             log.warning("applyFailed", input=what, error=str(exc))
 
 
-async def _every(interval: float, fn: Callable[[], Awaitable[None]], what: str, log: logmod.Logger) -> None:
+async def _every(interval: float, fn: Callable[[], Awaitable[None]], what: str, log: logmod.Logger,
+                 timer: Timer) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await fn()
+            with timer(what):
+                await fn()
         except (TemporaryError, PermanentError, dataplane.KernelError) as exc:
             log.warning("periodicFailed", task=what, error=str(exc))
 
 
-def _watches(s: Settings, nsp: NspClient, fwd: Forwarder, log: logmod.Logger) -> list[Coroutine[Any, Any, Any]]:
+def _watches(s: Settings, nsp: NspClient, fwd: Forwarder, log: logmod.Logger,
+             t: Timer) -> list[Coroutine[Any, Any, Any]]:
     conduit = model.Conduit(s.conduit, model.Trench(s.trench))
     lb_filter = model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
                                   stream=model.Stream("", conduit))
     return [
-        tasks.guard(_follow(nsp.watch_targets(lb_filter), fwd.set_lb_targets, "lbTargets", log), "watchLb", log),
-        tasks.guard(_follow(nsp.watch_vips(model.Vip("", "", model.Trench(s.trench))), fwd.set_vips, "vips", log),
+        tasks.guard(_follow(nsp.watch_targets(lb_filter), fwd.set_lb_targets, "lbTargets", log, t), "watchLb", log),
+        tasks.guard(_follow(nsp.watch_vips(model.Vip("", "", model.Trench(s.trench))), fwd.set_vips, "vips", log, t),
                     "watchVips", log),
         tasks.guard(_follow(nsp.watch_flows(model.Flow("", stream=model.Stream("", conduit))), fwd.set_flows,
-                            "flows", log), "watchFlows", log),
-        tasks.guard(_every(s.check_interval, fwd.tick, "check", log), "check", log),
-        tasks.guard(_every(s.bridge_ip_renew_interval, fwd.renew, "renew", log), "renew", log),
+                            "flows", log, t), "watchFlows", log),
+        tasks.guard(_every(s.check_interval, fwd.tick, "check", log, t), "check", log),
+        tasks.guard(_every(s.bridge_ip_renew_interval, fwd.renew, "renew", log, t), "renew", log),
     ]
 
 
@@ -169,7 +182,12 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
         await _shutdown(server, creds, nsp, ipam, fwd, dp, hc)
         return 1
     log.info("linkServiceStarted", socket=sock)
-    code = await _run_until(stop, _watches(s, nsp, fwd, log), fwd, hc)
+    pm = ProxyMetrics(fwd, trench=cfg.trench, conduit=cfg.conduit, bridge=dp.bridge, read_stats=dp.interface_stats,
+                      log=log)
+    endpoint = await metricsmod.serve_or_log(pm.metrics, s.metrics_port, log) if s.metrics_enabled else None
+    code = await _run_until(stop, _watches(s, nsp, fwd, log, pm.timed), fwd, hc)
+    if endpoint is not None:
+        await endpoint.close()
     await _shutdown(server, creds, nsp, ipam, fwd, dp, hc)
     log.info("proxyStopped", exitCode=code)
     return code

@@ -234,6 +234,18 @@ class Dataplane:
 
     # --- observation ----------------------------------------------------------------------------
 
+    async def interface_stats(self) -> list[netlink.InterfaceStats]:
+        """Counters of every interface of the proxy namespace (one netlink dump, for a scrape).
+
+        Not on the kernel thread: a scrape should not wait behind a reconcile, and only that thread ever
+        leaves the proxy's namespace (the default executor's threads stay in the one the process has)."""
+        return await asyncio.to_thread(self._guarded, self._interface_stats)
+
+    @staticmethod
+    def _interface_stats() -> list[netlink.InterfaceStats]:
+        with netlink.Netlink() as nl:
+            return nl.interface_stats()
+
     async def ports(self) -> list[Port]:
         """Every interface of the proxy namespace."""
         return await self._call(self._ports)

@@ -7,6 +7,8 @@ gRPC target, ``host:port`` or ``unix:PATH``) and ``MERIDIO_PROXY_SOCKET`` (``{tr
 ``{node}``: the link service socket of the conduit's proxy on this node). Health (``grpc.health.v1``
 on the API socket, and on ``MERIDIO_HEALTH_ADDRESS`` if set): ``Liveness`` = ``Ambassador``, ``Startup``
 once serving. SIGTERM/SIGINT: every stream is closed (unregistered, links disconnected), exit 0.
+Metrics (:mod:`meridio.tapa.metrics`): ``/metrics`` on ``MERIDIO_METRICS_PORT`` when
+``MERIDIO_METRICS_ENABLED``; a port that cannot be used is logged and the TAPA runs without metrics.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import socket
 from meridio.api.pb.ambassador.v1 import tap_pb2_grpc
 from meridio.common import grpcutil, health, tasks
 from meridio.common import log as logmod
+from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common.settings import setting
 from meridio.tapa import linkport, nspport, opener, service
+from meridio.tapa.metrics import TapaMetrics
 from meridio.tapa.refs import ConduitRef
 from meridio.tapa.tap import LinkFactory, Tap, TapOptions
 
@@ -49,6 +53,8 @@ class Settings:
     nsp_call_timeout: float = setting(5.0, "deadline of one NSP call", duration=True)
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
+    metrics_port: int = setting(2228, "TCP port of /metrics")
 
 
 def check(settings: Settings) -> str | None:
@@ -128,12 +134,16 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
         log.critical("tapaStartFailed", error=str(exc), reason="cannotListen")
         await server.stop(None)
         return 1
+    endpoint = (await metricsmod.serve_or_log(TapaMetrics(tap).metrics, settings.metrics_port, log)
+                if settings.metrics_enabled else None)
     runner = asyncio.ensure_future(tap.run(stop))
     await asyncio.sleep(0)  # let the TAPA enter its task group before the first request
     hc.set_serving(health.AMBASSADOR)
     hc.set_serving(health.STARTUP)
     log.info("tapaStarted", socket=settings.socket, target=settings.name)
     await runner
+    if endpoint is not None:
+        await endpoint.close()
     hc.shutdown()
     await server.stop(1.0)
     await hc.stop(0.2)

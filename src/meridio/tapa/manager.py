@@ -85,6 +85,8 @@ class Manager:
         self.nsp_up = False
         self._conduits: dict[str, _Conduit] = {}
         self._config: dict[tuple[str, str], int] | None = None  # (conduit, stream) -> max-targets
+        self.transitions: dict[machine.Phase, int] = dict.fromkeys(machine.Phase, 0)
+        """Phase changes of every stream since start, by the phase entered (a new stream starts IDLE)."""
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Manager:
         defined, max_targets = self._definition(ref)
         state, actions = machine.initial(conduit_up=conduit.connected, nsp_up=self.nsp_up, defined=defined,
                                          max_targets=max_targets)
+        self._count(machine.Phase.IDLE, state.phase)
         conduit.streams[ref.stream] = state
         return commands + self._commands(ref, state, actions)
 
@@ -177,6 +180,15 @@ class Manager:
     def state(self, ref: StreamRef) -> machine.StreamState | None:
         return self._state(ref)
 
+    def streams(self) -> list[tuple[StreamRef, machine.StreamState]]:
+        """Every open stream and its state, sorted by trench, conduit, stream."""
+        out = []
+        for ref in self.refs():
+            state = self._state(ref)
+            if state is not None:
+                out.append((ref, state))
+        return out
+
     def statuses(self, filt: Filter | None = None) -> list[StreamStatus]:
         """Every open stream matching ``filt``, sorted by trench, conduit, stream."""
         out = []
@@ -214,9 +226,15 @@ class Manager:
     def _apply(self, ref: StreamRef, event: machine.Event) -> list[Command]:
         state = self._state(ref)
         assert state is not None
+        before = state.phase
         state, actions = machine.step(state, event)
+        self._count(before, state.phase)
         self._conduits[ref.conduit].streams[ref.stream] = state
         return self._commands(ref, state, actions)
+
+    def _count(self, before: machine.Phase, after: machine.Phase) -> None:
+        if after is not before:
+            self.transitions[after] += 1
 
     @staticmethod
     def _commands(ref: StreamRef, state: machine.StreamState, actions: tuple[machine.Action, ...]) -> list[Command]:

@@ -116,6 +116,15 @@ class Tap:
     def state(self, ref: StreamRef) -> machine.StreamState | None:
         return self._manager.state(ref)
 
+    def streams(self) -> list[tuple[StreamRef, machine.StreamState]]:
+        """Every open stream and its state (for metrics)."""
+        return self._manager.streams()
+
+    @property
+    def transitions(self) -> dict[machine.Phase, int]:
+        """Phase changes since start, by the phase entered (for metrics)."""
+        return self._manager.transitions
+
     async def watch(self, filt: Filter) -> AsyncIterator[list[StreamStatus]]:
         """The matching statuses now and after every change; ends when the TAPA stops."""
         changed = asyncio.Event()
