@@ -229,10 +229,4 @@ class FrontendMetrics:
         """Serve ``/metrics`` (``host`` None: every IPv4 and IPv6 address); a port that cannot be bound
         is logged and gives ``None`` (the frontend keeps running without metrics)."""
         self.metrics.collect(lambda: self.families(fe), refresh=self.refresh_interfaces)
-        try:
-            endpoint = await self.metrics.serve(port, host)
-        except metricsmod.MetricsError as exc:
-            self.log.error("metricsServeFailed", error=str(exc), reason="portUnavailable", port=port)
-            return None
-        self.log.info("metricsServing", port=endpoint.port)
-        return endpoint
+        return await metricsmod.serve_or_log(self.metrics, port, self.log, host)

@@ -198,16 +198,6 @@ def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.
     return m
 
 
-async def _serve_metrics(m: LbMetrics, s: Settings, log: logmod.Logger) -> metricsmod.Endpoint | None:
-    try:
-        endpoint = await m.metrics.serve(s.metrics_port)
-    except metricsmod.MetricsError as exc:
-        log.error("metricsNotServed", error=str(exc))
-        return None
-    log.info("metricsServed", port=endpoint.port)
-    return endpoint
-
-
 async def _serve_availability(lb: service.LoadBalancer, address: str) -> Any:
     server = grpcutil.create_server()
     stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
@@ -240,7 +230,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     if s.health_address:
         await hc.serve(s.health_address)
     reader = nftables.Nft()
-    endpoint = await _serve_metrics(_lb_metrics(lb, nl, reader, s), s, log) if s.metrics_enabled else None
+    endpoint = (await metricsmod.serve_or_log(_lb_metrics(lb, nl, reader, s).metrics, s.metrics_port, log)
+                if s.metrics_enabled else None)
     nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
     loops: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(_watch_vips(nsp, lb, s), "nspVipWatch", log),
