@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e import chromium
-from tests.e2e.framework import E2E, _until
+from tests.e2e.framework import E2E, _until, wait_baseline
 
 FE = "stateless-lb-frontend-attractor-a-1-0"
 REFRESH_S = 2.0
@@ -125,6 +125,8 @@ def _fe_is(b: chromium.Browser, state: str) -> bool:
 
 def test_the_dashboard_shows_every_pod_and_session_and_a_frozen_fe_turns_red(e2e: E2E, browser: chromium.Browser,
                                                                               tmp_path: pathlib.Path) -> None:
+    e2e.wait_ready()  # an earlier test may have just disturbed sessions: start from a ready environment
+    wait_baseline(e2e)
     _until("the page's first view", lambda: _refreshed(browser) > 0, 15)
     status = e2e.status()
     wanted_pods = {p["name"] for p in status["pods"]}
