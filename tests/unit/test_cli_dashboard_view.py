@@ -59,6 +59,15 @@ def test_a_session_that_is_not_up_turns_its_fe_its_gateway_and_its_trench_red(li
     assert v.state is DOWN
 
 
+def test_a_down_session_with_an_address_no_fe_has_is_idle_not_a_fault() -> None:
+    stale = s.session("169.254.1.9", info="Active", bfd="Down")  # BIRD keeps a deleted FE's dynamic peer
+    everyone = tuple(s.session(a) for n in (s.FE0, s.FE1) for a in s.ADDRS[n])
+    v = view.build(s.snapshot(sessions=everyone + (stale,)), s.OBJS)
+    gone = _sessions(v)["gw/169.254.1.9"]
+    assert (gone.state, gone.frontend, gone.bgp) == (IDLE, "", "Active")
+    assert v.trenches[0].gateways[0].state is UP and v.state is UP
+
+
 def test_a_gateway_without_bgp_expects_no_session_and_is_idle() -> None:
     snap = s.snapshot(sessions=())
     snap = dataclasses.replace(snap, routers=(dataclasses.replace(snap.routers[0], families=()),))

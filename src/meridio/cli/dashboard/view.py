@@ -180,8 +180,14 @@ def _gateway(r: proto.Router, frontends: Sequence[proto.Pod]) -> GatewayView:
     for addr in sorted(set(expected) | set(listed), key=lambda a: (_family(a), a)):
         s = listed.get(addr)
         bgp, bfd = (" ".join((s.info or s.state).split()), s.bfd) if s else ("no session", "")
+        if s and _session_up(s):
+            state = State.UP
+        elif addr not in owner:  # BIRD keeps a dynamic peer of a deleted FE as a down protocol: not a fault
+            state = State.IDLE
+        else:
+            state = State.DOWN
         sessions.append(SessionView(id=f"{r.name}/{addr}", router=r.name, neighbor=addr, frontend=owner.get(addr, ""),
-                                    bgp=bgp, bfd=bfd, state=State.UP if s and _session_up(s) else State.DOWN))
+                                    bgp=bgp, bfd=bfd, state=state))
     return GatewayView(name=r.name, network=r.network, state=worst((s.state for s in sessions), State.IDLE),
                        sessions=tuple(sessions), routes=tuple(sorted(r.routes.items())))
 
