@@ -5,4 +5,20 @@ Real: the kernel (namespaces, veths, bridges, nftables, rules, routes) and the c
 as real processes; its only fakes, named as such there, are FRONTEND/LOADBALANCER announcements where
 a test does not run the component that would make them.
 """
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
 from tests.netns.conduit_support import conduit_env  # noqa: F401  (fixture)
+from tests.support.frontend import FeEnv
+
+
+@pytest.fixture
+def fe_env(netns, procs, tmp_path: pathlib.Path) -> Iterator[FeEnv]:  # type: ignore[no-untyped-def]
+    """A gateway BIRD and frontend namespaces on one segment (:class:`FeEnv`), closed at teardown."""
+    e = FeEnv(netns, procs, tmp_path)
+    try:
+        yield e
+    finally:
+        e.close()

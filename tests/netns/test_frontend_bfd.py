@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import pathlib
 import signal
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,12 +29,8 @@ table inet fe_test_drop {
 
 
 @pytest.fixture
-def env(netns, procs, tmp_path: pathlib.Path) -> Iterator[FeEnv]:  # type: ignore[no-untyped-def]
-    e = FeEnv(netns, procs, tmp_path)
-    try:
-        yield e
-    finally:
-        e.close()
+def env(fe_env: FeEnv) -> FeEnv:
+    return fe_env
 
 
 def announced(env: FeEnv) -> None:

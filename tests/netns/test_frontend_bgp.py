@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,12 +20,8 @@ VIPS = {"vip-v4": f"{VIP4}/32", "vip-v6": f"{VIP6}/128"}
 
 
 @pytest.fixture
-def env(netns, procs, tmp_path: pathlib.Path) -> Iterator[FeEnv]:  # type: ignore[no-untyped-def]
-    e = FeEnv(netns, procs, tmp_path)
-    try:
-        yield e
-    finally:
-        e.close()
+def env(fe_env: FeEnv) -> FeEnv:
+    return fe_env
 
 
 def dualstack(env: FeEnv) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,12 +19,8 @@ VIPS = {"vip-v4": "203.0.113.10/32", "vip-v6": "2001:db8:f::10/128"}
 
 
 @pytest.fixture
-def env(netns, procs, tmp_path: pathlib.Path) -> Iterator[FeEnv]:  # type: ignore[no-untyped-def]
-    e = FeEnv(netns, procs, tmp_path)
-    try:
-        yield e
-    finally:
-        e.close()
+def env(fe_env: FeEnv) -> FeEnv:
+    return fe_env
 
 
 def write_secret(directory: pathlib.Path, value: str) -> None:

@@ -8,10 +8,8 @@ both sessions down; the scrape must show it, with one flap each.
 from __future__ import annotations
 
 import os
-import pathlib
 import signal
 import sys
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,12 +29,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
-def env(netns, procs, tmp_path: pathlib.Path) -> Iterator[FeEnv]:  # type: ignore[no-untyped-def]
-    e = FeEnv(netns, procs, tmp_path)
-    try:
-        yield e
-    finally:
-        e.close()
+def env(fe_env: FeEnv) -> FeEnv:
+    return fe_env
 
 
 def scrape(env: FeEnv, port: int = PORT) -> Samples:
