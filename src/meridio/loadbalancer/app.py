@@ -28,6 +28,7 @@ from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
+from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
 from meridio.kernel import netlink, nftables
 from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service
@@ -68,6 +69,8 @@ class Settings:
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics")
     metrics_port: int = setting(2223, "port of the /metrics endpoint (every address of the pod)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     netns: str = setting("", "namespace the conduit's proxies link into, announced in NSP with the "
                          "LOADBALANCER target ('' = this process's /run/netns name)")
     announce_refresh: float = setting(20.0, "the LOADBALANCER announcement is refreshed this often (below the "
@@ -198,11 +201,12 @@ def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.
     return m
 
 
-async def _serve_availability(lb: service.LoadBalancer, address: str) -> Any:
+async def _serve_availability(lb: service.LoadBalancer, address: str, tls: tlsmod.Tls | None,
+                              log: logmod.Logger) -> Any:
     server = grpcutil.create_server()
     stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
         availability.AvailabilityService(lb.availability), server)
-    grpcutil.add_listener(server, address)
+    grpcutil.add_listener(server, address, tls=tls, log=log)
     await server.start()
     path = grpcutil.unix_path(address)
     if path:
@@ -221,8 +225,9 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     hc.set_serving(healthmod.LIVENESS)
     lb, nft, nl = _build(s, hostname, hc, log)
     try:
-        server = await _serve_availability(lb, s.socket)
-    except grpcutil.ListenError as exc:
+        tls = tlsmod.from_settings(s.tls_dir, s.tls_insecure)
+        server = await _serve_availability(lb, s.socket, tls, log)
+    except (grpcutil.ListenError, tlsmod.TlsError) as exc:
         log.critical("lbStartFailed", error=str(exc))
         nl.close()
         nft.close()
@@ -232,7 +237,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     reader = nftables.Nft()
     endpoint = (await metricsmod.serve_or_log(_lb_metrics(lb, nl, reader, s).metrics, s.metrics_port, log)
                 if s.metrics_enabled else None)
-    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
+    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up),
+                    tls=tls)
     loops: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(_watch_vips(nsp, lb, s), "nspVipWatch", log),
         tasks.guard(_watch_conduit(nsp, lb, s), "nspConduitWatch", log),

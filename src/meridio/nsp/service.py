@@ -3,7 +3,9 @@
 Each method decodes the request into :mod:`meridio.api.model` values, calls the core, encodes the
 answer. Errors map to status codes through :func:`meridio.common.grpcutil.map_errors`: an invalid
 target is ``INVALID_ARGUMENT`` with a message naming the field and the rule; a database write that
-fails is ``UNAVAILABLE`` (nothing was changed). Watch streams end (status OK) when the server shuts
+fails is ``UNAVAILABLE`` (nothing was changed). With mutual TLS, Register and Unregister are
+authorised by the caller's identity (:mod:`meridio.nsp.authz`): no identity is ``UNAUTHENTICATED``, a
+rule broken is ``PERMISSION_DENIED``, and nothing changes. Watch streams end (status OK) when the server shuts
 down; clients reconnect.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from meridio.api import model
 from meridio.api.pb.nsp.v1 import configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2, targetregistry_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common import log as logmod
-from meridio.nsp import config, registry, targets, watchers
+from meridio.nsp import authz, config, registry, targets, watchers
 
 __all__ = ["ConfigurationManagerServicer", "TargetRegistryServicer", "decode_target", "add_to_server"]
 
@@ -104,20 +106,39 @@ def decode_target(m: targetregistry_pb2.Target) -> model.Target:
 
 
 class TargetRegistryServicer(targetregistry_pb2_grpc.TargetRegistryServicer):
-    def __init__(self, registry_: targets.Targets, *, log: logmod.Logger = logmod.null) -> None:
+    def __init__(self, registry_: targets.Targets, *, log: logmod.Logger = logmod.null,
+                 policy: authz.Policy | None = None) -> None:
+        """``policy``: authorise changes by the caller's identity (mutual TLS); ``None`` only in insecure mode."""
         self._targets = registry_
         self._log = log
+        self._policy = policy
+
+    def _authorise(self, context: grpc.aio.ServicerContext, action: authz.Action, target: model.Target) -> str | None:
+        """The caller's identity URI once it may do ``action`` (raises otherwise); ``None`` without a policy."""
+        if self._policy is None:
+            return None
+        caller = grpcutil.peer_identity(context)
+        try:
+            self._policy.check(caller, action, target, owner=self._targets.owner_of(target))
+        except grpcutil.PermissionDenied as exc:
+            self._log.warning("targetChangeRefused", action=action.value, caller=caller.uri, error=str(exc))
+            raise
+        return caller.uri
 
     @grpcutil.map_errors(_log)
     async def Register(self, request: targetregistry_pb2.Target, context: grpc.aio.ServicerContext
                        ) -> empty_pb2.Empty:
-        self._targets.register(decode_target(request))
+        target = decode_target(request)
+        owner = self._authorise(context, authz.Action.REGISTER, target)
+        self._targets.register(target, owner=owner)
         return empty_pb2.Empty()
 
     @grpcutil.map_errors(_log)
     async def Unregister(self, request: targetregistry_pb2.Target, context: grpc.aio.ServicerContext
                          ) -> empty_pb2.Empty:
-        self._targets.unregister(decode_target(request))
+        target = decode_target(request)
+        self._authorise(context, authz.Action.UNREGISTER, target)
+        self._targets.unregister(target)
         return empty_pb2.Empty()
 
     @grpcutil.map_errors(_log)
@@ -131,7 +152,8 @@ class TargetRegistryServicer(targetregistry_pb2_grpc.TargetRegistryServicer):
 
 
 def add_to_server(server: grpc.aio.Server, manager: config.ConfigurationManager, registry_: targets.Targets,
-                  *, log: logmod.Logger = logmod.null) -> None:
+                  *, log: logmod.Logger = logmod.null, policy: authz.Policy | None = None) -> None:
     configurationmanager_pb2_grpc.add_ConfigurationManagerServicer_to_server(
         ConfigurationManagerServicer(manager, log=log), server)
-    targetregistry_pb2_grpc.add_TargetRegistryServicer_to_server(TargetRegistryServicer(registry_, log=log), server)
+    targetregistry_pb2_grpc.add_TargetRegistryServicer_to_server(
+        TargetRegistryServicer(registry_, log=log, policy=policy), server)
