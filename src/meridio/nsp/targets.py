@@ -31,8 +31,6 @@ class Operation(enum.Enum):
     UNREGISTER = "unregister"
     EXPIRED = "expired"
     """Removed: not refreshed within the entry timeout."""
-    CONFLICT = "conflict"
-    """Removed: a target of a same-named stream in another conduit or trench registered."""
 
 
 def select(targets: tuple[model.Target, ...], flt: model.Target | None) -> tuple[model.Target, ...]:
@@ -77,9 +75,6 @@ class Targets:
         else:
             self._count(Operation.REFRESH)
             self._log.debug("targetRefreshed", target=change.refresh[0])
-        self._count(Operation.CONFLICT, len(change.delete))
-        for tid in change.delete:
-            self._log.info("targetRemoved", target=tid, reason="conflict")
 
     def unregister(self, target: model.Target) -> None:
         change = self._reg.plan_unregister(target)
