@@ -108,7 +108,7 @@ class Targets:
             self._hub.publish(self._reg.targets())
 
     def subscribe(self, flt: model.Target | None) -> watchers.Mailbox[tuple[model.Target, ...]]:
-        return self._hub.subscribe(lambda targets: select(targets, flt))
+        return self._hub.subscribe(lambda targets: select(targets, flt), key=("target", flt))
 
     def unsubscribe(self, box: watchers.Mailbox[tuple[model.Target, ...]]) -> None:
         self._hub.unsubscribe(box)
