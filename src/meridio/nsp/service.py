@@ -71,7 +71,7 @@ class ConfigurationManagerServicer(configurationmanager_pb2_grpc.ConfigurationMa
     def __init__(self, manager: config.ConfigurationManager, *, quota: watchers.Quota | None = None,
                  log: logmod.Logger = logmod.null) -> None:
         self._manager = manager
-        self._quota = quota or watchers.Quota()
+        self._quota = quota if quota is not None else watchers.Quota()
         self._encoder = _Encoder()
         self._log = log
 
@@ -173,7 +173,7 @@ class TargetRegistryServicer(targetregistry_pb2_grpc.TargetRegistryServicer):
                  quota: watchers.Quota | None = None, log: logmod.Logger = logmod.null) -> None:
         self._targets = registry_
         self._config = config or model.Configuration
-        self._quota = quota or watchers.Quota()
+        self._quota = quota if quota is not None else watchers.Quota()
         self._encoder = _Encoder()
         self._log = log
 
@@ -225,7 +225,7 @@ def _targets_response(items: tuple[model.Target, ...]) -> targetregistry_pb2.Tar
 def add_to_server(server: grpc.aio.Server, manager: config.ConfigurationManager, registry_: targets.Targets,
                   *, quota: watchers.Quota | None = None, log: logmod.Logger = logmod.null) -> None:
     """Both servicers on ``server``; they share one watch ``quota`` (default :class:`~watchers.Quota`)."""
-    quota = quota or watchers.Quota()
+    quota = quota if quota is not None else watchers.Quota()
     configurationmanager_pb2_grpc.add_ConfigurationManagerServicer_to_server(
         ConfigurationManagerServicer(manager, quota=quota, log=log), server)
     targetregistry_pb2_grpc.add_TargetRegistryServicer_to_server(
