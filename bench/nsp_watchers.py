@@ -36,6 +36,8 @@ from meridio.api.pb.nsp.v1 import model_pb2, targetregistry_pb2, targetregistry_
 from tests.integration.nsp_support import SAMPLE_CONFIG, wait_serving, write_config  # noqa: E402
 
 FIRST_WITHIN_S = 30.0
+details: set[str] = set()
+"""The distinct refusals seen (code: message)."""
 
 
 def rss_mib(pid: int) -> float:
@@ -74,12 +76,15 @@ async def watch_one(stub: targetregistry_pb2_grpc.TargetRegistryStub, flt: targe
         await stop.wait()
     except grpc.aio.AioRpcError as exc:
         refused[exc.code().name] += 1
+        details.add(f"{exc.code().name}: {(exc.details() or '')[:100]}")
     finally:
         call.cancel()
 
 
 async def measure(address: str, pid: int, args: argparse.Namespace) -> dict[str, object]:
-    channels = [grpc.aio.insecure_channel(address) for _ in range(args.channels)]
+    # One connection per channel (grpc would otherwise share one between channels to one address).
+    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(args.channels)]
     stubs = [targetregistry_pb2_grpc.TargetRegistryStub(c) for c in channels]
     try:
         try:
@@ -117,7 +122,7 @@ async def measure(address: str, pid: int, args: argparse.Namespace) -> dict[str,
         "no_first_message": args.watchers - len(firsts) - sum(refused.values()),
         "first_ms_p50": pct(0.5), "first_ms_p99": pct(0.99), "first_ms_max": pct(1.0),
         "first_ms_mean": round(statistics.mean(lat) * 1000, 1) if lat else None,
-        "nsp_rss_mib_before": round(rss_before, 1), "nsp_rss_mib_with_watchers": round(rss_with, 1),
+        "refusals": sorted(details)[:5], "nsp_rss_mib_before": round(rss_before, 1), "nsp_rss_mib_with_watchers": round(rss_with, 1),
     }
 
 

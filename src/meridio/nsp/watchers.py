@@ -11,9 +11,9 @@ watcher's own ``select(S)`` function, once per distinct filter ``key``: watchers
 share one view object (so the servicer encodes it once, not once per watcher). Everything is
 synchronous except :meth:`Mailbox.get`.
 
-:class:`Quota` bounds the watch streams of one server: in total and per peer (``context.peer()``; over
-TCP one client connection, over a unix socket every client has the same peer string, so there only
-the total applies in effect).
+:class:`Quota` bounds the watch streams of one server: in total and per peer (``context.peer()``: over
+TCP one client connection). Over a unix socket every client has the same peer string, so there only
+the total applies (a per-peer limit would be a second, smaller total for every local client).
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ class Quota:
         if self._open >= self.total:
             raise QuotaExceeded(f"watch: this server already serves {self.total} watch streams (the limit); "
                                 "close some first")
-        if self._by_peer.get(peer, 0) >= self.per_peer:
+        if not peer.startswith("unix:") and self._by_peer.get(peer, 0) >= self.per_peer:
             raise QuotaExceeded(f"watch: this peer already holds {self.per_peer} watch streams (the limit); "
                                 "close some first")
         self._by_peer[peer] = self._by_peer.get(peer, 0) + 1
