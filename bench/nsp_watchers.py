@@ -122,7 +122,8 @@ async def measure(address: str, pid: int, args: argparse.Namespace) -> dict[str,
         "no_first_message": args.watchers - len(firsts) - sum(refused.values()),
         "first_ms_p50": pct(0.5), "first_ms_p99": pct(0.99), "first_ms_max": pct(1.0),
         "first_ms_mean": round(statistics.mean(lat) * 1000, 1) if lat else None,
-        "refusals": sorted(details)[:5], "nsp_rss_mib_before": round(rss_before, 1), "nsp_rss_mib_with_watchers": round(rss_with, 1),
+        "refusals": sorted(details)[:5], "nsp_rss_mib_before": round(rss_before, 1),
+        "nsp_rss_mib_with_watchers": round(rss_with, 1),
     }
 
 
