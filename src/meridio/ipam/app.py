@@ -49,6 +49,8 @@ class Settings:
     node_prefix_length_ipv4: int = setting(24, "IPv4 prefix length of a node (proxy) in a conduit")
     node_prefix_length_ipv6: int = setting(64, "IPv6 prefix length of a node (proxy) in a conduit")
     ip_family: str = setting("dualstack", "families served", choices=IP_FAMILIES)
+    nodes: tuple[str, ...] = setting((), "the nodes that may get prefixes, comma-separated (empty: any node); "
+                                         "the operator or local runtime lists the cluster's nodes")
     datasource: str = setting("/run/ipam/data/registry.db", "sqlite file of the allocations")
     garbage_collection_enabled: bool = setting(True, "remove idle node and address prefixes")
     garbage_collection_interval: float = setting(7200.0, "time between collections (Go duration)",
@@ -113,7 +115,7 @@ def run(settings: Settings) -> int:
     except IpamStoreError as exc:
         return _start_failed(log, exc)
     try:
-        registry = Registry(store, trench=settings.trench_name, layouts=layouts, log=log)
+        registry = Registry(store, trench=settings.trench_name, layouts=layouts, log=log, nodes=settings.nodes)
         return run_until_signalled(lambda stop: serve(settings, registry, stop, log=log))
     except (IpamStoreError, tree.LayoutConflict) as exc:
         return _start_failed(log, exc)

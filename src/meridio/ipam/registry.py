@@ -12,13 +12,15 @@ import dataclasses
 import enum
 from collections.abc import Collection, Iterable
 
+from meridio.common import bounds
 from meridio.common import log as logmod
 from meridio.common.clock import Clock, SystemClock
+from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 from meridio.ipam.store import IpamStoreError, Store
 
-__all__ = ["NODE_REFRESH_S", "AllocationResult", "ChildRequest", "Registry", "RequestError",
+__all__ = ["NODE_REFRESH_S", "AllocationResult", "ChildRequest", "Registry", "RequestError", "UnknownNode",
            "collect_garbage_forever"]
 
 NODE_REFRESH_S = 60.0
@@ -27,6 +29,10 @@ NODE_REFRESH_S = 60.0
 
 class RequestError(PermanentError, ValueError):
     """The request cannot be served by this IPAM (bad input): ``INVALID_ARGUMENT``."""
+
+
+class UnknownNode(FailedPrecondition):
+    """The request's node is not one of ``IPAM_NODES`` (it may be added): ``FAILED_PRECONDITION``."""
 
 
 class AllocationResult(enum.Enum):
@@ -55,8 +61,11 @@ class Registry:
     """Allocations of one trench, for the families of ``layouts``."""
 
     def __init__(self, store: Store, *, trench: str, layouts: Iterable[tree.Layout], clock: Clock | None = None,
-                 log: logmod.Logger = logmod.null, node_refresh: float = NODE_REFRESH_S) -> None:
+                 log: logmod.Logger = logmod.null, node_refresh: float = NODE_REFRESH_S,
+                 nodes: Collection[str] = ()) -> None:
         self._store = store
+        self.nodes = frozenset(nodes)
+        """The nodes that may get prefixes (``IPAM_NODES``); empty: any node."""
         self._clock = clock or SystemClock()
         self._log = log.bind(trench=trench)
         self._node_refresh = node_refresh
@@ -95,7 +104,7 @@ class Registry:
         :class:`tree.ConduitNotFound` (still unknown at the timeout) or ``IpamStoreError``."""
         try:
             allocation = await self._allocate(request, timeout)
-        except (RequestError, tree.NoMorePrefix, tree.ConduitNotFound):
+        except (RequestError, UnknownNode, tree.NoMorePrefix, tree.ConduitNotFound):
             self.allocations[AllocationResult.REFUSED] += 1
             raise
         except IpamStoreError:
@@ -106,11 +115,15 @@ class Registry:
 
     async def _allocate(self, request: ChildRequest, timeout: float | None) -> tree.Allocation:
         layout, path = self._resolve(request)
+        if self.nodes and request.node not in self.nodes:
+            # Under mTLS the node would come from the caller's certificate, not from the request.
+            raise UnknownNode(f"child.subnet.node: node {bounds.quote(request.node)} is not one of the nodes of "
+                              f"this IPAM (IPAM_NODES)")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             if request.conduit in self._unplaced[layout.family]:
-                raise tree.NoMorePrefix(f"no more prefix available: conduit {request.conduit!r} got no "
+                raise tree.NoMorePrefix(f"no more prefix available: conduit {bounds.quote(request.conduit)} got no "
                                         f"/{layout.conduit_length} in trench prefix {layout.prefix}")
             try:
                 allocation, changes = tree.plan_allocate(self._tree, layout, path, self._clock.time(),
@@ -163,13 +176,13 @@ class Registry:
             raise RequestError(f"cannot allocate in this ip family: subnet.ipFamily {request.family} is not "
                                f"served by this IPAM (serves {served})") from None
         if request.trench != self.trench:
-            raise RequestError(f"no corresponding trench: subnet.conduit.trench.name {request.trench!r} is not "
+            raise RequestError(f"no corresponding trench: subnet.conduit.trench.name {bounds.quote(request.trench)} is not "
                                f"the trench of this IPAM ({self.trench!r})")
         path = tree.trench_path(self.trench, family) + (request.conduit, request.node, request.name)
         return layout, path
 
     async def _wait_for_conduits(self, conduit: str, timeout: float | None) -> None:
-        missing = tree.ConduitNotFound(f"conduit {conduit!r} has no prefix yet (not announced by the NSP)")
+        missing = tree.ConduitNotFound(f"conduit {bounds.quote(conduit)} has no prefix yet (not announced by the NSP)")
         if timeout is not None and timeout <= 0:
             raise missing
         try:

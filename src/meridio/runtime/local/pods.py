@@ -166,7 +166,8 @@ class PodBuilder:
             "IPAM_LISTEN_ADDRESS": self.ipam_address(t), "IPAM_TRENCH_NAME": t,
             "IPAM_NSP_SERVICE": self.nsp_address(t), "IPAM_PREFIX_IPV4": str(self.env.ipam_ipv4),
             "IPAM_PREFIX_IPV6": str(self.env.ipam_ipv6), "IPAM_IP_FAMILY": w.param("ip-family", "dualstack"),
-            "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_LOG_LEVEL": "INFO"})
+            "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_NODES": ",".join(self.env.nodes),
+            "IPAM_LOG_LEVEL": "INFO"})
 
     def _fe_lb(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t, pod_dir = w.trench, self.layout.pod_dir(w.name)
