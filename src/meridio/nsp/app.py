@@ -23,7 +23,7 @@ from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common.settings import setting
-from meridio.nsp import config, registry, service, source, store, targets
+from meridio.nsp import config, registry, service, source, store, targets, watchers
 from meridio.nsp import metrics as nspmetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve"]
@@ -41,6 +41,9 @@ class Settings:
     datasource: str = setting(store.DEFAULT_PATH, "sqlite file of the target registry (parents created)")
     entry_timeout: float = setting(registry.DEFAULT_TIMEOUT,
                                    "a target not re-registered within this time is removed", duration=True)
+    max_watchers: int = setting(watchers.MAX_WATCHERS, "watch streams served at once (more: RESOURCE_EXHAUSTED)")
+    max_watchers_per_peer: int = setting(watchers.MAX_WATCHERS_PER_PEER,
+                                         "watch streams one TCP connection may hold (unix sockets: the total only)")
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
@@ -70,7 +73,8 @@ async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
     manager = config.ConfigurationManager()
     hc = health.Health({health.LIVENESS: [health.NSP]}, log=log)
     server = grpcutil.create_server()
-    service.add_to_server(server, manager, registry_, log=log)
+    quota = watchers.Quota(total=settings.max_watchers, per_peer=settings.max_watchers_per_peer)
+    service.add_to_server(server, manager, registry_, quota=quota, log=log)
     hc.add_to(server)
     try:
         port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port))

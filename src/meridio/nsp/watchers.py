@@ -153,7 +153,7 @@ class Hub(Generic[S]):
 MAX_WATCHERS = 4096
 """Watch streams one NSP serves at once (``NSP_MAX_WATCHERS``)."""
 MAX_WATCHERS_PER_PEER = 512
-"""Watch streams one peer may hold (``NSP_MAX_WATCHERS_PER_PEER``)."""
+"""Watch streams one peer may hold (``NSP_MAX_WATCHERS_PER_PEER``); not applied over unix sockets."""
 
 
 class QuotaExceeded(grpcutil.ResourceExhausted):
