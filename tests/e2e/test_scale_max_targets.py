@@ -24,7 +24,7 @@ def _registered(e2e: E2E) -> set[str]:
     """Pods whose TAPA reports stream-m OPEN (registered at the NSP with an identifier)."""
     targets = e2e.status()["targets"]
     return {pod for pod, streams in targets.items()
-            if any(s["stream"] == "stream-m" and s["status"] == "OPEN" for s in streams)}
+            if any(s["stream"] == "stream-m" and s["status"] == "OPEN" for s in streams or ())}
 
 
 def test_a_deployment_scales_to_its_streams_max_targets_and_every_replica_gets_traffic(tmp_path) -> None:  # type: ignore[no-untyped-def]
