@@ -161,9 +161,11 @@ class Controller:
         if self.env.deployment(deployment) is None:
             names = ", ".join(d.name for d in self.env.deployments) or "none"
             raise ControllerError(f'deployment "{deployment}" not found (deployments: {names})')
-        if not 0 <= replicas <= 64:
-            raise ControllerError(f"--replicas: {replicas} must be between 0 and 64")
         async with self.lock:
+            [dep] = [d for d in self.deployments() if d.name == deployment]
+            limit, why = rc.replica_limit(self.store.resources(), dep)
+            if not 0 <= replicas <= limit:
+                raise ControllerError(f"--replicas: {replicas} must be between 0 and {limit} ({why})")
             self.store.set_replicas(deployment, replicas)
             await self._reconcile(self.log.info)
         return f"deployment.apps/{deployment} scaled"

@@ -8,7 +8,8 @@ environment variables, pointed at the environment's unix sockets:
 - NSP and IPAM listen on ``unix:<state>/trenches/<trench>/nsp.sock`` and ``.../ipam.sock``;
 - the LB serves its availability socket in the pod directory, the FE reads it;
 - proxies serve the link service at ``<state>/proxies/<trench>/<conduit>/<node>/link.sock``, which the
-  TAPA's ``MERIDIO_PROXY_SOCKET`` template points to;
+  TAPA's ``MERIDIO_PROXY_SOCKET`` template points to, and link pod P only to a caller in P's namespace
+  (``NSM_POD_NETNS=/run/netns/<prefix>-pod-{pod}``);
 - a target pod runs the example target (answering with the pod name) and a TAPA on
   ``<state>/pods/<pod>/ambassador.sock``.
 
@@ -27,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from meridio.api import resources
+from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import scrape, topology
@@ -193,6 +195,7 @@ class PodBuilder:
             "NSM_IPAM_SERVICE": self.ipam_address(t), "NSM_NSP_SERVICE": self.nsp_address(t),
             "NSM_IP_FAMILY": w.param("ip-family", "dualstack"),
             "NSM_LINK_SOCKET": str(self.layout.proxy_dir(t, conduit, w.node) / "link.sock"),
+            "NSM_POD_NETNS": str(pathlib.PurePosixPath(netnsmod.NETNS_DIR, self.naming.pod_ns("{pod}"))),
             "NSM_LOG_LEVEL": "INFO"})
 
     def _target(self, w: rc.Workload) -> Iterator[ProcessSpec]:
