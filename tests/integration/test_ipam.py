@@ -24,6 +24,11 @@ from tests.integration.metrics_support import scrape, value
 CONFIG = """\
 trench: |
   name: trench-a
+streams: {items: []}
+flows: {items: []}
+vips: {items: []}
+attractors: {items: []}
+gateways: {items: []}
 conduits: |
   items:
   - {name: conduit-a-1, trench: trench-a}
