@@ -286,3 +286,26 @@ def test_load_file_rejects_what_is_not_a_configmap_with_the_file_name(
 def test_load_file_of_a_missing_file_is_a_config_map_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(configmap.ConfigMapError, match="cannot read"):
         configmap.load_file(tmp_path / "missing.yaml")
+
+
+def test_a_file_cut_anywhere_is_rejected_except_between_whole_items_of_the_last_key() -> None:
+    """Every prefix of a rendered ConfigMap file (a write caught half-way) is rejected, or it reads as the
+    whole configuration, or it is cut exactly after a whole item of the file's last key (which no rule
+    can see: write-then-rename is the documented way to change the file)."""
+    from meridio.api import resources, yamlio
+    objs = resources.load_files([pathlib.Path(__file__).parents[2] / "examples/e2e/init-trench-a.yaml"])
+    text = yamlio.dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"},
+                        "data": configmap.render(objs, "trench-a", objs[0].namespace)})
+    full = configmap.loads(text)
+    last_key_at = text.rindex("\n  gateways: |\n")
+    item_ends = {i + 1 for i in range(last_key_at, len(text)) if text.startswith("\n    - ", i)}
+    accepted_and_different = []
+    for cut in range(len(text)):
+        try:
+            cfg = configmap.loads(text[:cut])
+        except configmap.ConfigMapError:
+            continue
+        if cfg != full:
+            accepted_and_different.append(cut)
+    assert len(full.gateways) == 4 and len(text) > 3000
+    assert set(accepted_and_different) <= item_ends
