@@ -190,13 +190,17 @@ def test_sigterm_stops_the_ipam_cleanly(ipam: Ipam) -> None:
     assert '"ipamStopping"' in ipam.procs.output(ipam.proc)
 
 
-def test_corrupt_registry_file_stops_the_start_with_one_line(procs: Any, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("content,says", [(b"not a database" * 100, "is not a usable sqlite database"),
+                                          (b"", "is empty (0 bytes)")], ids=["corrupt", "0-bytes"])
+def test_corrupt_or_empty_registry_file_stops_the_start_with_one_line(procs: Any, tmp_path: pathlib.Path,
+                                                                      content: bytes, says: str) -> None:
     server = Ipam(procs, tmp_path, "127.0.0.1:1")
     server.datasource.parent.mkdir(parents=True)
-    server.datasource.write_bytes(b"not a database" * 100)
+    server.datasource.write_bytes(content)
     proc = procs.meridio(*server.args, name="ipam")
     assert proc.wait(15) == 1
     output = procs.output(proc)
-    assert f"meridio run ipam: IPAM registry {server.datasource} is not a usable sqlite database" in output
+    assert f"meridio run ipam: IPAM registry {server.datasource} {says}" in output
+    assert "restore a backup of it, or move it aside" in output
     assert "Traceback" not in output
-    assert server.datasource.read_bytes() == b"not a database" * 100
+    assert server.datasource.read_bytes() == content
