@@ -138,7 +138,10 @@ def test_restarted_ipam_returns_the_same_allocations(ipam: Ipam, nsp: nsp_suppor
     assert ipam.allocate("d") == "172.16.0.2/24"  # b's released address, first fit
 
 
-def test_removed_conduit_loses_its_allocations(ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+def test_removed_conduit_loses_its_allocations_after_the_release_grace(
+        procs: Any, tmp_path: pathlib.Path, nsp: nsp_support.NspProcess) -> None:
+    ipam = Ipam(procs, tmp_path, nsp.address, "--release-grace", "1s")
+    ipam.start()
     ipam.allocate("bridge", conduit="conduit-a-1")
     assert [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")] == ["172.16.16.1/24", "172.16.16.2/24"]
     nsp.write_config(CONFIG_WITHOUT_2)
@@ -146,6 +149,21 @@ def test_removed_conduit_loses_its_allocations(ipam: Ipam, nsp: nsp_support.NspP
     nsp.write_config(CONFIG)
     assert ipam.allocate("y", conduit="conduit-a-2") == "172.16.16.1/24"
     assert ipam.allocate("bridge", conduit="conduit-a-1") == "172.16.0.1/24"
+
+
+def test_a_conduit_gone_from_the_configuration_for_a_moment_keeps_every_allocation(
+        ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+    """The issue's attack: the configuration lost its conduits (a bad file, an NSP restarted on a missing
+    one) and IPAM released them; a new client then got an address an earlier one still held."""
+    held = [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")]
+    nsp.procs.stop(nsp.proc, signal.SIGTERM)
+    nsp.config_file.unlink()
+    nsp.restart()  # an NSP that restarted without its file serves no conduits at all
+    wait_for(lambda: "conduitUnlisted" in ipam.procs.output(ipam.proc), timeout=20,
+             message="IPAM saw the NSP list no conduits")
+    nsp.write_config(CONFIG)
+    assert ipam.allocate("z", conduit="conduit-a-2") not in held  # a new client first: x's address is still x's
+    assert [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")] == held
 
 
 def test_idle_allocations_are_garbage_collected(procs: Any, tmp_path: pathlib.Path,

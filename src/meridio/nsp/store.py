@@ -9,8 +9,8 @@ A database that sqlite reports as corrupt (or not a database, or with rows we ca
 silently dropped: it is renamed ``<file>.corrupt-<UTC time>`` (with its ``-wal``/``-shm`` files), an
 error naming both files is logged, and an empty registry starts (targets re-register within their
 refresh period). An existing 0-byte file is refused (:class:`RegistryStoreError`, the NSP exits 1), as
-sqlite would otherwise silently take it for a new database. A database that cannot be opened at all (permissions, a directory in the way) is a
-:class:`RegistryStoreError` naming the file.
+sqlite would otherwise silently take it for a new database. A database that cannot be opened at all
+(permissions, a directory in the way) is a :class:`RegistryStoreError` naming the file.
 """
 from __future__ import annotations
 
