@@ -81,11 +81,15 @@ class Loop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # The calls are made outside the loop (their objects created before run_until_complete); grpc.aio
+        # then looks for the thread's current loop, which an earlier test may have closed.
+        asyncio.set_event_loop(self.loop)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
+        asyncio.set_event_loop(None)
         self.loop.close()
 
 

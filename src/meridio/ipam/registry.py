@@ -21,7 +21,7 @@ from meridio.ipam import tree
 from meridio.ipam.store import IpamStoreError, Store
 
 __all__ = ["NODE_REFRESH_S", "AllocationResult", "ChildRequest", "Registry", "RequestError", "UnknownNode",
-           "collect_garbage_forever"]
+           "collect_garbage_forever", "release_departed_forever"]
 
 NODE_REFRESH_S = 60.0
 """A node's ``updated_at`` is refreshed at most once a minute (Meridio damps it the same way)."""
@@ -62,10 +62,15 @@ class Registry:
 
     def __init__(self, store: Store, *, trench: str, layouts: Iterable[tree.Layout], clock: Clock | None = None,
                  log: logmod.Logger = logmod.null, node_refresh: float = NODE_REFRESH_S,
-                 nodes: Collection[str] = ()) -> None:
+                 nodes: Collection[str] = (), release_grace: float = 0.0) -> None:
         self._store = store
         self.nodes = frozenset(nodes)
         """The nodes that may get prefixes (``IPAM_NODES``); empty: any node."""
+        self._release_grace = release_grace
+        """Seconds a conduit the NSP stopped listing keeps its prefix (0: released at once)."""
+        self._listed: set[str] = set()
+        self._departed: dict[str, float] = {}
+        """Conduits with a prefix that the NSP no longer lists, and since when (clock time)."""
         self._clock = clock or SystemClock()
         self._log = log.bind(trench=trench)
         self._node_refresh = node_refresh
@@ -147,11 +152,43 @@ class Registry:
                             family=layout.family.name)
 
     def set_conduits(self, names: Collection[str]) -> None:
-        """Make the conduit prefixes of every family exactly ``names`` (the NSP's current list)."""
+        """Follow the NSP's current list: new conduits get a prefix at once; a conduit no longer listed
+        keeps its prefix and everything in it for the release grace (a configuration that vanished for
+        a moment, an NSP restarting on a bad file), and is released after it (:meth:`release_departed`)."""
+        now = self._clock.time()
+        self._listed = set(names)
+        with_prefix = {name for family in self.layouts for name in self.conduits(family)}
+        for name in with_prefix - self._listed:
+            if name not in self._departed:
+                self._departed[name] = now
+                self._log.warning("conduitUnlisted", conduit=name, reason="releaseAfterGrace",
+                                  graceSeconds=self._release_grace)
+        for name in self._listed & set(self._departed):
+            del self._departed[name]
+            self._log.info("conduitListedAgain", conduit=name, reason="prefixKept")
+        self._plan_conduits(now)
+
+    def release_departed(self) -> None:
+        """Release the conduits unlisted for longer than the grace (called periodically by the app)."""
+        now = self._clock.time()
+        if any(now - since >= self._release_grace for since in self._departed.values()):
+            self._plan_conduits(now)
+
+    def next_release_in(self) -> float | None:
+        """Seconds until the next unlisted conduit is due for release (None: none is waiting)."""
+        if not self._departed:
+            return None
+        return max(0.0, min(self._departed.values()) + self._release_grace - self._clock.time())
+
+    def _plan_conduits(self, now: float) -> None:
+        kept = {name for name, since in self._departed.items() if now - since < self._release_grace}
+        names = self._listed | kept
+        for name in set(self._departed) - kept:
+            del self._departed[name]
         changes: list[tree.Change] = []
         for family, layout in self.layouts.items():
             before = set(self.conduits(family))
-            planned, unplaced = tree.plan_conduits(self._tree, layout, self.trench, names, self._clock.time())
+            planned, unplaced = tree.plan_conduits(self._tree, layout, self.trench, names, now)
             changes += planned
             self._unplaced[family] = set(unplaced)
             self._log_conduit_changes(family, before, planned, unplaced)
@@ -223,3 +260,15 @@ async def collect_garbage_forever(registry: Registry, *, interval: float, thresh
             log.error("garbageCollectionFailed", reason="storeError", error=str(exc))
             continue
         log.debug("garbageCollected", removed=removed)
+
+
+async def release_departed_forever(registry: Registry, *, log: logmod.Logger = logmod.null,
+                                   check_every: float = 1.0) -> None:
+    """Release conduits unlisted for longer than the grace, checking at most ``check_every`` seconds apart."""
+    while True:
+        delay = registry.next_release_in()
+        await asyncio.sleep(check_every if delay is None else min(max(delay, 0.01), check_every))
+        try:
+            registry.release_departed()
+        except IpamStoreError as exc:
+            log.error("conduitReleaseFailed", reason="storeError", error=str(exc))

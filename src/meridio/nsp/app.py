@@ -37,6 +37,8 @@ class Settings:
     listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too; or unix:PATH)")
     config_file: str = setting("/etc/meridio/nsp/configuration.yaml",
                                "ConfigMap-format YAML file with the trench configuration (watched)")
+    trench_name: str = setting("", "the trench this NSP serves: a configuration file naming another trench is "
+                               "rejected ('' = accept any)")
     config_poll_interval: float = setting(0.2, "how often the configuration file is checked", duration=True)
     datasource: str = setting(store.DEFAULT_PATH, "sqlite file of the target registry (parents created)")
     entry_timeout: float = setting(registry.DEFAULT_TIMEOUT,
@@ -97,7 +99,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     except (store.RegistryStoreError, grpcutil.ListenError, OSError) as exc:
         log.critical("nspStartFailed", error=str(exc))
         return 1
-    files = source.FileSource(settings.config_file, interval=settings.config_poll_interval, log=log)
+    files = source.FileSource(settings.config_file, parse=source.parser_for(settings.trench_name),
+                              interval=settings.config_poll_interval, log=log)
     first = files.poll()  # serve the file's configuration from the very first watch
     if first is not None:
         parts.manager.update(first)

@@ -211,9 +211,19 @@ class Controller:
             if path.exists() and path.read_text() == text:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Write-then-rename, synced: the NSP polls this file and must never read half of it, and a
+            # crash (or power cut) must leave the old file or the new one, not an empty one.
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
+            dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
 
     def _pod_spec(self, w: rc.Workload) -> pods.PodSpec | None:
         external = None

@@ -158,7 +158,7 @@ class PodBuilder:
     def _nsp(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t = w.trench
         yield self._process(w, "nsp", self._meridio("run", "nsp"), {
-            "NSP_LISTEN_ADDRESS": self.nsp_address(t),
+            "NSP_LISTEN_ADDRESS": self.nsp_address(t), "NSP_TRENCH_NAME": t,
             "NSP_CONFIG_FILE": str(self.layout.configmap(t)), "NSP_DATASOURCE": str(self.layout.nsp_db(t)),
             "NSP_LOG_LEVEL": "INFO"})
 
