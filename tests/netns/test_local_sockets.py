@@ -36,9 +36,9 @@ try:
 except OSError as exc:
     print(json.dumps({"connected": False, "errno": exc.errno}))
     sys.exit()
-if kind == "grpc":  # an HTTP/2 client preface and an empty SETTINGS frame: a gRPC server answers SETTINGS
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
-try:
+try:  # a server that disconnects at once may make the write fail (EPIPE) as well as the read
+    if kind == "grpc":  # an HTTP/2 client preface and an empty SETTINGS frame: a gRPC server answers SETTINGS
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
     data = s.recv(4096)
 except OSError as exc:
     data = b""
