@@ -27,16 +27,22 @@ def node_length() -> int:
     return 24
 
 
-@pytest.fixture
-async def pair(tmp_path: pathlib.Path, node_length: int) -> AsyncIterator[tuple[Registry, ipam_pb2_grpc.IpamStub]]:
-    layouts = [tree.Layout(tree.Family.IPV4, ipaddress.ip_network("172.16.0.0/16"), 20, node_length)]
-    registry = Registry(storemod.Store.open(":memory:"), trench="trench-a", layouts=layouts, clock=FakeClock())
+async def serve(registry: Registry, tmp_path: pathlib.Path) -> tuple[grpc.aio.Server, str]:
+    """The IPAM servicer over ``registry`` (conduit-a configured) on a unix socket in ``tmp_path``, started."""
     registry.set_conduits(["conduit-a"])
     server = grpc.aio.server()
     ipam_pb2_grpc.add_IpamServicer_to_server(servicermod.IpamServicer(registry), server)
     address = f"unix:{tmp_path}/ipam.sock"
     server.add_insecure_port(address)
     await server.start()
+    return server, address
+
+
+@pytest.fixture
+async def pair(tmp_path: pathlib.Path, node_length: int) -> AsyncIterator[tuple[Registry, ipam_pb2_grpc.IpamStub]]:
+    layouts = [tree.Layout(tree.Family.IPV4, ipaddress.ip_network("172.16.0.0/16"), 20, node_length)]
+    registry = Registry(storemod.Store.open(":memory:"), trench="trench-a", layouts=layouts, clock=FakeClock())
+    server, address = await serve(registry, tmp_path)
     channel = grpc.aio.insecure_channel(address)
     try:
         yield registry, ipam_pb2_grpc.IpamStub(channel)
@@ -142,12 +148,7 @@ async def test_made_up_nodes_get_nothing_and_the_real_node_2_still_gets_its_pref
     layouts = [tree.Layout(tree.Family.IPV4, ipaddress.ip_network("172.16.0.0/16"), 20, 24)]
     registry = Registry(storemod.Store.open(":memory:"), trench="trench-a", layouts=layouts, clock=FakeClock(),
                         nodes=["node-1", "node-2"])
-    registry.set_conduits(["conduit-a"])
-    server = grpc.aio.server()
-    ipam_pb2_grpc.add_IpamServicer_to_server(servicermod.IpamServicer(registry), server)
-    address = f"unix:{tmp_path}/ipam.sock"
-    server.add_insecure_port(address)
-    await server.start()
+    server, address = await serve(registry, tmp_path)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = ipam_pb2_grpc.IpamStub(channel)
