@@ -48,3 +48,24 @@ def environment_pids(env: str, prefix: str) -> set[int]:
     pids = netnsmod.pids_in(ns for ns in netnsmod.list_names() if ns.startswith(prefix + "-"))
     daemon = runtime_daemon(env)
     return pids | ({daemon} if daemon is not None else set())
+
+
+def mem_available_kb() -> int:
+    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(pids: set[int]) -> dict[str, float]:
+    pss = rss = 0
+    for pid in pids:
+        try:
+            for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+                elif line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+        except OSError:
+            continue
+    return {"processes": len(pids), "pss_mib": round(pss / 1024, 1), "rss_mib": round(rss / 1024, 1)}

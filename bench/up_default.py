@@ -16,13 +16,12 @@ import argparse
 import datetime
 import json
 import os
-import pathlib
 import platform
 import statistics
 import sys
 import time
 
-from runtime_env import ROOT, default_environment, environment_pids, meridio
+from runtime_env import ROOT, default_environment, environment_pids, mem_available_kb, memory, meridio
 
 ENV_NAME, PREFIX = "bench", "mbench"
 
@@ -31,27 +30,6 @@ def timed(*args: str) -> float:
     started = time.monotonic()
     meridio(ENV_NAME, *args)
     return time.monotonic() - started
-
-
-def mem_available_kb() -> int:
-    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    return 0
-
-
-def memory(pids: set[int]) -> dict[str, float]:
-    pss = rss = 0
-    for pid in pids:
-        try:
-            for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-                elif line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-        except OSError:
-            continue
-    return {"processes": len(pids), "pss_mib": round(pss / 1024, 1), "rss_mib": round(rss / 1024, 1)}
 
 
 def main() -> int:

@@ -24,6 +24,11 @@ from tests.integration.metrics_support import scrape, value
 CONFIG = """\
 trench: |
   name: trench-a
+streams: {items: []}
+flows: {items: []}
+vips: {items: []}
+attractors: {items: []}
+gateways: {items: []}
 conduits: |
   items:
   - {name: conduit-a-1, trench: trench-a}
@@ -133,7 +138,10 @@ def test_restarted_ipam_returns_the_same_allocations(ipam: Ipam, nsp: nsp_suppor
     assert ipam.allocate("d") == "172.16.0.2/24"  # b's released address, first fit
 
 
-def test_removed_conduit_loses_its_allocations(ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+def test_removed_conduit_loses_its_allocations_after_the_release_grace(
+        procs: Any, tmp_path: pathlib.Path, nsp: nsp_support.NspProcess) -> None:
+    ipam = Ipam(procs, tmp_path, nsp.address, "--release-grace", "1s")
+    ipam.start()
     ipam.allocate("bridge", conduit="conduit-a-1")
     assert [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")] == ["172.16.16.1/24", "172.16.16.2/24"]
     nsp.write_config(CONFIG_WITHOUT_2)
@@ -141,6 +149,21 @@ def test_removed_conduit_loses_its_allocations(ipam: Ipam, nsp: nsp_support.NspP
     nsp.write_config(CONFIG)
     assert ipam.allocate("y", conduit="conduit-a-2") == "172.16.16.1/24"
     assert ipam.allocate("bridge", conduit="conduit-a-1") == "172.16.0.1/24"
+
+
+def test_a_conduit_gone_from_the_configuration_for_a_moment_keeps_every_allocation(
+        ipam: Ipam, nsp: nsp_support.NspProcess) -> None:
+    """The issue's attack: the configuration lost its conduits (a bad file, an NSP restarted on a missing
+    one) and IPAM released them; a new client then got an address an earlier one still held."""
+    held = [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")]
+    nsp.procs.stop(nsp.proc, signal.SIGTERM)
+    nsp.config_file.unlink()
+    nsp.restart()  # an NSP that restarted without its file serves no conduits at all
+    wait_for(lambda: "conduitUnlisted" in ipam.procs.output(ipam.proc), timeout=20,
+             message="IPAM saw the NSP list no conduits")
+    nsp.write_config(CONFIG)
+    assert ipam.allocate("z", conduit="conduit-a-2") not in held  # a new client first: x's address is still x's
+    assert [ipam.allocate(n, conduit="conduit-a-2") for n in ("x", "y")] == held
 
 
 def test_idle_allocations_are_garbage_collected(procs: Any, tmp_path: pathlib.Path,
@@ -185,13 +208,17 @@ def test_sigterm_stops_the_ipam_cleanly(ipam: Ipam) -> None:
     assert '"ipamStopping"' in ipam.procs.output(ipam.proc)
 
 
-def test_corrupt_registry_file_stops_the_start_with_one_line(procs: Any, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("content,says", [(b"not a database" * 100, "is not a usable sqlite database"),
+                                          (b"", "is empty (0 bytes)")], ids=["corrupt", "0-bytes"])
+def test_corrupt_or_empty_registry_file_stops_the_start_with_one_line(procs: Any, tmp_path: pathlib.Path,
+                                                                      content: bytes, says: str) -> None:
     server = Ipam(procs, tmp_path, "127.0.0.1:1")
     server.datasource.parent.mkdir(parents=True)
-    server.datasource.write_bytes(b"not a database" * 100)
+    server.datasource.write_bytes(content)
     proc = procs.meridio(*server.args, name="ipam")
     assert proc.wait(15) == 1
     output = procs.output(proc)
-    assert f"meridio run ipam: IPAM registry {server.datasource} is not a usable sqlite database" in output
+    assert f"meridio run ipam: IPAM registry {server.datasource} {says}" in output
+    assert "restore a backup of it, or move it aside" in output
     assert "Traceback" not in output
-    assert server.datasource.read_bytes() == b"not a database" * 100
+    assert server.datasource.read_bytes() == content

@@ -90,7 +90,7 @@ async def test_unknown_enum_values_are_invalid_argument_naming_the_field(served)
 async def test_a_bug_in_the_core_is_internal_with_a_one_line_message(tmp_path: pathlib.Path) -> None:
     server = grpcutil.create_server()
     broken = BrokenTargets(registry.Registry(clock=SystemClock()), None)
-    service.add_to_server(server, config.ConfigurationManager(), broken)
+    service.add_to_server(server, config.ConfigurationManager(CONFIG), broken)
     address = f"unix://{tmp_path}/nsp.sock"
     grpcutil.add_listener(server, address)
     await server.start()

@@ -82,6 +82,8 @@ TRENCH_VIP4 = "203.0.113.99/32"
 CONFIG = """\
 trench: |
   name: trench-a
+attractors: {items: []}
+gateways: {items: []}
 conduits: |
   items:
   - name: conduit-a-1

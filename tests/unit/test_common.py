@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from meridio.api import model
-from meridio.common import durations, log, retry, settings
+from meridio.common import bounds, durations, log, retry, settings
 
 
 @pytest.mark.parametrize("text,seconds", [("24s", 24.0), ("300ms", 0.3), ("1m30s", 90.0), ("1.5h", 5400.0),
@@ -113,3 +113,19 @@ def test_listen_address_uses_a_unix_socket_as_is_and_joins_host_and_port_otherwi
     assert grpcutil.listen_address("unix:/run/m/nsp.sock", 7778) == "unix:/run/m/nsp.sock"
     assert grpcutil.listen_address("[::]", 7778) == "[::]:7778"
     assert grpcutil.listen_address("127.0.0.1", 0) == "127.0.0.1:0"
+
+
+def test_quote_truncates_long_input_and_says_how_long_it_was() -> None:
+    assert bounds.quote("evil") == "'evil'"
+    quoted = bounds.quote("x" * 1_000_000)
+    assert quoted == f"{'x' * 64!r}... (1000000 characters)"
+    assert len(bounds.quote(["a" * 500])) < 100
+
+
+def test_check_name_accepts_dns_names_and_refuses_others_naming_the_field() -> None:
+    assert bounds.check_name("f", "trench-a.b", ValueError) == "trench-a.b"
+    assert bounds.check_name("f", "", ValueError, allow_empty=True) == ""
+    for bad, rule in (("", "must not be empty"), ("A", "not a valid name"), ("-a", "not a valid name"),
+                      ("a" * 254, "at most 253 characters")):
+        with pytest.raises(ValueError, match=f"^f: .*{rule}"):
+            bounds.check_name("f", bad, ValueError)

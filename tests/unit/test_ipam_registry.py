@@ -276,3 +276,43 @@ def test_trench_and_conduit_prefixes_are_never_collected() -> None:
     clock.advance(100 * THRESHOLD)
     assert reg.collect_garbage(THRESHOLD) == 0
     assert len(reg.entries()) == 4
+
+
+async def test_a_conduit_unlisted_for_less_than_the_grace_keeps_its_prefix_and_addresses() -> None:
+    clock = FakeClock()
+    reg = Registry(storemod.Store.open(":memory:"), trench=TRENCH, layouts=DEFAULT_LAYOUTS, clock=clock,
+                   release_grace=300.0)
+    reg.set_conduits(["conduit-a"])
+    (first,) = await allocate(reg, child("t-1"))
+    reg.set_conduits([])  # a configuration that vanished for a moment
+    clock.advance(299.0)
+    reg.release_departed()
+    assert "conduit-a" in reg.conduits(V4)
+    assert await allocate(reg, child("t-1")) == [first]  # the same client re-allocating: the same address
+    reg.set_conduits(["conduit-a"])  # the configuration is back: the clock of the grace stops
+    clock.advance(1000.0)
+    reg.release_departed()
+    assert await allocate(reg, child("t-1")) == [first]
+    (second,) = await allocate(reg, child("t-2"))
+    assert second != first  # a new client is never handed an address still held
+
+
+async def test_a_conduit_really_removed_is_released_after_the_grace() -> None:
+    clock = FakeClock()
+    reg = Registry(storemod.Store.open(":memory:"), trench=TRENCH, layouts=DEFAULT_LAYOUTS, clock=clock,
+                   release_grace=300.0)
+    reg.set_conduits(["conduit-a", "conduit-b"])
+    await allocate(reg, child("t-1"))
+    reg.set_conduits(["conduit-b"])
+    assert reg.next_release_in() == 300.0
+    clock.advance(300.0)
+    assert reg.next_release_in() == 0.0
+    reg.release_departed()
+    assert set(reg.conduits(V4)) == {"conduit-b"} and reg.next_release_in() is None
+    assert not [e for e in reg.entries() if "conduit-a" in e.path]
+
+
+def test_without_a_grace_an_unlisted_conduit_is_released_at_once() -> None:
+    reg = make(conduits=("conduit-a", "conduit-b"))
+    reg.set_conduits(["conduit-b"])
+    assert set(reg.conduits(V4)) == {"conduit-b"}

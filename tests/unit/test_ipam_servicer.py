@@ -27,16 +27,22 @@ def node_length() -> int:
     return 24
 
 
-@pytest.fixture
-async def pair(tmp_path: pathlib.Path, node_length: int) -> AsyncIterator[tuple[Registry, ipam_pb2_grpc.IpamStub]]:
-    layouts = [tree.Layout(tree.Family.IPV4, ipaddress.ip_network("172.16.0.0/16"), 20, node_length)]
-    registry = Registry(storemod.Store.open(":memory:"), trench="trench-a", layouts=layouts, clock=FakeClock())
+async def serve(registry: Registry, tmp_path: pathlib.Path) -> tuple[grpc.aio.Server, str]:
+    """The IPAM servicer over ``registry`` (conduit-a configured) on a unix socket in ``tmp_path``, started."""
     registry.set_conduits(["conduit-a"])
     server = grpc.aio.server()
     ipam_pb2_grpc.add_IpamServicer_to_server(servicermod.IpamServicer(registry), server)
     address = f"unix:{tmp_path}/ipam.sock"
     server.add_insecure_port(address)
     await server.start()
+    return server, address
+
+
+@pytest.fixture
+async def pair(tmp_path: pathlib.Path, node_length: int) -> AsyncIterator[tuple[Registry, ipam_pb2_grpc.IpamStub]]:
+    layouts = [tree.Layout(tree.Family.IPV4, ipaddress.ip_network("172.16.0.0/16"), 20, node_length)]
+    registry = Registry(storemod.Store.open(":memory:"), trench="trench-a", layouts=layouts, clock=FakeClock())
+    server, address = await serve(registry, tmp_path)
     channel = grpc.aio.insecure_channel(address)
     try:
         yield registry, ipam_pb2_grpc.IpamStub(channel)
@@ -135,3 +141,42 @@ async def test_allocate_in_an_unannounced_conduit_fails_at_the_deadline(pair) ->
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Allocate(child(conduit="conduit-b"), timeout=0.3)
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def test_made_up_nodes_get_nothing_and_the_real_node_2_still_gets_its_prefix(tmp_path: pathlib.Path) -> None:
+    # The issue's attack: 15 made-up node names used up the conduit's /20 (16 node /24s), node-2 was refused.
+    layouts = [tree.Layout(tree.Family.IPV4, ipaddress.ip_network("172.16.0.0/16"), 20, 24)]
+    registry = Registry(storemod.Store.open(":memory:"), trench="trench-a", layouts=layouts, clock=FakeClock(),
+                        nodes=["node-1", "node-2"])
+    server, address = await serve(registry, tmp_path)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = ipam_pb2_grpc.IpamStub(channel)
+            for i in range(16):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.Allocate(child(node=f"evil-{i}"), timeout=5)
+                assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert err.value.details() == ("child.subnet.node: node 'evil-15' is not one of the nodes of this IPAM "
+                                           "(IPAM_NODES)")
+            got = await stub.Allocate(child(node="node-2"), timeout=5)
+    finally:
+        await server.stop(None)
+    assert got.prefixLength == 24
+    assert [e.path[-1] for e in registry.entries() if len(e.path) == tree.Level.NODE] == ["node-2"]
+
+
+@pytest.mark.parametrize("request_, field", [
+    pytest.param(child(node="n" * 1_000_000), "child.subnet.node: at most 253 characters", id="1 MB node"),
+    pytest.param(child(node="Node_1"), "child.subnet.node: 'Node_1' is not a valid name", id="node not a name"),
+    pytest.param(child(conduit="c" * 300), "child.subnet.conduit.name: at most 253", id="long conduit"),
+    pytest.param(child(name="x" * 254), "child.name: at most 253 characters", id="long child"),
+    pytest.param(child(name="a\nb"), "child.name: 'a\\nb' must be printable", id="child with a newline"),
+])
+async def test_oversized_or_malformed_names_are_invalid_with_a_short_message(pair, request_, field) -> None:  # type: ignore[no-untyped-def]
+    registry, stub = pair
+    before = registry.entries()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Allocate(request_, timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.value.details() or "").startswith(field) and len(err.value.details() or "") < 200
+    assert registry.entries() == before

@@ -117,3 +117,27 @@ def test_one_operation_is_stored_in_one_transaction(tmp_path: pathlib.Path) -> N
     with pytest.raises(storemod.IpamStoreError, match="cannot write"):
         store.apply([good, bad])
     assert store.load() == []
+
+
+@pytest.mark.parametrize("content", [b"", None], ids=["0-bytes", "empty-sqlite-database"])
+def test_an_existing_file_without_the_schema_is_refused_not_read_as_no_allocations(
+        tmp_path: pathlib.Path, content: bytes | None) -> None:
+    db = tmp_path / "registry.db"
+    if content is None:
+        with contextlib.closing(sqlite3.connect(db)) as other:
+            other.execute("PRAGMA user_version = 0")
+            other.execute("VACUUM")  # a valid, empty sqlite file
+    else:
+        db.write_bytes(content)
+    before = db.read_bytes()
+    with pytest.raises(storemod.IpamStoreError) as err:
+        storemod.Store.open(str(db))
+    assert str(db) in str(err.value) and "restore a backup" in str(err.value) and "move it aside" in str(err.value)
+    assert db.read_bytes() == before
+
+
+def test_a_new_registry_is_created_complete_under_its_name(tmp_path: pathlib.Path) -> None:
+    db = tmp_path / "sub" / "registry.db"
+    storemod.Store.open(str(db)).close()
+    assert sorted(p.name for p in db.parent.iterdir()) == ["registry.db"]
+    storemod.Store.open(str(db)).close()  # and it opens again as a registry

@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
+import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
 from meridio.common import grpcutil
-from meridio.loadbalancer.availability import Availability, AvailabilityService
+from meridio.loadbalancer.availability import MAX_WATCHERS, Availability, AvailabilityService
 
 
 async def serve(tmp_path: pathlib.Path, availability: Availability) -> tuple[grpc.aio.Server, str]:
@@ -66,3 +67,25 @@ async def test_a_watcher_arriving_after_close_gets_one_answer_and_the_end(tmp_pa
     responses = [r async for r in availability.watch()]
     assert [contexts(r) for r in responses] == [[{}]]
     await asyncio.sleep(0)
+
+
+async def test_watches_beyond_the_limit_are_resource_exhausted(tmp_path: pathlib.Path) -> None:
+    availability = Availability("lb-a")
+    server, address = await serve(tmp_path, availability)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = stream_pb2_grpc.StreamAvailabilityServiceStub(channel)
+            calls = [stub.Watch(empty_pb2.Empty()) for _ in range(MAX_WATCHERS)]
+            for call in calls:
+                await call.read()
+            over = stub.Watch(empty_pb2.Empty())
+            try:
+                got = await over.read()
+                code = await over.code()
+            except grpc.aio.AioRpcError as exc:
+                got, code = grpc.aio.EOF, exc.code()
+            assert got is grpc.aio.EOF and code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            for call in calls:
+                call.cancel()
+    finally:
+        await server.stop(None)

@@ -43,7 +43,7 @@ def test_every_family_is_labelled_with_the_trench_and_lists_every_kind() -> None
     assert got["meridio_nsp_configuration_loads_total"] == [
         ({"trench": "trench-a", "result": "applied"}, 1), ({"trench": "trench-a", "result": "rejected"}, 0)]
     assert values(fams, "meridio_nsp_registry_operations_total", "op") == {
-        "register": 4, "update": 0, "refresh": 0, "unregister": 0, "expired": 0, "conflict": 0}
+        "register": 4, "update": 0, "refresh": 0, "unregister": 0, "expired": 0}
     assert {x.labels["trench"] for f in fams for x in f.samples} == {"trench-a"}
 
 
@@ -92,7 +92,7 @@ def test_the_registry_counts_register_update_refresh_unregister_and_expiry() -> 
     owner.register(target("10.0.0.3"))
     owner.register(m.Target.make(ips=["10.0.0.4"], context={"identifier": "4"}, stream=moved))
     assert {op.value: n for op, n in owner.operations.items()} == {
-        "register": 4, "update": 1, "refresh": 1, "unregister": 1, "expired": 1, "conflict": 1}
+        "register": 4, "update": 1, "refresh": 1, "unregister": 1, "expired": 1}
 
 
 def test_the_file_source_counts_applied_and_rejected_contents(tmp_path: pathlib.Path) -> None:

@@ -1,4 +1,4 @@
-"""Target registry core: IDs, forced DISABLED, updates, conflicts, keepalive expiry (FakeClock), validation."""
+"""Target registry core: IDs, forced DISABLED, updates, keys, keepalive expiry (FakeClock), validation, scope."""
 from __future__ import annotations
 
 import dataclasses
@@ -114,12 +114,28 @@ def test_unregister_removes_the_target_and_unknown_targets_are_a_no_op() -> None
     assert len(reg) == 0
 
 
-def test_a_stream_moved_to_another_conduit_clears_the_targets_of_the_old_chain() -> None:
+def test_a_registration_in_a_made_up_trench_leaves_a_same_named_stream_of_the_real_trench_alone() -> None:
+    # The issue's attack: one Register for stream-a-i of trench "evil" removed all four real targets.
     reg = Registry(clock=FakeClock())
+    real = [target(ip=f"172.16.1.{i}/24", ident=str(i)) for i in range(1, 5)]
+    for t in real:
+        register(reg, t)
+    evil = m.Stream("stream-a-i", m.Conduit("conduit-a-1", m.Trench("evil")), 100)
+    change = register(reg, target(ip="10.66.6.6/32", stream=evil))
+    assert change.delete == ()
+    assert len(reg) == 5 and all(registry.target_id(t) in reg for t in map(registry.normalize, real))
+
+
+def test_a_stream_moved_to_another_conduit_keeps_the_old_entries_until_they_expire() -> None:
+    clock = FakeClock()
+    reg = Registry(clock=clock, timeout=60)
     register(reg, target(ip="172.16.1.6/24"))
+    clock.advance(30)
     moved = m.Stream("stream-a-i", m.Conduit("conduit-a-2", TA), 100)
     change = register(reg, target(ip="172.16.2.6/24", stream=moved))
-    assert change.delete == ("172.16.1.6/24;fd00:0:0:1::6/64-0-stream-a-i.conduit-a-1.trench-a",)
+    assert change.delete == () and len(reg) == 2
+    clock.advance(31)  # the old entry is not refreshed any more: the keepalive removes it
+    reg.apply(reg.plan_expiry())
     assert [t.stream.conduit.name for t in reg.targets()] == ["conduit-a-2"]  # type: ignore[union-attr]
 
 
@@ -166,6 +182,26 @@ def test_port_nats_of_the_conduit_are_not_stored_with_a_target() -> None:
                  "target.stream.conduit.name", id="LOADBALANCER without conduit"),
     pytest.param(m.Target.make(type=m.TargetType.LOADBALANCER, stream=m.Stream("", C1)),
                  'target.context["identifier"]', id="LOADBALANCER without identifier"),
+    pytest.param(target(ip="not-an-ip"), "target.ips[0]", id="not an ip"),
+    pytest.param(target(ip="10.0.0.1/33"), "target.ips[0]", id="prefix length too long"),
+    pytest.param(m.Target.make(ips=[f"10.0.0.{i}" for i in range(33)], context={"identifier": "1"}, stream=S1),
+                 "target.ips", id="33 ips"),
+    pytest.param(target(ip="1" * 1_000_000), "target.ips[0]", id="1 MB ip"),
+    pytest.param(m.Target.make(ips=["Not_A_Host!"], type=m.TargetType.FRONTEND), "target.ips[0]",
+                 id="FRONTEND hostname not a name"),
+    pytest.param(m.Target.make(ips=["10.0.0.1"], context={f"k{i}": "v" for i in range(17)}, stream=S1),
+                 "target.context", id="17 context entries"),
+    pytest.param(m.Target.make(ips=["10.0.0.1"], context={"identifier": "x" * 1_000_000}, stream=S1),
+                 "target.context['identifier']", id="1 MB context value"),
+    pytest.param(m.Target.make(ips=["10.0.0.1"], context={"k" * 64: "v"}, stream=S1),
+                 "target.context key", id="long context key"),
+    pytest.param(target(stream=m.Stream("s" * 254, C1)), "target.stream.name", id="254-character stream name"),
+    pytest.param(target(stream=m.Stream("stream-a-i", m.Conduit("Conduit A", TA))), "target.stream.conduit.name",
+                 id="conduit name not DNS-1123"),
+    pytest.param(target(stream=m.Stream("s", m.Conduit("c", m.Trench("t" * 1_000_000)))),
+                 "target.stream.conduit.trench.name", id="1 MB trench name"),
+    pytest.param(target(stream=m.Stream("stream-a-i", C1, -1)), "target.stream.maxTargets",
+                 id="negative maxTargets"),
 ])
 def test_invalid_targets_are_rejected_naming_the_field_and_nothing_changes(bad: m.Target, field: str) -> None:
     reg = Registry(clock=FakeClock())
@@ -174,7 +210,56 @@ def test_invalid_targets_are_rejected_naming_the_field_and_nothing_changes(bad: 
     with pytest.raises(InvalidTarget) as err:
         reg.plan_register(bad)
     assert str(err.value).startswith(field + ":")
+    assert len(str(err.value)) < 250  # a rejected 1 MB value is quoted truncated, never echoed
     assert reg.targets() == before
+
+
+def test_the_largest_target_the_limits_allow_is_accepted() -> None:
+    reg = Registry(clock=FakeClock())
+    context = {"identifier": "1", **{f"k{i:02d}": "v" * 256 for i in range(15)}}
+    big = m.Target.make(ips=[f"172.16.1.{i}/24" for i in range(1, 33)], context=context,
+                        stream=m.Stream("s" * 253, m.Conduit("c" * 253, m.Trench("t" * 253))))
+    register(reg, big)
+    assert len(reg) == 1
+
+
+CONFIG = m.Configuration(TA, (C1, m.Conduit("conduit-a-2", TA)), (S1,))
+
+
+@pytest.mark.parametrize("t", [
+    pytest.param(target(), id="DEFAULT in a configured stream"),
+    pytest.param(m.Target.make(ips=["fe-1"], type=m.TargetType.FRONTEND), id="FRONTEND"),
+    pytest.param(m.Target.make(context={"identifier": "lb-0"}, type=m.TargetType.LOADBALANCER,
+                               stream=m.Stream("", m.Conduit("conduit-a-2", TA))), id="LOADBALANCER"),
+])
+def test_targets_of_the_configured_trench_conduit_and_stream_are_in_scope(t: m.Target) -> None:
+    registry.check_scope(t, CONFIG)
+
+
+@pytest.mark.parametrize("t, error, message", [
+    pytest.param(target(stream=m.Stream("stream-a-i", m.Conduit("conduit-a-1", m.Trench("evil")))),
+                 InvalidTarget, "target.stream.conduit.trench.name: 'evil' is not the trench of this NSP",
+                 id="another trench"),
+    pytest.param(target(stream=m.Stream("stream-a-i", m.Conduit("conduit-a-9", TA))), registry.NotConfigured,
+                 "target.stream.conduit.name: conduit 'conduit-a-9' is not configured", id="unknown conduit"),
+    pytest.param(target(stream=m.Stream("stream-a-i", m.Conduit("conduit-a-2", TA))), registry.NotConfigured,
+                 "target.stream.name: stream 'stream-a-i' is not configured in conduit 'conduit-a-2'",
+                 id="stream of another conduit"),
+    pytest.param(target(stream=m.Stream("stream-z", C1)), registry.NotConfigured,
+                 "target.stream.name: stream 'stream-z' is not configured", id="unknown stream"),
+    pytest.param(m.Target.make(context={"identifier": "lb-0"}, type=m.TargetType.LOADBALANCER,
+                               stream=m.Stream("", m.Conduit("conduit-a-9", TA))), registry.NotConfigured,
+                 "target.stream.conduit.name: conduit 'conduit-a-9'", id="LOADBALANCER of an unknown conduit"),
+])
+def test_targets_outside_the_configuration_are_refused(t: m.Target, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as err:
+        registry.check_scope(t, CONFIG)
+    assert str(err.value).startswith(message)
+
+
+def test_without_a_configured_trench_every_target_waits() -> None:
+    with pytest.raises(registry.NotConfigured, match="no trench configured yet"):
+        registry.check_scope(m.Target.make(ips=["fe-1"], type=m.TargetType.FRONTEND), m.Configuration())
 
 
 # --- Targets (the owner): watchers and dedupe, without a database ----------------------------------

@@ -136,3 +136,52 @@ async def test_run_applies_each_new_configuration(tmp_path: pathlib.Path, log: L
     finally:
         task.cancel()
     assert [c.trench for c in seen] == [m.Trench("trench-a"), m.Trench("trench-b")]
+
+
+# --- with the real ConfigMap reader: what a cut-off or half-written file does ----------------------
+
+def three_streams() -> str:
+    """A whole ConfigMap manifest, as the local runtime writes it, with three streams."""
+    from meridio.api import yamlio
+    item = "- {{name: stream-{0}, conduit: conduit-a-1, max-targets: 100}}\n"
+    data = {"trench": "name: trench-a\n",
+            "conduits": "items:\n- {name: conduit-a-1, trench: trench-a}\n",
+            "streams": "items:\n" + "".join(item.format(n) for n in ("1", "2", "3")),
+            "flows": "items: []\n", "vips": "items: []\n", "attractors": "items: []\n", "gateways": "items: []\n"}
+    return yamlio.dump({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "meridio-configuration-trench-a"}, "data": data})
+
+
+def real(path: pathlib.Path, log: ListLog, trench: str = "trench-a") -> source.FileSource:
+    return source.FileSource(str(path), parse=source.parser_for(trench), log=log)
+
+
+@pytest.mark.parametrize("cut", ["", "apiVersion: v1\n", "half-of-streams", "half-line"],
+                         ids=["emptied", "first-line-only", "half-written-3-streams-become-1", "cut-mid-line"])
+def test_a_truncated_file_is_rejected_and_the_last_good_configuration_stays(
+        tmp_path: pathlib.Path, log: ListLog, cut: str) -> None:
+    text = three_streams()
+    if cut == "half-of-streams":
+        cut = text[:text.index("stream-2")]  # the writer had written the first stream so far
+    elif cut == "half-line":
+        cut = text[:text.index("conduit-a-1, max-targets") + len("condu")]
+    path = tmp_path / "configmap.yaml"
+    path.write_text(text)
+    src = real(path, log)
+    good = src.poll()
+    assert good is not None and len(good.streams) == 3
+    path.write_text(cut)  # an in-place write caught half-way (or a file emptied by a failed edit)
+    assert src.poll() is None
+    assert src.loads == {source.LoadResult.APPLIED: 1, source.LoadResult.REJECTED: 1}
+    assert log.lines[-1][0] == "configInvalid" and log.lines[-1][1]["reason"] == "keepingLastGoodConfiguration"
+    path.write_text(text)  # the writer finished: the same configuration again
+    assert src.poll() == good
+
+
+def test_a_file_of_another_trench_is_rejected_by_an_nsp_that_knows_its_trench(tmp_path: pathlib.Path,
+                                                                            log: ListLog) -> None:
+    path = tmp_path / "configmap.yaml"
+    path.write_text(three_streams())
+    assert real(path, log, trench="trench-b").poll() is None
+    assert 'this reader serves trench "trench-b"' in str(log.lines[-1][1]["error"])
+    assert real(path, log, trench="").poll() is not None  # '' = any trench

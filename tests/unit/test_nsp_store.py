@@ -138,3 +138,12 @@ def test_a_database_that_cannot_be_opened_is_an_error_naming_the_file(tmp_path: 
     with pytest.raises(store.RegistryStoreError, match=str(path)):
         store.open_store(str(path))
     assert path.is_dir()  # left alone
+
+
+def test_a_zero_byte_database_is_refused_naming_the_file_and_the_way_to_recover(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "registry.db"
+    path.write_bytes(b"")
+    with pytest.raises(store.RegistryStoreError) as err:
+        store.open_store(str(path))
+    assert str(path) in str(err.value) and "move it aside" in str(err.value) and "restore a backup" in str(err.value)
+    assert path.read_bytes() == b""

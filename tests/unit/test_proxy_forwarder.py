@@ -181,11 +181,18 @@ class Bed:
         self.ipam = FakeIpam()
         self.cfg = Config("trench-a", "conduit-a-1", "node-1", **{"release_delay": 20.0, "orphan_timeout": 30.0,
                                                                   **config})
+        self.pods: dict[str, int] = {}
+        """FAKE ``pod_netns`` paths: path -> namespace key (what the path would stat as)."""
         self.fwd = self.new_forwarder()
 
     def new_forwarder(self) -> Forwarder:
         return Forwarder(Context(self.cfg, self.dp, self.ipam,  # type: ignore[arg-type]
-                                 deadlines.Deadlines(self.cfg.release_delay), self.clock.monotonic))
+                                 deadlines.Deadlines(self.cfg.release_delay), self.clock.monotonic,
+                                 namespace_at=self.namespace_at))
+
+    def namespace_at(self, pin: pins.PinnedNs, path: str) -> bool | None:
+        key = self.pods.get(path)
+        return None if key is None else key == pin.inode
 
     def target_ns(self, key: int) -> int:
         self.dp.ns[key] = {}
@@ -305,13 +312,55 @@ async def test_another_namespace_cannot_take_a_target_id_whose_owner_lives() -> 
     assert "nsm-0" in bed.dp.ns[7] and "nsm-0" not in bed.dp.ns[8]
 
 
-async def test_another_namespace_replaces_a_link_whose_owner_is_gone() -> None:
+async def test_another_namespace_cannot_take_a_target_id_while_its_namespace_exists_even_if_its_owner_died() -> None:
     bed = await started()
     await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(7)))
-    bed.fwd.targets.links["target-1"].pinned = None  # owner gone (unpinned by a check)
+    bed.fwd.targets.links["target-1"].pinned = None  # owner gone (unpinned by a check), namespace 7 still there
+    with pytest.raises(PermissionDenied, match="^target_id: target-1 is linked from another network namespace "
+                                               "that still exists"):
+        await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(8)))
+    assert "nsm-0" in bed.dp.ns[7] and "nsm-0" not in bed.dp.ns[8]
+
+
+async def test_another_namespace_replaces_a_link_whose_namespace_is_gone() -> None:
+    bed = await started()
+    await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(7)))
+    bed.fwd.targets.links["target-1"].pinned = None  # owner gone
+    bed.dp.vanish(7)  # and its namespace with the veth (before the periodic check noticed)
     info = await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(8)))
-    assert "nsm-0" in bed.dp.ns[8] and "nsm-0" not in bed.dp.ns[7]
+    assert "nsm-0" in bed.dp.ns[8]
     assert info.addresses == ("172.16.1.2/24", "fd00:0:0:1::2/64")
+
+
+POD_NETNS = "/run/netns/mx-pod-{pod}"
+
+
+async def test_with_pod_netns_only_a_caller_in_the_pods_namespace_gets_its_link() -> None:
+    bed = await started(pod_netns=POD_NETNS)
+    bed.pods["/run/netns/mx-pod-target-1"] = 7
+    with pytest.raises(PermissionDenied, match=r"^target_id: the caller's network namespace is not pod target-1's "
+                                               r"\(/run/netns/mx-pod-target-1\)"):
+        await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(8)))
+    assert bed.dp.created == [] and bed.fwd.targets.links == {} and set(bed.ipam.children) == {"bridge"}
+    await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(7)))
+    assert "nsm-0" in bed.dp.ns[7] and "nsm-0" not in bed.dp.ns[8]
+
+
+async def test_with_pod_netns_a_pod_without_a_namespace_gets_no_link() -> None:
+    bed = await started(pod_netns=POD_NETNS)
+    with pytest.raises(PermissionDenied, match="^target_id: pod ghost has no network namespace"):
+        await bed.fwd.connect("ghost", "nsm-0", pinned(bed.target_ns(7)))
+    assert bed.dp.created == [] and set(bed.ipam.children) == {"bridge"}
+
+
+async def test_with_pod_netns_a_recreated_pod_namespace_replaces_the_old_link() -> None:
+    bed = await started(pod_netns=POD_NETNS)
+    bed.pods["/run/netns/mx-pod-target-1"] = 7
+    await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(7)))
+    bed.fwd.targets.links["target-1"].pinned = None  # the pod was deleted; its old namespace lingers
+    bed.pods["/run/netns/mx-pod-target-1"] = 8  # and was made again
+    await bed.fwd.connect("target-1", "nsm-0", pinned(bed.target_ns(8)))
+    assert "nsm-0" in bed.dp.ns[8] and "nsm-0" not in bed.dp.ns[7]
 
 
 async def test_a_credential_of_an_exited_process_is_refused() -> None:

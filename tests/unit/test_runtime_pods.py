@@ -102,3 +102,11 @@ def test_component_overrides_from_the_environment_reach_the_process(tmp_path: pa
     w = rc.Workload("proxy-c-n", rc.Kind.PROXY, "n", "t", params=(("conduit", "c"),))
     [proc] = b.build(w).processes
     assert proc.env["NSM_IP_RELEASE_DELAY"] == "1s" and proc.env["NSM_HOST"] == "n"
+
+
+def test_a_proxy_links_a_pod_only_from_the_namespace_the_runtime_made_for_it(tmp_path: pathlib.Path) -> None:
+    b = _builder(tmp_path)
+    w = rc.Workload("proxy-c-n", rc.Kind.PROXY, "n", "t", params=(("conduit", "c"),))
+    [proc] = b.build(w).processes
+    target = b.build(rc.Workload("target-a-2", rc.Kind.TARGET, "n", params=(("deployment", "target-a"),)))
+    assert proc.env["NSM_POD_NETNS"].format(pod="target-a-2") == f"/run/netns/{target.netns}"

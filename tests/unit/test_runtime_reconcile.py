@@ -106,6 +106,25 @@ def test_target_replicas_are_named_by_index_and_spread_round_robin() -> None:
     assert want["target-a-0"].param("streams") == "trench-a/conduit-a-1/stream-a-i"
 
 
+def test_a_deployment_may_have_as_many_replicas_as_its_streams_max_targets_100_by_default() -> None:
+    assert rc.replica_limit(_objs(TRENCH_A), TARGETS[0]) == (
+        100, "the max-targets of stream stream-a-i, the largest of the streams deployment target-a opens")
+
+
+def test_the_replica_limit_is_the_largest_max_targets_of_the_deployments_streams() -> None:
+    extra = TRENCH_A.replace("stream-a-i", "stream-a-ii").replace("{conduit: conduit-a-1}",
+                                                                 "{conduit: conduit-a-1, max-targets: 250}")
+    dep = rc.TargetDeployment("target-a", 4, ("trench-a/conduit-a-1/stream-a-i", "trench-a/conduit-a-1/stream-a-ii"))
+    assert rc.replica_limit(_objs(TRENCH_A, extra.split("---")[4]), dep)[0] == 250
+    other_trench = rc.TargetDeployment("target-a", 4, ("trench-b/conduit-a-1/stream-a-ii",))
+    assert rc.replica_limit(_objs(TRENCH_A, extra.split("---")[4]), other_trench)[0] == rc.MERIDIO_MAX_TARGETS
+
+
+def test_a_deployment_whose_streams_do_not_exist_is_limited_by_meridios_largest_max_targets() -> None:
+    limit, why = rc.replica_limit([], TARGETS[0])
+    assert limit == 10000 and "opens no stream that exists" in why
+
+
 def test_changing_a_flow_rewrites_the_configmap_and_restarts_nothing() -> None:
     before = rc.desired(_objs(TRENCH_A), nodes=NODES, deployments=TARGETS)
     after = rc.desired(_objs(TRENCH_A.replace('["4000"]', '["4000", "4001"]').replace("priority: 1", "priority: 3")),

@@ -332,3 +332,29 @@ def test_apply_state_applies_all_or_nothing() -> None:
     assert [r.name for r in state] == ["trench-a", "c"]
     with pytest.raises(validation.ProblemsError):
         validation.apply_state([TRENCH], [make("Conduit", "c2"), make("Stream", "s", {"max-targets": 0})])
+
+
+@pytest.mark.parametrize("kind", ["Trench", "Conduit", "Stream", "Vip"])
+def test_two_objects_of_one_kind_and_name_in_one_apply_are_an_error_naming_both(kind: str) -> None:
+    text = ("\n---\n".join([DUPLICATE_TRENCH] + [DUPLICATE_OBJECT.format(kind=kind)] * 2
+                                          if kind != "Trench" else [DUPLICATE_TRENCH] * 2))
+    with pytest.raises(validation.ProblemsError) as err:
+        resources.loads(text, "f.yaml")
+    assert [str(p) for p in err.value.problems] == [
+        f"{kind}/{'trench-a' if kind == 'Trench' else 'x'}: metadata.name: Duplicate value: "
+        f"'{'trench-a' if kind == 'Trench' else 'x'}': documents {1 if kind == 'Trench' else 2} and "
+        f"{2 if kind == 'Trench' else 3} of f.yaml are the same {kind}"]
+
+
+DUPLICATE_TRENCH = """\
+apiVersion: meridio.nordix.org/v1
+kind: Trench
+metadata: {name: trench-a}
+spec: {ip-family: dualstack}
+"""
+DUPLICATE_OBJECT = """\
+apiVersion: meridio.nordix.org/v1
+kind: {kind}
+metadata: {{name: x, labels: {{trench: trench-a}}}}
+spec: {{}}
+"""

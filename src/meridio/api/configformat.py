@@ -39,7 +39,7 @@ class ConfigMapError(pb.ProblemsError):
 
 @dataclasses.dataclass(frozen=True)
 class TrenchItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,44 +52,44 @@ class PortNatItem:
 
 @dataclasses.dataclass(frozen=True)
 class ConduitItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
+    trench: str = yaml_key("trench", "", required=True, omit=OMIT_NEVER)
     destination_port_nats: tuple[PortNatItem, ...] = yaml_key("destination-port-nats", (), omit=OMIT_EMPTY)
 
 
 @dataclasses.dataclass(frozen=True)
 class StreamItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    conduit: str = yaml_key("conduit", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
+    conduit: str = yaml_key("conduit", "", required=True, omit=OMIT_NEVER)
     max_targets: int | None = yaml_key("max-targets", None, minimum=0, maximum=U32)
 
 
 @dataclasses.dataclass(frozen=True)
 class FlowItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
     source_subnets: tuple[str, ...] = yaml_key("source-subnets", (), omit=OMIT_NEVER)
     destination_port_ranges: tuple[str, ...] = yaml_key("destination-port-ranges", (), omit=OMIT_NEVER)
     source_port_ranges: tuple[str, ...] = yaml_key("source-port-ranges", (), omit=OMIT_NEVER)
     protocols: tuple[str, ...] = yaml_key("protocols", (), omit=OMIT_NEVER)
     vips: tuple[str, ...] = yaml_key("vips", (), omit=OMIT_NEVER)
     priority: int = yaml_key("priority", 0, minimum=I32_MIN, maximum=I32_MAX, omit=OMIT_NEVER)
-    stream: str = yaml_key("stream", "", omit=OMIT_NEVER)
+    stream: str = yaml_key("stream", "", required=True, omit=OMIT_NEVER)
     byte_matches: tuple[str, ...] = yaml_key("byte-matches", (), omit=OMIT_EMPTY)
 
 
 @dataclasses.dataclass(frozen=True)
 class VipItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    address: str = yaml_key("address", "", omit=OMIT_NEVER)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
+    address: str = yaml_key("address", "", required=True, omit=OMIT_NEVER)
+    trench: str = yaml_key("trench", "", required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
 class AttractorItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
     vips: tuple[str, ...] = yaml_key("vips", (), omit=OMIT_NEVER)
     gateways: tuple[str, ...] = yaml_key("gateways", (), omit=OMIT_NEVER)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
+    trench: str = yaml_key("trench", "", required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +100,8 @@ class BgpAuthItem:
 
 @dataclasses.dataclass(frozen=True)
 class GatewayItem:
-    name: str = yaml_key("name", "", omit=OMIT_NEVER)
-    address: str = yaml_key("address", "", omit=OMIT_NEVER)
+    name: str = yaml_key("name", "", required=True, omit=OMIT_NEVER)
+    address: str = yaml_key("address", "", required=True, omit=OMIT_NEVER)
     remote_asn: int = yaml_key("remote-asn", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
     local_asn: int = yaml_key("local-asn", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
     remote_port: int = yaml_key("remote-port", 0, minimum=0, maximum=U16, omit=OMIT_EMPTY)
@@ -116,38 +116,38 @@ class GatewayItem:
     min_rx: int = yaml_key("min-rx", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
     """Milliseconds."""
     multiplier: int = yaml_key("multiplier", 0, minimum=0, maximum=U32, omit=OMIT_EMPTY)
-    trench: str = yaml_key("trench", "", omit=OMIT_NEVER)
+    trench: str = yaml_key("trench", "", required=True, omit=OMIT_NEVER)
     bgp_auth: BgpAuthItem | None = yaml_key("bgp-auth", None, omit=OMIT_EMPTY)
 
 
 @dataclasses.dataclass(frozen=True)
 class _ConduitList:
-    items: tuple[ConduitItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
+    items: tuple[ConduitItem, ...] = yaml_key("items", (), required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
 class _StreamList:
-    items: tuple[StreamItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
+    items: tuple[StreamItem, ...] = yaml_key("items", (), required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
 class _FlowList:
-    items: tuple[FlowItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
+    items: tuple[FlowItem, ...] = yaml_key("items", (), required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
 class _VipList:
-    items: tuple[VipItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
+    items: tuple[VipItem, ...] = yaml_key("items", (), required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
 class _AttractorList:
-    items: tuple[AttractorItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
+    items: tuple[AttractorItem, ...] = yaml_key("items", (), required=True, omit=OMIT_NEVER)
 
 
 @dataclasses.dataclass(frozen=True)
 class _GatewayList:
-    items: tuple[GatewayItem, ...] = yaml_key("items", (), omit=OMIT_NEVER)
+    items: tuple[GatewayItem, ...] = yaml_key("items", (), required=True, omit=OMIT_NEVER)
 
 
 LIST_TYPES: dict[str, type] = {
@@ -175,22 +175,37 @@ def _problem(where: str, message: str) -> pb.Problem:
     return pb.Problem("", "", where, message)
 
 
+_COMPLETE = ("every one of the seven keys must hold its document: a cut-off or half-written file "
+             "is not applied (write the file elsewhere and rename it over this one)")
+
+
 def _load_value(name: str, value: Any, found: list[pb.Problem]) -> Any:
-    """A data value is YAML text (a structured mapping is accepted too, for hand-written files)."""
-    if value is None or isinstance(value, Mapping):
-        return value
-    if not isinstance(value, str):
+    """A data value is YAML text (a structured mapping is accepted too, for hand-written files).
+
+    A key that is missing or holds nothing is an error, never "no objects": a truncated file loses its
+    last keys, and applying it would remove what they held. ``items: []`` says "none".
+    """
+    if isinstance(value, str):
+        try:
+            value = yamlio.load_one(value, name)
+        except yamlio.YamlError as exc:
+            found.extend(exc.problems)
+            return None
+    elif value is not None and not isinstance(value, Mapping):
         found.append(_problem(name, pb.invalid(value, "must be a string holding a YAML document")))
         return None
-    try:
-        return yamlio.load_one(value, name)
-    except yamlio.YamlError as exc:
-        found.extend(exc.problems)
-        return None
+    if value is None:
+        found.append(_problem(name, pb.required(_COMPLETE if name == "trench" else f'{_COMPLETE}; '
+                                                f'"items: []" means no {name}')))
+    return value
 
 
 def decode_data(data: Mapping[str, Any]) -> ConfigData:
-    """Strictly decode the seven keys into :class:`ConfigData` (no conversion, no dropping)."""
+    """Strictly decode the seven keys into :class:`ConfigData` (no conversion, no dropping).
+
+    Every key must be present and hold a complete document (``name`` for the trench, an ``items`` list
+    for the others, each item with its identifying fields): what a truncated file lacks.
+    """
     found: list[pb.Problem] = []
     for name in data:
         if name not in KEYS:
@@ -205,6 +220,8 @@ def decode_data(data: Mapping[str, Any]) -> ConfigData:
         decoded = _decode_into(cls, raw, name, found) if raw is not None else None
         lists[name] = decoded.items if decoded is not None else ()
     cfg = ConfigData(trench=trench, **lists)
+    if trench is not None and not trench.name:
+        found.append(_problem("trench: name", pb.required()))
     found.extend(_semantic_problems(cfg))
     if found:
         raise ConfigMapError(found)

@@ -15,7 +15,12 @@ silently left out, ``bfdSpec`` is set only when ``bfd`` is true. Objects nest li
 
 Deliberate additions to Meridio's reader (all reject input Meridio would pass on to components):
 semantic checks of the values (ports, prefixes, protocols, byte matches, addresses, max-targets),
-duplicate names, unknown top-level keys. Conveniences for hand-written files: a missing
+duplicate names, unknown top-level keys, and completeness, so that a truncated or half-written file is
+never applied as "fewer objects": all seven keys present, each holding its document (an ``items``
+list, ``items: []`` for none), every item with its identifying fields (name, and trench, conduit,
+stream or address where the kind has one), the text ending with a line break, and (when the reader
+knows its trench) the ``trench`` key naming it. An empty file is an error, not an empty configuration.
+Conveniences for hand-written files: a missing
 ``max-targets`` means 100 (what the operator writes for an unset value), a missing gateway
 ``ip-family`` is derived from the address and a missing ``protocol`` means ``bgp``; values may be
 YAML text (as in a real ConfigMap) or plain nested YAML.
@@ -111,26 +116,40 @@ def _gateway(g: GatewayItem, trench: model.Trench) -> model.Gateway:
 
 # --- entry points for the NSP -----------------------------------------------------------------------
 
-def parse(data: Mapping[str, Any]) -> model.Configuration:
-    """The nsp.v1 configuration of a ConfigMap ``data`` mapping; :class:`ConfigMapError` if rejected."""
+def parse(data: Mapping[str, Any], *, trench: str | None = None) -> model.Configuration:
+    """The nsp.v1 configuration of a ConfigMap ``data`` mapping; :class:`ConfigMapError` if rejected.
+
+    ``trench``: the trench the reader serves; a ``trench`` key naming another one is rejected.
+    """
     if not isinstance(data, Mapping):
         raise ConfigMapError([_problem("data", pb.invalid(data, "must be a mapping of the seven keys"))])
-    return convert(decode_data(data))
+    config = convert(decode_data(data))
+    if trench is not None and config.trench is not None and config.trench.name != trench:
+        raise ConfigMapError([_problem("trench: name", pb.invalid(
+            config.trench.name, f"this reader serves trench {pb.render_value(trench)}"))])
+    return config
 
 
-def loads(text: str, source: str = "<config>") -> model.Configuration:
-    """Parse YAML text holding a whole ``ConfigMap`` manifest or just its ``data`` mapping."""
-    return parse(_data_of(text, source))
+def loads(text: str, source: str = "<config>", *, trench: str | None = None) -> model.Configuration:
+    """Parse YAML text holding a whole ``ConfigMap`` manifest or just its ``data`` mapping.
+
+    Text that does not end with a line break is rejected: a write cut off mid-line can still be
+    valid YAML (a shorter name, a missing digit) and must not be applied.
+    """
+    if text and not text.endswith("\n"):
+        raise ConfigMapError([_problem(source, "does not end with a line break: a cut-off or half-written "
+                                       "file is not applied (write it elsewhere and rename it over this one)")])
+    return parse(_data_of(text, source), trench=trench)
 
 
-def load_file(path: str | os.PathLike[str]) -> model.Configuration:
+def load_file(path: str | os.PathLike[str], *, trench: str | None = None) -> model.Configuration:
     """The NSP's file config source: :func:`loads` of the file; a missing/unreadable file is an error."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigMapError([_problem(os.fspath(path), f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
-    return loads(text, os.fspath(path))
+    return loads(text, os.fspath(path), trench=trench)
 
 
 def _data_of(text: str, source: str) -> Mapping[str, Any]:
@@ -139,7 +158,9 @@ def _data_of(text: str, source: str) -> Mapping[str, Any]:
     except yamlio.YamlError as exc:
         raise ConfigMapError(exc.problems) from None
     if not docs:
-        return {}
+        raise ConfigMapError([_problem(source, pb.required(
+            "the file is empty: a configuration without objects still names its trench and lists "
+            '"items: []" under the six other keys'))])
     if len(docs) > 1:
         raise ConfigMapError([_problem(source, "expected one YAML document, found several")])
     doc = docs[0]

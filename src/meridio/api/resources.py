@@ -345,11 +345,21 @@ def parse_documents(docs: Iterable[Any], source: str = "<input>") -> list[Resour
     """Every resource of the documents, in order; :class:`ProblemsError` with all problems of all objects."""
     out: list[Resource] = []
     found: list[pb.Problem] = []
+    first: dict[tuple[str, str, str], int] = {}
     for i, doc in enumerate(_flatten(docs)):
         try:
-            out.append(parse_object(doc, where=f"{source}: document {i + 1}"))
+            obj = parse_object(doc, where=f"{source}: document {i + 1}")
         except pb.ProblemsError as exc:
             found.extend(exc.problems)
+            continue
+        out.append(obj)
+        # Two objects of one kind and name in one file: an error, not "the last one wins" (several
+        # files in one apply are still applied in order, a later one updating an earlier one).
+        if obj.ref in first:
+            found.append(pb.Problem(obj.KIND, obj.name[:64], "metadata.name", f"Duplicate value: {obj.name[:64]!r}: "
+                                    f"documents {first[obj.ref]} and {i + 1} of {source} are the same {obj.KIND}"))
+        else:
+            first[obj.ref] = i + 1
     if found:
         raise pb.ProblemsError(found)
     return out

@@ -1,6 +1,10 @@
 """Small gRPC (``grpc.aio``) helpers shared by every component's servers and clients.
 
-- :func:`create_server` / :func:`add_listener`: an aio server with sane options, listening on
+- :func:`create_server` / :func:`add_listener`: an aio server with sane options (requests of at most
+  :data:`~meridio.common.bounds.MAX_MESSAGE_BYTES`, larger ones are ``RESOURCE_EXHAUSTED``; a request
+  that does not parse is ``INVALID_ARGUMENT``, not grpc's ``UNKNOWN``; a unary handler is cancelled
+  with ``DEADLINE_EXCEEDED`` after :data:`~meridio.common.bounds.MAX_UNARY_SECONDS`, whatever deadline
+  the client set, or none), listening on
   ``host:port`` (``[::]:7778``, ``127.0.0.1:0``) or a unix socket (``unix:PATH`` / ``unix:///PATH``);
   a stale socket file is removed and its directory created first, as Meridio does.
 - :func:`insecure_channel`: a client channel whose reconnect backoff is short (the default grows to
@@ -15,9 +19,10 @@
 - :func:`map_errors`: a decorator for servicer methods (unary and server-streaming) that maps the
   project's error classes to status codes: :class:`InvalidArgument` / ``PermanentError`` →
   ``INVALID_ARGUMENT``, :class:`NotFound` → ``NOT_FOUND``, :class:`FailedPrecondition` →
-  ``FAILED_PRECONDITION``, :class:`Unauthenticated` → ``UNAUTHENTICATED``, :class:`PermissionDenied` →
-  ``PERMISSION_DENIED``, ``TemporaryError`` → ``UNAVAILABLE``; anything else is logged with its
-  traceback and answered ``INTERNAL`` with a one-line message.
+  ``FAILED_PRECONDITION``, :class:`ResourceExhausted` → ``RESOURCE_EXHAUSTED``, :class:`Unauthenticated` →
+  ``UNAUTHENTICATED``, :class:`PermissionDenied` → ``PERMISSION_DENIED``, ``TemporaryError`` →
+  ``UNAVAILABLE``; anything else is logged with its traceback and answered ``INTERNAL`` with a
+  one-line message.
 - :func:`error_from_rpc`: the client side of the same mapping (an ``AioRpcError`` back to
   ``PermanentError`` / ``TemporaryError``).
 """
@@ -34,13 +39,14 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
+from meridio.common import bounds
 from meridio.common import identity as identitymod
 from meridio.common import log as logmod
 from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 
 __all__ = [
-    "SERVER_OPTIONS", "CLIENT_OPTIONS", "InvalidArgument", "NotFound", "FailedPrecondition",
+    "SERVER_OPTIONS", "CLIENT_OPTIONS", "InvalidArgument", "NotFound", "FailedPrecondition", "ResourceExhausted",
     "ListenError", "Unauthenticated", "PermissionDenied", "create_server", "channel", "RenewingChannel",
     "peer_identity", "add_listener", "listen_address", "unix_path", "insecure_channel", "status_for",
     "map_errors", "error_from_rpc", "call_with_errors", "TEMPORARY_CODES",
@@ -54,6 +60,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", bounds.MAX_MESSAGE_BYTES),
 ]
 
 # Clients ping every 30 s so a vanished peer (host down, netns deleted) is noticed within ~40 s
@@ -88,6 +95,10 @@ class FailedPrecondition(TemporaryError):
     """A dependency is not there yet (retry later)."""
 
 
+class ResourceExhausted(TemporaryError):
+    """A limit of the server is reached (too many watch streams); retry later."""
+
+
 class Unauthenticated(PermanentError):
     """The caller presented no verified identity (a plain connection, or a certificate without one)."""
 
@@ -100,9 +111,82 @@ class ListenError(OSError):
     """The server could not listen on the requested address."""
 
 
-def create_server(*, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Server:
-    """A ``grpc.aio`` server with :data:`SERVER_OPTIONS` (plus ``options``); add listeners next."""
-    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])])
+class _Undecodable:
+    """Stands for a request that could not be parsed (so the handler can answer ``INVALID_ARGUMENT``)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
+            return _Undecodable(exc)
+    return parse
+
+
+class _Bounds(grpc.aio.ServerInterceptor):
+    """Every call of the server: an undecodable request is ``INVALID_ARGUMENT`` (grpc would answer
+    ``UNKNOWN``); a unary handler running longer than ``seconds`` ends with ``DEADLINE_EXCEEDED``."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = str(details.method)
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+            return handler._replace(request_deserializer=_tolerant(handler.request_deserializer),
+                                    unary_unary=self._unary(method, handler.unary_unary))
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            return handler._replace(request_deserializer=_tolerant(handler.request_deserializer),
+                                    unary_stream=_stream(method, handler.unary_stream))
+        return handler
+
+    def _unary(self, method: str, inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        seconds = self._seconds
+
+        async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await _reject_undecodable(method, request, context)
+            limit = asyncio.timeout(seconds)
+            try:
+                async with limit:
+                    return await inner(request, context)
+            except TimeoutError:
+                if not limit.expired():
+                    raise
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"{method}: the server ends a call after "
+                                                                   f"{seconds:g} s")
+        return bounded
+
+
+def _stream(method: str, inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def checked(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await _reject_undecodable(method, request, context)
+        async for item in inner(request, context):
+            yield item
+    return checked
+
+
+async def _reject_undecodable(method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"{method}: the request is not a valid message ({request.error.__class__.__name__})")
+
+
+def create_server(*, options: list[tuple[str, Any]] | None = None,
+                  unary_seconds: float = bounds.MAX_UNARY_SECONDS) -> grpc.aio.Server:
+    """A ``grpc.aio`` server with :data:`SERVER_OPTIONS` (plus ``options``) whose unary handlers are
+    cancelled after ``unary_seconds``; add listeners next."""
+    return grpc.aio.server(options=[*SERVER_OPTIONS, *(options or [])],
+                           interceptors=[_Bounds(unary_seconds)])
 
 
 def unix_path(address: str) -> str | None:
@@ -252,6 +336,8 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, FailedPrecondition):
         return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, ResourceExhausted):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, TemporaryError):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL

@@ -27,7 +27,7 @@ from meridio.common.settings import SettingsError, setting
 from meridio.common.tasks import guard, run_until_signalled
 from meridio.ipam import authz, conduits, tree
 from meridio.ipam.metrics import IpamMetrics
-from meridio.ipam.registry import Registry, collect_garbage_forever
+from meridio.ipam.registry import Registry, collect_garbage_forever, release_departed_forever
 from meridio.ipam.servicer import IpamServicer
 from meridio.ipam.store import IpamStoreError, Store
 
@@ -50,12 +50,16 @@ class Settings:
     node_prefix_length_ipv4: int = setting(24, "IPv4 prefix length of a node (proxy) in a conduit")
     node_prefix_length_ipv6: int = setting(64, "IPv6 prefix length of a node (proxy) in a conduit")
     ip_family: str = setting("dualstack", "families served", choices=IP_FAMILIES)
+    nodes: tuple[str, ...] = setting((), "the nodes that may get prefixes, comma-separated (empty: any node); "
+                                         "the operator or local runtime lists the cluster's nodes")
     datasource: str = setting("/run/ipam/data/registry.db", "sqlite file of the allocations")
     garbage_collection_enabled: bool = setting(True, "remove idle node and address prefixes")
     garbage_collection_interval: float = setting(7200.0, "time between collections (Go duration)",
                                                  duration=True)
     garbage_collection_threshold: float = setting(2400.0, "idle time after which a node or address prefix "
                                                   "is collected (Go duration)", duration=True)
+    release_grace: float = setting(600.0, "how long a conduit the NSP stopped listing keeps its prefix and "
+                                   "allocations before they are released (Go duration; 0 = at once)", duration=True)
     health_address: str = setting("", "extra grpc.health.v1 listener, e.g. unix:///tmp/health.sock "
                                   "(health is always served on the main port)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
@@ -96,6 +100,8 @@ def check(settings: Settings) -> list[tree.Layout]:
         raise SettingsError(f"{ENV_PREFIX}NSP_SERVICE={settings.nsp_service!r}: must be host:port or unix:PATH")
     if not 0 <= settings.port <= 65535:
         raise SettingsError(f"{ENV_PREFIX}PORT={settings.port}: must be a TCP port (0-65535)")
+    if settings.release_grace < 0:
+        raise SettingsError(f"{ENV_PREFIX}RELEASE_GRACE: must not be negative")
     for name in ("interval", "threshold"):
         if getattr(settings, f"garbage_collection_{name}") <= 0:
             raise SettingsError(f"{ENV_PREFIX}GARBAGE_COLLECTION_{name.upper()}: must be a positive duration")
@@ -116,7 +122,8 @@ def run(settings: Settings) -> int:
     except IpamStoreError as exc:
         return _start_failed(log, exc)
     try:
-        registry = Registry(store, trench=settings.trench_name, layouts=layouts, log=log)
+        registry = Registry(store, trench=settings.trench_name, layouts=layouts, log=log, nodes=settings.nodes,
+                            release_grace=settings.release_grace)
         return run_until_signalled(lambda stop: serve(settings, registry, stop, log=log))
     except (IpamStoreError, tree.LayoutConflict) as exc:
         return _start_failed(log, exc)
@@ -164,6 +171,8 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(guard(conduits.follow_conduits(nsp, registry, log=log), "followConduits",
                                              log))]
+            tasks.append(group.create_task(guard(release_departed_forever(registry, log=log),
+                                                 "releaseDeparted", log)))
             if settings.garbage_collection_enabled:
                 tasks.append(group.create_task(guard(collect_garbage_forever(
                     registry, interval=settings.garbage_collection_interval,

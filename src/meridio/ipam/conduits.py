@@ -1,8 +1,10 @@
 """Conduit prefixes follow the NSP: ``WatchConduit(Conduit{Trench})`` drives :meth:`Registry.set_conduits`.
 
 Every list the NSP sends is the trench's complete set of conduits (Meridio resends the full filtered
-list on each change), so each one is applied as the desired state: new conduits get a prefix, missing
-ones lose theirs with everything allocated in them. When the watch fails or ends, the prefixes stay as
+list on each change), so each one is applied as the desired state: new conduits get a prefix; a missing
+one keeps its prefix and allocations for the registry's release grace (``IPAM_RELEASE_GRACE``) and loses
+them only if it is still missing then (a configuration gone for a moment must not free addresses still
+in use). When the watch fails or ends, the prefixes stay as
 they are (a restarting NSP must not wipe the allocations) and the watch is retried with backoff.
 """
 from __future__ import annotations

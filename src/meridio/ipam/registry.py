@@ -12,14 +12,16 @@ import dataclasses
 import enum
 from collections.abc import Collection, Iterable
 
+from meridio.common import bounds
 from meridio.common import log as logmod
 from meridio.common.clock import Clock, SystemClock
+from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 from meridio.ipam.store import IpamStoreError, Store
 
-__all__ = ["NODE_REFRESH_S", "AllocationResult", "ChildRequest", "Registry", "RequestError",
-           "collect_garbage_forever"]
+__all__ = ["NODE_REFRESH_S", "AllocationResult", "ChildRequest", "Registry", "RequestError", "UnknownNode",
+           "collect_garbage_forever", "release_departed_forever"]
 
 NODE_REFRESH_S = 60.0
 """A node's ``updated_at`` is refreshed at most once a minute (Meridio damps it the same way)."""
@@ -27,6 +29,10 @@ NODE_REFRESH_S = 60.0
 
 class RequestError(PermanentError, ValueError):
     """The request cannot be served by this IPAM (bad input): ``INVALID_ARGUMENT``."""
+
+
+class UnknownNode(FailedPrecondition):
+    """The request's node is not one of ``IPAM_NODES`` (it may be added): ``FAILED_PRECONDITION``."""
 
 
 class AllocationResult(enum.Enum):
@@ -55,8 +61,16 @@ class Registry:
     """Allocations of one trench, for the families of ``layouts``."""
 
     def __init__(self, store: Store, *, trench: str, layouts: Iterable[tree.Layout], clock: Clock | None = None,
-                 log: logmod.Logger = logmod.null, node_refresh: float = NODE_REFRESH_S) -> None:
+                 log: logmod.Logger = logmod.null, node_refresh: float = NODE_REFRESH_S,
+                 nodes: Collection[str] = (), release_grace: float = 0.0) -> None:
         self._store = store
+        self.nodes = frozenset(nodes)
+        """The nodes that may get prefixes (``IPAM_NODES``); empty: any node."""
+        self._release_grace = release_grace
+        """Seconds a conduit the NSP stopped listing keeps its prefix (0: released at once)."""
+        self._listed: set[str] = set()
+        self._departed: dict[str, float] = {}
+        """Conduits with a prefix that the NSP no longer lists, and since when (clock time)."""
         self._clock = clock or SystemClock()
         self._log = log.bind(trench=trench)
         self._node_refresh = node_refresh
@@ -95,7 +109,7 @@ class Registry:
         :class:`tree.ConduitNotFound` (still unknown at the timeout) or ``IpamStoreError``."""
         try:
             allocation = await self._allocate(request, timeout)
-        except (RequestError, tree.NoMorePrefix, tree.ConduitNotFound):
+        except (RequestError, UnknownNode, tree.NoMorePrefix, tree.ConduitNotFound):
             self.allocations[AllocationResult.REFUSED] += 1
             raise
         except IpamStoreError:
@@ -106,11 +120,15 @@ class Registry:
 
     async def _allocate(self, request: ChildRequest, timeout: float | None) -> tree.Allocation:
         layout, path = self._resolve(request)
+        if self.nodes and request.node not in self.nodes:
+            # Under mTLS the node would come from the caller's certificate, not from the request.
+            raise UnknownNode(f"child.subnet.node: node {bounds.quote(request.node)} is not one of the nodes of "
+                              f"this IPAM (IPAM_NODES)")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             if request.conduit in self._unplaced[layout.family]:
-                raise tree.NoMorePrefix(f"no more prefix available: conduit {request.conduit!r} got no "
+                raise tree.NoMorePrefix(f"no more prefix available: conduit {bounds.quote(request.conduit)} got no "
                                         f"/{layout.conduit_length} in trench prefix {layout.prefix}")
             try:
                 allocation, changes = tree.plan_allocate(self._tree, layout, path, self._clock.time(),
@@ -134,11 +152,43 @@ class Registry:
                             family=layout.family.name)
 
     def set_conduits(self, names: Collection[str]) -> None:
-        """Make the conduit prefixes of every family exactly ``names`` (the NSP's current list)."""
+        """Follow the NSP's current list: new conduits get a prefix at once; a conduit no longer listed
+        keeps its prefix and everything in it for the release grace (a configuration that vanished for
+        a moment, an NSP restarting on a bad file), and is released after it (:meth:`release_departed`)."""
+        now = self._clock.time()
+        self._listed = set(names)
+        with_prefix = {name for family in self.layouts for name in self.conduits(family)}
+        for name in with_prefix - self._listed:
+            if name not in self._departed:
+                self._departed[name] = now
+                self._log.warning("conduitUnlisted", conduit=name, reason="releaseAfterGrace",
+                                  graceSeconds=self._release_grace)
+        for name in self._listed & set(self._departed):
+            del self._departed[name]
+            self._log.info("conduitListedAgain", conduit=name, reason="prefixKept")
+        self._plan_conduits(now)
+
+    def release_departed(self) -> None:
+        """Release the conduits unlisted for longer than the grace (called periodically by the app)."""
+        now = self._clock.time()
+        if any(now - since >= self._release_grace for since in self._departed.values()):
+            self._plan_conduits(now)
+
+    def next_release_in(self) -> float | None:
+        """Seconds until the next unlisted conduit is due for release (None: none is waiting)."""
+        if not self._departed:
+            return None
+        return max(0.0, min(self._departed.values()) + self._release_grace - self._clock.time())
+
+    def _plan_conduits(self, now: float) -> None:
+        kept = {name for name, since in self._departed.items() if now - since < self._release_grace}
+        names = self._listed | kept
+        for name in set(self._departed) - kept:
+            del self._departed[name]
         changes: list[tree.Change] = []
         for family, layout in self.layouts.items():
             before = set(self.conduits(family))
-            planned, unplaced = tree.plan_conduits(self._tree, layout, self.trench, names, self._clock.time())
+            planned, unplaced = tree.plan_conduits(self._tree, layout, self.trench, names, now)
             changes += planned
             self._unplaced[family] = set(unplaced)
             self._log_conduit_changes(family, before, planned, unplaced)
@@ -163,13 +213,13 @@ class Registry:
             raise RequestError(f"cannot allocate in this ip family: subnet.ipFamily {request.family} is not "
                                f"served by this IPAM (serves {served})") from None
         if request.trench != self.trench:
-            raise RequestError(f"no corresponding trench: subnet.conduit.trench.name {request.trench!r} is not "
+            raise RequestError(f"no corresponding trench: subnet.conduit.trench.name {bounds.quote(request.trench)} is not "
                                f"the trench of this IPAM ({self.trench!r})")
         path = tree.trench_path(self.trench, family) + (request.conduit, request.node, request.name)
         return layout, path
 
     async def _wait_for_conduits(self, conduit: str, timeout: float | None) -> None:
-        missing = tree.ConduitNotFound(f"conduit {conduit!r} has no prefix yet (not announced by the NSP)")
+        missing = tree.ConduitNotFound(f"conduit {bounds.quote(conduit)} has no prefix yet (not announced by the NSP)")
         if timeout is not None and timeout <= 0:
             raise missing
         try:
@@ -210,3 +260,15 @@ async def collect_garbage_forever(registry: Registry, *, interval: float, thresh
             log.error("garbageCollectionFailed", reason="storeError", error=str(exc))
             continue
         log.debug("garbageCollected", removed=removed)
+
+
+async def release_departed_forever(registry: Registry, *, log: logmod.Logger = logmod.null,
+                                   check_every: float = 1.0) -> None:
+    """Release conduits unlisted for longer than the grace, checking at most ``check_every`` seconds apart."""
+    while True:
+        delay = registry.next_release_in()
+        await asyncio.sleep(check_every if delay is None else min(max(delay, 0.01), check_every))
+        try:
+            registry.release_departed()
+        except IpamStoreError as exc:
+            log.error("conduitReleaseFailed", reason="storeError", error=str(exc))

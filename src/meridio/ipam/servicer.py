@@ -4,7 +4,9 @@ Status codes (Meridio answers every error as UNKNOWN; the messages keep Meridio'
 
 ==========================================  ======================
 bad request (nil/empty fields, ip family,   ``INVALID_ARGUMENT``
-other trench)
+other trench, names that are no names or
+longer than 253 characters)
+a node not in ``IPAM_NODES``                ``FAILED_PRECONDITION``
 ``no more prefix available``                ``RESOURCE_EXHAUSTED``
 conduit not announced by the NSP before     ``UNAVAILABLE``
 the call's deadline; registry write failed
@@ -22,8 +24,9 @@ import grpc.aio
 from google.protobuf import empty_pb2
 
 from meridio.api.pb.ipam.v1 import ipam_pb2, ipam_pb2_grpc
-from meridio.common import grpcutil
+from meridio.common import bounds, grpcutil
 from meridio.common import log as logmod
+from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import TemporaryError
 from meridio.ipam import authz, tree
 from meridio.ipam.registry import ChildRequest, Registry, RequestError
@@ -46,6 +49,15 @@ def child_from_pb(m: ipam_pb2.Child) -> ChildRequest:
                          ("child.subnet.node", subnet.node)):
         if not value.strip():
             raise RequestError(f"{field} cannot be empty")
+    # A child is named by its proxy (target ids: letters, digits, '.', '_', '-'); the others are
+    # Kubernetes object names.
+    bounds.check_length("child.name", m.name, bounds.MAX_NAME_CHARS, RequestError)
+    if not m.name.isprintable():
+        raise RequestError(f"child.name: {bounds.quote(m.name)} must be printable characters")
+    for field, value in (("child.subnet.conduit.name", subnet.conduit.name),
+                         ("child.subnet.conduit.trench.name", subnet.conduit.trench.name),
+                         ("child.subnet.node", subnet.node)):
+        bounds.check_name(field, value, RequestError)
     return ChildRequest(name=m.name, trench=subnet.conduit.trench.name, conduit=subnet.conduit.name,
                         node=subnet.node, family=int(subnet.ipFamily))
 
@@ -58,6 +70,8 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpcutil.status_for(exc)
     if isinstance(exc, tree.NoMorePrefix):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, FailedPrecondition):
+        return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, (TemporaryError, IpamStoreError)):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
@@ -80,8 +94,11 @@ class IpamServicer(ipam_pb2_grpc.IpamServicer):
     async def Allocate(self, request: ipam_pb2.Child, context: grpc.aio.ServicerContext) -> ipam_pb2.Prefix:
         try:
             child = self._child(request, context)
-            # Wait for the conduit only as long as the caller does (Meridio waits without limit).
-            allocation = await self._registry.allocate(child, timeout=context.time_remaining())
+            # Wait for the conduit only as long as the caller does (Meridio waits without limit), and
+            # less than the server's own limit on a call, so the answer says what was missing.
+            remaining = context.time_remaining()
+            wait = bounds.MAX_UNARY_SECONDS - 1 if remaining is None else min(remaining, bounds.MAX_UNARY_SECONDS - 1)
+            allocation = await self._registry.allocate(child, timeout=wait)
         except Exception as exc:  # noqa: BLE001 - every error is mapped to a status code
             await self._abort(context, "Allocate", exc)
         return ipam_pb2.Prefix(address=allocation.address, prefixLength=allocation.prefix_length)

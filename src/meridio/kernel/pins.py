@@ -20,7 +20,8 @@ import struct
 from meridio.common import procfs
 from meridio.kernel import netns as netnsmod
 
-__all__ = ["Owner", "PinError", "PinnedNs", "find_netns", "owner_alive", "pin_owner", "pin_peer", "process_start_time"]
+__all__ = ["Owner", "PinError", "PinnedNs", "find_netns", "is_namespace_at", "owner_alive", "pin_owner", "pin_peer",
+           "process_start_time"]
 
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
 
@@ -137,3 +138,16 @@ def find_netns(inode: int, run_dir: str = netnsmod.NETNS_DIR) -> str | None:
     """The path of a named namespace (``ip netns``) with this inode, if there is one."""
     name = netnsmod.name_of(inode, run_dir)
     return os.path.join(run_dir, name) if name is not None else None
+
+
+def is_namespace_at(pinned: PinnedNs, path: str) -> bool | None:
+    """Whether the pinned namespace is the one at ``path`` (a bind mount such as ``/run/netns/<name>``,
+    or ``/proc/<pid>/ns/net``): same ``(st_dev, st_ino)``. ``None`` if there is nothing at ``path``."""
+    try:
+        there = os.stat(path)
+    except OSError:
+        return None
+    if pinned.ns_fd < 0:
+        return False
+    mine = os.fstat(pinned.ns_fd)
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import socket
 from collections.abc import Coroutine
 from typing import Any
@@ -30,7 +29,7 @@ from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
-from meridio.kernel import netlink, nftables
+from meridio.kernel import localsock, netlink, nftables
 from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service
 from meridio.loadbalancer.metrics import LbMetrics
 
@@ -55,7 +54,11 @@ class Settings:
     conduit_name: str = setting("load-balancer", "conduit this LB serves")
     trench_name: str = setting("default", "trench of the conduit")
     nsp_service: str = setting("nsp-service:7778", "NSP address (host:port or unix:PATH)")
-    socket: str = setting("unix:///var/lib/meridio/lb.sock", "StreamAvailabilityService socket (chmod 0777)")
+    socket: str = setting("unix:///var/lib/meridio/lb.sock", "StreamAvailabilityService socket (owner-only: 0600, "
+                          "or 0660 with NSM_SOCKET_GROUP)")
+    socket_uids: str = setting("", "uids besides root (and this process's) that may use the availability socket, "
+                               "comma-separated (a peer under another uid also needs NSM_SOCKET_GROUP)")
+    socket_group: str = setting("", "group of the availability socket: 0660 instead of 0600 ('' = owner only)")
     identifier_offset_start: int = setting(5000, "first fwmark/table offset; streams reserve max-targets each")
     hostname: str = setting("", "this pod's name: the identifier of the collocated frontend ('' = hostname)")
     target_interface_prefix: str = setting(
@@ -84,6 +87,11 @@ class Settings:
 
 def run(settings: Settings) -> int:
     log = logmod.setup("lb", level=settings.log_level)
+    try:
+        localsock.access_from(settings.socket_uids, settings.socket_group, prefix=ENV_PREFIX)
+    except settingsmod.SettingsError as exc:
+        log.critical("lbBadSettings", error=str(exc))
+        return 2
     log.info("lbStarting", settings=settingsmod.describe(settings))
     return tasks.run_until_signalled(lambda stop: serve(settings, stop, log=log))
 
@@ -202,16 +210,31 @@ def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.
 
 
 async def _serve_availability(lb: service.LoadBalancer, address: str, tls: tlsmod.Tls | None,
-                              log: logmod.Logger) -> Any:
+                              access: localsock.Access,
+                              log: logmod.Logger) -> tuple[Any, localsock.GuardedListener | None]:
+    """The availability server (mutual TLS when ``tls`` is given); on a unix socket behind a
+    :class:`~meridio.kernel.localsock.GuardedListener` (owner-only, callers' uids checked)."""
     server = grpcutil.create_server()
     stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
         availability.AvailabilityService(lb.availability), server)
-    grpcutil.add_listener(server, address, tls=tls, log=log)
-    await server.start()
     path = grpcutil.unix_path(address)
-    if path:
-        os.chmod(path, 0o777)
-    return server
+    guard = localsock.GuardedListener(path, access, log=log) if path else None
+    try:
+        if guard is None:
+            grpcutil.add_listener(server, address, tls=tls, log=log)
+        else:
+            guard.prepare()
+            with localsock.private_umask():
+                grpcutil.add_listener(server, f"unix:{guard.backend}", tls=tls, log=log)
+        await server.start()
+        if guard is not None:
+            await guard.start()
+    except OSError as exc:
+        await server.stop(None)
+        if guard is not None:
+            await guard.close()
+        raise grpcutil.ListenError(f"cannot serve {address!r}: {exc}") from None
+    return server, guard
 
 
 async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
@@ -226,8 +249,9 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     lb, nft, nl = _build(s, hostname, hc, log)
     try:
         tls = tlsmod.from_settings(s.tls_dir, s.tls_insecure)
-        server = await _serve_availability(lb, s.socket, tls, log)
-    except (grpcutil.ListenError, tlsmod.TlsError) as exc:
+        server, guard = await _serve_availability(
+            lb, s.socket, tls, localsock.access_from(s.socket_uids, s.socket_group, prefix=ENV_PREFIX), log)
+    except (grpcutil.ListenError, settingsmod.SettingsError, tlsmod.TlsError) as exc:
         log.critical("lbStartFailed", error=str(exc))
         nl.close()
         nft.close()
@@ -264,6 +288,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     for t in [owner, *running]:
         with contextlib.suppress(BaseException):
             await t
+    if guard is not None:
+        await guard.close()
     await server.stop(2.0)
     if endpoint is not None:
         await endpoint.close()

@@ -4,20 +4,25 @@ this LB can forward, so that it announces the VIPs only then.
 While at least one stream has at least one target in its Maglev table, every watcher gets one
 aggregated target ``{context: {"identifier": <hostname>}}``; otherwise an empty ``Target{}``. The
 current value is sent on Watch, duplicates are suppressed, and when the LB stops the watchers get
-"unavailable" before their stream ends.
+"unavailable" before their stream ends. At most :data:`MAX_WATCHERS` watch streams at once (the
+collocated frontend needs one); more are ``RESOURCE_EXHAUSTED``.
 """
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
+import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 
 from meridio.api.pb.loadbalancer.v1 import stream_pb2, stream_pb2_grpc
 from meridio.common import log as logmod
 
-__all__ = ["Availability", "AvailabilityService", "response_for"]
+__all__ = ["Availability", "AvailabilityService", "response_for", "MAX_WATCHERS"]
+
+MAX_WATCHERS = 16
+"""Watch streams the availability service serves at once."""
 
 
 def response_for(available: bool, hostname: str) -> stream_pb2.Response:
@@ -35,6 +40,11 @@ class Availability:
         self._log = log
         self._queues: set[asyncio.Queue[bool | None]] = set()
         self._closed = False
+
+    @property
+    def watchers(self) -> int:
+        """Watch streams open now."""
+        return len(self._queues)
 
     def set(self, available: bool) -> None:
         if available == self.available:
@@ -74,5 +84,8 @@ class AvailabilityService(stream_pb2_grpc.StreamAvailabilityServiceServicer):
 
     async def Watch(self, request: empty_pb2.Empty,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[stream_pb2.Response]:
+        if self._availability.watchers >= MAX_WATCHERS:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"watch: already {MAX_WATCHERS} watch streams (the limit); close some first")
         async for response in self._availability.watch():
             yield response

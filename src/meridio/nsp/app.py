@@ -25,7 +25,7 @@ from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
-from meridio.nsp import authz, config, registry, service, source, store, targets
+from meridio.nsp import authz, config, registry, service, source, store, targets, watchers
 from meridio.nsp import metrics as nspmetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve"]
@@ -39,10 +39,15 @@ class Settings:
     listen_address: str = setting("[::]", "address to listen on ([::] = every address, IPv4 too; or unix:PATH)")
     config_file: str = setting("/etc/meridio/nsp/configuration.yaml",
                                "ConfigMap-format YAML file with the trench configuration (watched)")
+    trench_name: str = setting("", "the trench this NSP serves: a configuration file naming another trench is "
+                               "rejected ('' = accept any)")
     config_poll_interval: float = setting(0.2, "how often the configuration file is checked", duration=True)
     datasource: str = setting(store.DEFAULT_PATH, "sqlite file of the target registry (parents created)")
     entry_timeout: float = setting(registry.DEFAULT_TIMEOUT,
                                    "a target not re-registered within this time is removed", duration=True)
+    max_watchers: int = setting(watchers.MAX_WATCHERS, "watch streams served at once (more: RESOURCE_EXHAUSTED)")
+    max_watchers_per_peer: int = setting(watchers.MAX_WATCHERS_PER_PEER,
+                                         "watch streams one TCP connection may hold (unix sockets: the total only)")
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
     tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
@@ -89,7 +94,8 @@ async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
     manager = config.ConfigurationManager()
     hc = health.Health({health.LIVENESS: [health.NSP]}, log=log)
     server = grpcutil.create_server()
-    service.add_to_server(server, manager, registry_, log=log, policy=policy)
+    quota = watchers.Quota(total=settings.max_watchers, per_peer=settings.max_watchers_per_peer)
+    service.add_to_server(server, manager, registry_, quota=quota, log=log, policy=policy)
     hc.add_to(server)
     try:
         port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port),
@@ -113,7 +119,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     except (store.RegistryStoreError, grpcutil.ListenError, OSError) as exc:
         log.critical("nspStartFailed", error=str(exc))
         return 1
-    files = source.FileSource(settings.config_file, interval=settings.config_poll_interval, log=log)
+    files = source.FileSource(settings.config_file, parse=source.parser_for(settings.trench_name),
+                              interval=settings.config_poll_interval, log=log)
     first = files.poll()  # serve the file's configuration from the very first watch
     if first is not None:
         parts.manager.update(first)

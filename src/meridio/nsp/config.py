@@ -80,7 +80,7 @@ class ConfigurationManager:
         return self._hub.publish(config)
 
     def subscribe(self, kind: Kind, flt: Any) -> watchers.Mailbox[Any]:
-        box = self._hub.subscribe(lambda config: select(config, kind, flt))
+        box = self._hub.subscribe(lambda config: select(config, kind, flt), key=(kind, flt))
         self._kinds[box] = kind
         return box
 

@@ -12,7 +12,7 @@ Families, all labelled ``trench`` (the configured trench's name; empty while non
 - ``meridio_nsp_configuration_loads_total{result}``: changed configuration file contents ``applied``
   or ``rejected`` (invalid or unreadable; the last good configuration stays);
 - ``meridio_nsp_registry_operations_total{op}``: registry entries ``register``-ed (new), ``update``-d,
-  ``refresh``-ed (unchanged keepalive), ``unregister``-ed, ``expired``, removed by a ``conflict``.
+  ``refresh``-ed (unchanged keepalive), ``unregister``-ed, ``expired``.
 
 Everything is read at scrape time from what the NSP already keeps (one owner: the event loop).
 """

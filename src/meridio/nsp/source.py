@@ -11,7 +11,8 @@ editors and ``kubectl``-like tools do, a new inode), two same-size writes within
 while ignoring a bare ``touch``. Rules:
 
 - a changed, valid file → ``apply(config)`` (one ``configLoaded`` log line);
-- a changed, invalid file → the last good configuration stays; one ``configInvalid`` line with the
+- a changed, invalid file → the last good configuration stays (an empty, truncated or incomplete
+  document is invalid: see :func:`meridio.api.configmap.loads`); one ``configInvalid`` line with the
   error (no traceback), not repeated until the content changes again;
 - a missing file → the last good configuration stays (an empty one at start); one
   ``configFileMissing`` line; the file is picked up when it appears.
@@ -27,7 +28,7 @@ from typing import Protocol
 from meridio.api import configmap, model
 from meridio.common import log as logmod
 
-__all__ = ["ConfigSource", "FileSource", "LoadResult", "Parser", "default_parser"]
+__all__ = ["ConfigSource", "FileSource", "LoadResult", "Parser", "default_parser", "parser_for"]
 
 Parser = Callable[[str, str], model.Configuration]
 """``parse(text, source_name) -> Configuration``; raises on invalid input."""
@@ -43,8 +44,15 @@ class LoadResult(enum.Enum):
 
 
 def default_parser(text: str, source: str) -> model.Configuration:
-    """The ConfigMap codec's reader (:func:`meridio.api.configmap.loads`)."""
+    """The ConfigMap codec's reader (:func:`meridio.api.configmap.loads`), for any trench."""
     return configmap.loads(text, source)
+
+
+def parser_for(trench: str) -> Parser:
+    """The ConfigMap reader of an NSP serving ``trench`` ('' = any trench): another trench is rejected."""
+    if not trench:
+        return default_parser
+    return lambda text, source: configmap.loads(text, source, trench=trench)
 
 
 class ConfigSource(Protocol):

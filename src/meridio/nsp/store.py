@@ -11,8 +11,9 @@ not stored: restored entries get fresh timers.
 A database that sqlite reports as corrupt (or not a database, or with rows we cannot decode) is never
 silently dropped: it is renamed ``<file>.corrupt-<UTC time>`` (with its ``-wal``/``-shm`` files), an
 error naming both files is logged, and an empty registry starts (targets re-register within their
-refresh period). A database that cannot be opened at all (permissions, a directory in the way) is a
-:class:`RegistryStoreError` naming the file.
+refresh period). An existing 0-byte file is refused (:class:`RegistryStoreError`, the NSP exits 1), as
+sqlite would otherwise silently take it for a new database. A database that cannot be opened at all
+(permissions, a directory in the way) is a :class:`RegistryStoreError` naming the file.
 """
 from __future__ import annotations
 
@@ -158,6 +159,10 @@ def open_store(path: str = DEFAULT_PATH, *, log: logmod.Logger = logmod.null,
         pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RegistryStoreError(f"cannot create the directory of target registry database {path}: {exc}") from None
+    if os.path.exists(path) and os.path.getsize(path) == 0:
+        # sqlite would take a 0-byte file for a new database: a damaged registry must not pass for an empty one.
+        raise RegistryStoreError(f"target registry database {path} is empty (0 bytes), not a registry: to recover, "
+                                 "restore a backup of it, or move it aside to start with an empty registry")
     try:
         conn, targets = _connect(path)
     except (_Corrupt, sqlite3.DatabaseError) as exc:

@@ -31,8 +31,6 @@ class Operation(enum.Enum):
     UNREGISTER = "unregister"
     EXPIRED = "expired"
     """Removed: not refreshed within the entry timeout."""
-    CONFLICT = "conflict"
-    """Removed: a target of a same-named stream in another conduit or trench registered."""
 
 
 def select(targets: tuple[model.Target, ...], flt: model.Target | None) -> tuple[model.Target, ...]:
@@ -87,9 +85,6 @@ class Targets:
         else:
             self._count(Operation.REFRESH)
             self._log.debug("targetRefreshed", target=change.refresh[0])
-        self._count(Operation.CONFLICT, len(change.delete))
-        for tid in change.delete:
-            self._log.info("targetRemoved", target=tid, reason="conflict")
 
     def unregister(self, target: model.Target) -> None:
         change = self._reg.plan_unregister(target)
@@ -126,7 +121,7 @@ class Targets:
             self._hub.publish(self._reg.targets())
 
     def subscribe(self, flt: model.Target | None) -> watchers.Mailbox[tuple[model.Target, ...]]:
-        return self._hub.subscribe(lambda targets: select(targets, flt))
+        return self._hub.subscribe(lambda targets: select(targets, flt), key=("target", flt))
 
     def unsubscribe(self, box: watchers.Mailbox[tuple[model.Target, ...]]) -> None:
         self._hub.unsubscribe(box)

@@ -3,7 +3,9 @@
 Run it inside the proxy's own network namespace. It creates ``bridge0`` (addresses from IPAM child
 ``bridge``), links it to every LB replica that announces itself in NSP for this conduit, routes egress
 ``from <VIP>`` over all of them (table 1, multipath), and serves the link service for TAPAs on
-``NSM_LINK_SOCKET`` (plus its credential socket ``<socket>.cred``). Settings are Meridio's ``NSM_*``
+``NSM_LINK_SOCKET`` (plus its credential socket ``<socket>.cred``): both owner-only (``0600``, or
+``0660`` with ``NSM_SOCKET_GROUP``), callers' uids checked (root and ``NSM_SOCKET_UIDS``), and a link for
+pod P only for a caller in P's network namespace when ``NSM_POD_NETNS`` says where that is. Settings are Meridio's ``NSM_*``
 proxy environment (§6.1) plus ours. SIGTERM/SIGINT: stop serving and exit 0, leaving every link,
 address and route in place for the next run. Bad settings exit 2; a kernel set-up failure exits 1.
 Metrics (:mod:`meridio.proxy.metrics`): ``/metrics`` on ``NSM_METRICS_PORT`` when
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
@@ -29,6 +30,7 @@ from meridio.common import settings as settingsmod
 from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.common.settings import SettingsError, setting
+from meridio.kernel import localsock
 from meridio.proxy import addressing, credentials, dataplane, deadlines, plan, service
 from meridio.proxy.context import Config, Context
 from meridio.proxy.forwarder import Forwarder
@@ -60,6 +62,12 @@ class Settings:
                                               duration=True)
     link_socket: str = setting("/var/lib/meridio/{trench}/{conduit}/{node}/link.sock",
                                "unix socket of the link service; {trench}, {conduit}, {node} (= host) are filled in")
+    socket_uids: str = setting("", "uids besides root (and this process's) that may use the link and credential "
+                               "sockets, comma-separated (a peer under another uid also needs NSM_SOCKET_GROUP)")
+    socket_group: str = setting("", "group of the link and credential sockets: they become 0660 instead of 0600 "
+                                "('' = owner only)")
+    pod_netns: str = setting("", "path of pod {pod}'s network namespace, e.g. /run/netns/{pod}: a link for pod P "
+                             "is given only to a caller in that namespace ('' = not checked)")
     link_orphan_timeout: float = setting(30.0, "a target link whose owner process died is removed after this "
                                          "time unless it is connected again", duration=True)
     check_interval: float = setting(1.0, "how often links, owners and pending releases are checked",
@@ -87,7 +95,20 @@ def config_from(s: Settings) -> Config:
     for field in ("bridge_ip_renew_interval", "check_interval"):
         if getattr(s, field) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{field.upper()}: must be positive")
-    return Config(s.trench, s.conduit, s.host, fams, s.mtu, s.ip_release_delay, s.link_orphan_timeout)
+    socket_access(s)
+    if s.pod_netns:
+        try:
+            s.pod_netns.format(pod="p")
+        except (KeyError, IndexError, ValueError):
+            raise SettingsError(f"{ENV_PREFIX}POD_NETNS {s.pod_netns[:64]!r}: only {{pod}} may be used") from None
+        if "{pod}" not in s.pod_netns or not s.pod_netns.startswith("/"):
+            raise SettingsError(f"{ENV_PREFIX}POD_NETNS {s.pod_netns[:64]!r}: must be an absolute path with {{pod}}")
+    return Config(s.trench, s.conduit, s.host, fams, s.mtu, s.ip_release_delay, s.link_orphan_timeout,
+                  s.pod_netns)
+
+
+def socket_access(s: Settings) -> localsock.Access:
+    return localsock.access_from(s.socket_uids, s.socket_group, prefix=ENV_PREFIX)
 
 
 def link_socket_path(s: Settings) -> str:
@@ -172,7 +193,10 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
         dp.close()
         return 1
     sock = link_socket_path(s)
-    creds = credentials.CredentialServer(credentials.credential_path(sock), monotonic=time.monotonic, log=log)
+    access = socket_access(s)
+    guard = localsock.GuardedListener(sock, access, log=log)
+    creds = credentials.CredentialServer(credentials.credential_path(sock), monotonic=time.monotonic,
+                                         access=access, log=log)
     hc = health.Health({health.READINESS: [health.EGRESS], health.LIVENESS: [health.NSP_CLI]}, log=log)
     nsp = NspClient(nsp_address(s), log=log, on_connectivity=lambda up: hc.set_serving(health.NSP_CLI, up),
                     tls=tls)
@@ -181,14 +205,16 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     hc.add_to(server)
     try:
         await creds.start()
-        grpcutil.add_listener(server, f"unix:{sock}", tls=tls, log=log)
+        guard.prepare()
+        with localsock.private_umask():
+            grpcutil.add_listener(server, f"unix:{guard.backend}", tls=tls, log=log)
         await server.start()
-        os.chmod(sock, 0o666)
+        await guard.start()
         if s.health_address:
             await hc.serve(s.health_address)
     except (OSError, grpcutil.ListenError) as exc:
         log.critical("proxyStartFailed", error=str(exc))
-        await _shutdown(server, creds, nsp, ipam, fwd, dp, hc)
+        await _shutdown(server, creds, nsp, ipam, fwd, dp, hc, guard)
         return 1
     log.info("linkServiceStarted", socket=sock)
     pm = ProxyMetrics(fwd, trench=cfg.trench, conduit=cfg.conduit, bridge=dp.bridge, read_stats=dp.interface_stats,
@@ -197,7 +223,7 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     code = await _run_until(stop, _watches(s, nsp, fwd, log, pm.timed), fwd, hc)
     if endpoint is not None:
         await endpoint.close()
-    await _shutdown(server, creds, nsp, ipam, fwd, dp, hc)
+    await _shutdown(server, creds, nsp, ipam, fwd, dp, hc, guard)
     log.info("proxyStopped", exitCode=code)
     return code
 
@@ -223,8 +249,10 @@ async def _run_until(stop: asyncio.Event, loops: list[Coroutine[Any, Any, Any]],
 
 
 async def _shutdown(server: Any, creds: credentials.CredentialServer, nsp: NspClient, ipam: addressing.Ipam,
-                    fwd: Forwarder, dp: dataplane.Dataplane, hc: health.Health) -> None:
+                    fwd: Forwarder, dp: dataplane.Dataplane, hc: health.Health,
+                    guard: localsock.GuardedListener) -> None:
     hc.shutdown()
+    await guard.close()
     await server.stop(1.0)
     await creds.close()
     await nsp.close()

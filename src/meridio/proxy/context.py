@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from meridio.common import log as logmod
+from meridio.kernel import pins
 from meridio.proxy import dataplane, deadlines
 
 __all__ = ["Config", "Context", "IpamPort"]
@@ -22,6 +23,9 @@ class Config:
     """Seconds between a disconnect and the release of the addresses (Meridio ``NSM_IP_RELEASE_DELAY``)."""
     orphan_timeout: float = 30.0
     """Seconds a target link survives its owner process (a TAPA that died without Disconnect)."""
+    pod_netns: str = ""
+    """Path template (``{pod}``) of a pod's network namespace: a link for pod P only for a caller in the
+    namespace at that path ('' = the caller's namespace is not compared with the pod's)."""
 
 
 class IpamPort(Protocol):
@@ -40,3 +44,5 @@ class Context:
     """IPAM child names waiting for their delayed release."""
     monotonic: Callable[[], float]
     log: logmod.Logger = logmod.null
+    namespace_at: Callable[[pins.PinnedNs, str], bool | None] = pins.is_namespace_at
+    """Whether a pinned namespace is the one at a path (``None``: nothing there); see ``Config.pod_netns``."""

@@ -4,7 +4,8 @@ A TAPA cannot name a namespace in its Connect request (it could name someone els
 connects to this plain unix stream socket; the proxy pins the caller's namespace from the socket itself
 (:func:`meridio.kernel.pins.pin_peer`: ``SO_PEERCRED``, a pidfd, ``/proc/<pid>/ns/net``, checked against
 pid reuse) and answers one line: a one-time credential. Connect and Disconnect present it; the link
-service gets the pinned namespace from :class:`CredentialServer`.
+service gets the pinned namespace from :class:`CredentialServer`. The socket is owner-only and a
+caller whose uid is not allowed (:mod:`meridio.kernel.localsock`) gets ``error`` and nothing pinned.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 from collections.abc import Callable
 
 from meridio.common import log as logmod
+from meridio.kernel import localsock
 from meridio.kernel.pins import PinError, PinnedNs, pin_peer
 from meridio.proxy import tokens
 
@@ -30,19 +32,21 @@ class CredentialServer:
     """Serves the credential socket; :meth:`take` hands a pinned namespace to Connect/Disconnect."""
 
     def __init__(self, path: str, *, monotonic: Callable[[], float], ttl: float = _CRED_TTL_S,
-                 log: logmod.Logger = logmod.null) -> None:
+                 access: localsock.Access = localsock.OWNER_ONLY, log: logmod.Logger = logmod.null) -> None:
         self.path = path
+        self.access = access
         self._monotonic = monotonic
         self._store: tokens.TokenStore[PinnedNs] = tokens.TokenStore(ttl)
         self._log = log
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        localsock.prepare_dir(self.path, self.access)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        self._server = await asyncio.start_unix_server(self._handle, path=self.path)
-        os.chmod(self.path, 0o666)
+        with localsock.private_umask(self.access):
+            self._server = await asyncio.start_unix_server(self._handle, path=self.path)
+        localsock.finish(self.path, self.access)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -66,9 +70,13 @@ class CredentialServer:
         try:
             sock = writer.get_extra_info("socket")
             try:
+                localsock.check_peer(sock, self.access)
                 pinned = pin_peer(sock)
                 self.expire()
                 token = self._store.issue(pinned, self._monotonic())
+            except localsock.PeerRefused as exc:
+                self._log.warning("credentialRefused", reason="peerRefused", error=str(exc))
+                writer.write(f"error {exc}\n".encode())
             except (PinError, OverflowError) as exc:
                 self._log.warning("credentialRefused", reason="pinFailed", error=str(exc))
                 writer.write(f"error {exc}\n".encode())

@@ -17,6 +17,8 @@ import dataclasses
 import hashlib
 import re
 
+from meridio.common import bounds
+
 __all__ = [
     "IFNAMSIZ",
     "Alias",
@@ -60,32 +62,32 @@ def check_target_id(value: str, field: str = "target_id") -> str:
     """Target ids become IPAM child names and interface aliases: keep them short and plain."""
     if not _TARGET_ID.match(value or ""):
         raise InvalidName(f"{field}: must be 1-160 letters, digits, '.', '_' or '-', starting and ending with a "
-                          f"letter or digit (got {value!r})")
+                          f"letter or digit (got {bounds.quote(value)})")
     return value
 
 
 def check_interface_name(value: str, field: str = "interface_name") -> str:
     if not _IFNAME.match(value or "") or value in (".", ".."):
         raise InvalidName(f"{field}: must be a Linux interface name of 1-15 letters, digits, '.', '_' or '-' "
-                          f"(got {value!r})")
+                          f"(got {bounds.quote(value)})")
     return value
 
 
 def check_ifprefix(value: str, field: str = "ifprefix") -> str:
     if not _IFPREFIX.match(value or ""):
-        raise InvalidName(f"{field}: must be 1-10 letters, digits, '.', '_' or '-' (got {value!r})")
+        raise InvalidName(f"{field}: must be 1-10 letters, digits, '.', '_' or '-' (got {bounds.quote(value)})")
     return value
 
 
 def check_identifier(value: str, field: str = "identifier") -> str:
     if not _IDENTIFIER.match(value or ""):
-        raise InvalidName(f"{field}: must be 1-128 letters, digits, '.', '_' or '-' (got {value!r})")
+        raise InvalidName(f"{field}: must be 1-128 letters, digits, '.', '_' or '-' (got {bounds.quote(value)})")
     return value
 
 
 def check_netns(value: str, field: str = "netns") -> str:
     if not _NETNS.match(value or "") or value in (".", ".."):
-        raise InvalidName(f"{field}: must be a namespace name of letters, digits, '.', '_' or '-' (got {value!r})")
+        raise InvalidName(f"{field}: must be a namespace name of letters, digits, '.', '_' or '-' (got {bounds.quote(value)})")
     return value
 
 

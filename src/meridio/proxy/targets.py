@@ -5,6 +5,12 @@ for it (its *owner*, pinned by the credential socket). The target end carries th
 (IPAM child ``<target id>-src``), the VIPs of the conduit's flows (``nodad`` host addresses) and, in a
 table of its own, ``from <VIP>`` rules to a default route via the bridge addresses (reference §3.10).
 
+Who may ask: with ``Config.pod_netns`` set (the local runtime sets ``/run/netns/<prefix>-pod-{pod}``),
+a link for pod P is given only to a caller whose pinned namespace *is* the namespace at that path
+(same ``st_dev``/``st_ino``); in Kubernetes that proof would be a namespace fd passed over the
+credential socket (``SCM_RIGHTS``), not built yet. Either way, a pod name holding a link from one
+namespace is not given to another namespace while that link's namespace exists.
+
 Life cycle: Connect creates it (or re-adopts it: same namespace, same name → same link, new owner);
 Disconnect removes it. The proxy also reclaims a link by itself when its target namespace vanishes
 (the veth goes with it) or when its owner died and nobody re-adopted the link within the orphan
@@ -33,7 +39,7 @@ class Unauthenticated(PermanentError):
 
 
 class PermissionDenied(PermanentError):
-    """The caller's namespace is not the one the target id is linked from."""
+    """The caller's namespace is not the pod's, or not the one the target id is linked from."""
 
 
 @dataclasses.dataclass
@@ -140,6 +146,7 @@ class TargetLinks:
         try:
             if not pinned.alive():
                 raise Unauthenticated("credential: the process that obtained it has exited")
+            self._authorise(target_id, pinned)
             existing = self.links.get(target_id)
             if existing is not None and await self._reuse(existing, interface_name, pinned):
                 log.info("targetLinkAdopted", owner=existing.owner.pid)
@@ -154,12 +161,30 @@ class TargetLinks:
         log.info("targetLinkUp", port=link.port, addresses=list(link.addresses), vips=list(link.vips))
         return self.info(target_id)
 
+    def _authorise(self, target_id: str, pinned: pins.PinnedNs) -> None:
+        """With ``pod_netns`` set: the caller must be in pod ``target_id``'s namespace."""
+        template = self._ctx.config.pod_netns
+        if not template:
+            return
+        path = template.format(pod=target_id)
+        same = self._ctx.namespace_at(pinned, path)
+        if same is None:
+            raise PermissionDenied(f"target_id: pod {target_id[:64]} has no network namespace ({path[:128]})")
+        if not same:
+            raise PermissionDenied(f"target_id: the caller's network namespace is not pod {target_id[:64]}'s "
+                                   f"({path[:128]})")
+
     async def _reuse(self, link: TargetLink, interface_name: str, pinned: pins.PinnedNs) -> bool:
         """Take over ``link`` for a new Connect of the same target; ``False``: the old link was removed."""
         if link.inode != pinned.inode:
             if link.pinned is not None and link.pinned.alive():
                 raise PermissionDenied(f"target_id: {link.target_id} is linked from another network namespace "
                                        f"whose owner is alive")
+            # Without the pod's namespace to compare with, the old link's namespace keeps the name while
+            # it exists (its veth end goes when it does); with it, the caller just proved to be the pod.
+            if not self._ctx.config.pod_netns and any(p.name == link.port for p in await self._ctx.dp.ports()):
+                raise PermissionDenied(f"target_id: {link.target_id} is linked from another network namespace "
+                                       f"that still exists")
             await self._drop(link, reason="replaced")
             return False
         if link.interface_name != interface_name:

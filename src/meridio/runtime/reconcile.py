@@ -81,6 +81,24 @@ class TargetDeployment:
     namespace: str = "default"
 
 
+MERIDIO_MAX_TARGETS = 10000
+"""The largest ``max-targets`` a Stream may have (Meridio's webhook): the replica limit of a deployment
+none of whose streams exists yet."""
+
+
+def replica_limit(objs: Iterable[resources.Resource], dep: TargetDeployment) -> tuple[int, str]:
+    """How many replicas ``dep`` may have, and why: the largest ``max-targets`` (100 when unset) of the
+    streams it opens — more targets than that could never all get an identifier in one stream."""
+    wanted = {tuple(ref.split("/", 2)) for ref in dep.streams}
+    found = [(configmap.DEFAULT_MAX_TARGETS if o.spec.max_targets is None else o.spec.max_targets, o.name)
+             for o in objs if isinstance(o, resources.Stream) and o.namespace == dep.namespace
+             and (o.trench, o.spec.conduit, o.name) in wanted]
+    if not found:
+        return MERIDIO_MAX_TARGETS, f"Meridio's largest max-targets: deployment {dep.name} opens no stream that exists"
+    limit, stream = max(found)
+    return limit, f"the max-targets of stream {stream}, the largest of the streams deployment {dep.name} opens"
+
+
 @dataclasses.dataclass(frozen=True)
 class Desired:
     workloads: tuple[Workload, ...]

@@ -6,7 +6,9 @@ address templates of this implementation: ``MERIDIO_NSP_SERVICE`` (``{trench}``,
 gRPC target, ``host:port`` or ``unix:PATH``) and ``MERIDIO_PROXY_SOCKET`` (``{trench}``, ``{conduit}``,
 ``{node}``: the link service socket of the conduit's proxy on this node). Health (``grpc.health.v1``
 on the API socket, and on ``MERIDIO_HEALTH_ADDRESS`` if set): ``Liveness`` = ``Ambassador``, ``Startup``
-once serving. SIGTERM/SIGINT: every stream is closed (unregistered, links disconnected), exit 0.
+once serving. The API socket is owner-only (``0600``, ``0660`` with ``MERIDIO_SOCKET_GROUP``) and a
+caller whose uid is not root, the TAPA's own or in ``MERIDIO_SOCKET_UIDS`` is disconnected
+(:mod:`meridio.kernel.localsock`). SIGTERM/SIGINT: every stream is closed (unregistered, links disconnected), exit 0.
 Metrics (:mod:`meridio.tapa.metrics`): ``/metrics`` on ``MERIDIO_METRICS_PORT`` when
 ``MERIDIO_METRICS_ENABLED``; a port that cannot be used is logged and the TAPA runs without metrics.
 """
@@ -24,7 +26,8 @@ from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common import tls as tlsmod
-from meridio.common.settings import setting
+from meridio.common.settings import SettingsError, setting
+from meridio.kernel import localsock
 from meridio.tapa import linkport, nspport, opener, service
 from meridio.tapa.metrics import TapaMetrics
 from meridio.tapa.refs import ConduitRef
@@ -41,7 +44,11 @@ class Settings:
     name: str = setting(_HOST, "target name (pod name): this target's identity towards the proxies")
     namespace: str = setting("default", "namespace of the target (fills {namespace} in the NSP address)")
     node: str = setting(_HOST, "node of the target (fills {node} in the proxy socket)")
-    socket: str = setting("unix:///var/lib/meridio/ambassador.sock", "address of the TAPA API (unix:PATH)")
+    socket: str = setting("unix:///var/lib/meridio/ambassador.sock", "address of the TAPA API (unix:PATH; "
+                          "owner-only: 0600, or 0660 with MERIDIO_SOCKET_GROUP)")
+    socket_uids: str = setting("", "uids besides root (and this process's) that may use the API socket, "
+                               "comma-separated (an application under another uid also needs MERIDIO_SOCKET_GROUP)")
+    socket_group: str = setting("", "group of the API socket: 0660 instead of 0600 ('' = owner only)")
     nsp_service: str = setting("nsp-service-{trench}.{namespace}:7778",
                                "NSP address template with {trench} and {namespace} (host:port or unix:PATH)")
     proxy_socket: str = setting("/var/lib/meridio/{trench}/{conduit}/{node}/link.sock",
@@ -75,8 +82,12 @@ def check(settings: Settings) -> str | None:
                          ("MERIDIO_LINK_RETRY_INTERVAL", settings.link_retry_interval)):
         if value <= 0:
             return f"{field} must be positive, not {value}"
-    if grpcutil.unix_path(settings.socket) is None:
-        return f"MERIDIO_SOCKET {settings.socket!r} must be a unix socket address (unix:PATH)"
+    if not grpcutil.unix_path(settings.socket):
+        return f"MERIDIO_SOCKET {settings.socket[:64]!r} must be a unix socket address (unix:PATH)"
+    try:
+        localsock.access_from(settings.socket_uids, settings.socket_group, prefix=ENV_PREFIX)
+    except SettingsError as exc:
+        return str(exc)
     return None
 
 
@@ -135,14 +146,20 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     server = grpcutil.create_server()
     tap_pb2_grpc.add_TapServicer_to_server(service.TapServicer(tap), server)
     hc.add_to(server)
+    access = localsock.access_from(settings.socket_uids, settings.socket_group, prefix=ENV_PREFIX)
+    guard = localsock.GuardedListener(grpcutil.unix_path(settings.socket) or "", access, log=log)
     try:
-        grpcutil.add_listener(server, settings.socket)
+        guard.prepare()
+        with localsock.private_umask():
+            grpcutil.add_listener(server, f"unix:{guard.backend}")
         await server.start()
+        await guard.start()
         if settings.health_address:
             await hc.serve(settings.health_address)
     except (grpcutil.ListenError, OSError, RuntimeError) as exc:
         log.critical("tapaStartFailed", error=str(exc), reason="cannotListen")
         await server.stop(None)
+        await guard.close()
         return 1
     endpoint = (await metricsmod.serve_or_log(TapaMetrics(tap).metrics, settings.metrics_port, log)
                 if settings.metrics_enabled else None)
@@ -155,6 +172,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     if endpoint is not None:
         await endpoint.close()
     hc.shutdown()
+    await guard.close()
     await server.stop(1.0)
     await hc.stop(0.2)
     log.info("tapaStopped", exitCode=0)

@@ -12,6 +12,7 @@ import re
 
 from meridio.api import model
 from meridio.api.pb.ambassador.v1 import tap_pb2
+from meridio.common import bounds
 
 __all__ = ["StreamRef", "ConduitRef", "InvalidRequest", "Filter", "ref_from_pb", "ref_to_pb",
            "filter_from_pb", "check_name"]
@@ -66,7 +67,7 @@ def check_name(kind: str, name: str) -> str:
     if not name:
         raise InvalidRequest(f"{kind} name cannot be empty")
     if not _NAME.match(name):
-        raise InvalidRequest(f"{kind} name {name!r} is invalid: must be at most 253 lower case alphanumeric "
+        raise InvalidRequest(f"{kind} name {bounds.quote(name)} is invalid: must be at most 253 lower case alphanumeric "
                              "characters, '-' or '.', starting and ending with an alphanumeric character")
     return name
 

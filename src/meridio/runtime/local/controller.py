@@ -177,9 +177,11 @@ class Controller:
         if self.env.deployment(deployment) is None:
             names = ", ".join(d.name for d in self.env.deployments) or "none"
             raise ControllerError(f'deployment "{deployment}" not found (deployments: {names})')
-        if not 0 <= replicas <= 64:
-            raise ControllerError(f"--replicas: {replicas} must be between 0 and 64")
         async with self.lock:
+            [dep] = [d for d in self.deployments() if d.name == deployment]
+            limit, why = rc.replica_limit(self.store.resources(), dep)
+            if not 0 <= replicas <= limit:
+                raise ControllerError(f"--replicas: {replicas} must be between 0 and {limit} ({why})")
             self.store.set_replicas(deployment, replicas)
             await self._reconcile(self.log.info)
         return f"deployment.apps/{deployment} scaled"
@@ -225,9 +227,19 @@ class Controller:
             if path.exists() and path.read_text() == text:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Write-then-rename, synced: the NSP polls this file and must never read half of it, and a
+            # crash (or power cut) must leave the old file or the new one, not an empty one.
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
+            dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
 
     def _pod_spec(self, w: rc.Workload) -> pods.PodSpec | None:
         external = None

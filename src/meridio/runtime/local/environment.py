@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from meridio.api import yamlio
 from meridio.api.problems import ProblemsError
 from meridio.common.durations import DurationError, parse_duration
+from meridio.runtime import reconcile as rc
 
 __all__ = [
     "DEFAULT_PATH",
@@ -395,7 +396,8 @@ def _stream_ref(raw: Any, path: str) -> StreamRef:
 def _deployment(raw: Any, path: str) -> Deployment:
     r = _Reader(raw, path, ("name", "namespace", "replicas", "streams", "tcp-ports", "udp-ports"))
     port = _int(1, 65535)
-    return Deployment(name=r.need("name", _name), replicas=r.get("replicas", _int(0, 64), 1),
+    replicas = _int(0, rc.MERIDIO_MAX_TARGETS)  # `meridio scale` holds it to the streams' max-targets
+    return Deployment(name=r.need("name", _name), replicas=r.get("replicas", replicas, 1),
                       streams=r.items("streams", _stream_ref), namespace=r.get("namespace", _name, "default"),
                       tcp_ports=r.items("tcp-ports", port) if "tcp-ports" in r.data else (4000, 4001, 4002),
                       udp_ports=r.items("udp-ports", port) if "udp-ports" in r.data else (4003, 4004))

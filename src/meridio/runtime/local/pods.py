@@ -8,7 +8,8 @@ environment variables, pointed at the environment's unix sockets:
 - NSP and IPAM listen on ``unix:<state>/trenches/<trench>/nsp.sock`` and ``.../ipam.sock``;
 - the LB serves its availability socket in the pod directory, the FE reads it;
 - proxies serve the link service at ``<state>/proxies/<trench>/<conduit>/<node>/link.sock``, which the
-  TAPA's ``MERIDIO_PROXY_SOCKET`` template points to;
+  TAPA's ``MERIDIO_PROXY_SOCKET`` template points to, and link pod P only to a caller in P's namespace
+  (``NSM_POD_NETNS=/run/netns/<prefix>-pod-{pod}``);
 - a target pod runs the example target (answering with the pod name) and a TAPA on
   ``<state>/pods/<pod>/ambassador.sock``.
 
@@ -33,6 +34,7 @@ from typing import Any
 from meridio.api import resources
 from meridio.common import identity as identitymod
 from meridio.common import tls as tlsmod
+from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import pki, scrape, topology
@@ -206,7 +208,7 @@ class PodBuilder:
     def _nsp(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t = w.trench
         yield self._process(w, "nsp", self._meridio("run", "nsp"), {
-            "NSP_LISTEN_ADDRESS": self.nsp_address(t),
+            "NSP_LISTEN_ADDRESS": self.nsp_address(t), "NSP_TRENCH_NAME": t,
             "NSP_CONFIG_FILE": str(self.layout.configmap(t)), "NSP_DATASOURCE": str(self.layout.nsp_db(t)),
             "NSP_LOG_LEVEL": "INFO"})
 
@@ -216,7 +218,8 @@ class PodBuilder:
             "IPAM_LISTEN_ADDRESS": self.ipam_address(t), "IPAM_TRENCH_NAME": t,
             "IPAM_NSP_SERVICE": self.nsp_address(t), "IPAM_PREFIX_IPV4": str(self.env.ipam_ipv4),
             "IPAM_PREFIX_IPV6": str(self.env.ipam_ipv6), "IPAM_IP_FAMILY": w.param("ip-family", "dualstack"),
-            "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_LOG_LEVEL": "INFO"})
+            "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_NODES": ",".join(self.env.nodes),
+            "IPAM_LOG_LEVEL": "INFO"})
 
     def _fe_lb(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t, pod_dir = w.trench, self.layout.pod_dir(w.name)
@@ -242,6 +245,7 @@ class PodBuilder:
             "NSM_IPAM_SERVICE": self.ipam_address(t), "NSM_NSP_SERVICE": self.nsp_address(t),
             "NSM_IP_FAMILY": w.param("ip-family", "dualstack"),
             "NSM_LINK_SOCKET": str(self.layout.proxy_dir(t, conduit, w.node) / "link.sock"),
+            "NSM_POD_NETNS": str(pathlib.PurePosixPath(netnsmod.NETNS_DIR, self.naming.pod_ns("{pod}"))),
             "NSM_LOG_LEVEL": "INFO"})
 
     def _target(self, w: rc.Workload) -> Iterator[ProcessSpec]:
