@@ -83,13 +83,15 @@ class NspClient:
     async def close(self) -> None:
         """Close the channel; running watches end (quietly)."""
         self._closed = True
-        if self._monitor is not None:
-            self._monitor.cancel()
-            try:
-                await self._monitor
-            except BaseException:  # noqa: BLE001 - cancelled on purpose
-                pass
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.cancel()
+        # Close the channel before waiting for the monitor: grpc.aio finishes a cancelled
+        # wait_for_state_change only on the channel's next state change, and a channel failing its TLS
+        # handshakes over and over may not change state again (the close is that change).
         await self._channels.close()
+        if monitor is not None:
+            await asyncio.wait({monitor}, timeout=2.0)
         self._report(False)
 
     async def __aenter__(self) -> NspClient:

@@ -1,4 +1,4 @@
-"""NOT COLLECTED (hangs on its first handshake test, cause not found yet; see the s15-tls report). Mutual TLS and identity authorisation against real NSP and IPAM processes.
+"""Mutual TLS and identity authorisation against real NSP and IPAM processes.
 
 What is real: ``meridio run nsp`` / ``meridio run ipam`` with ``MERIDIO_TLS_DIR`` (the issue's attack:
 any process that could reach the NSP registered a target and got VIP traffic, and an outsider's
