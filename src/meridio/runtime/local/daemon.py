@@ -52,6 +52,7 @@ class Server:
             proto.Op.PING: self._ping, proto.Op.UP: self._up, proto.Op.WAIT: self._wait,
             proto.Op.APPLY: self._apply, proto.Op.DELETE: self._delete, proto.Op.SCALE: self._scale,
             proto.Op.STATUS: self._status, proto.Op.RESOURCES: self._resources, proto.Op.DOWN: self._down,
+            proto.Op.ROTATE: self._rotate,
         }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -111,6 +112,9 @@ class Server:
 
     async def _resources(self, _: proto.Resources, __: Progress) -> proto.ResourceList:
         return proto.ResourceList(tuple(resources.to_dict(o) for o in self.ctl.resources()))
+
+    async def _rotate(self, _: proto.Rotate, __: Progress) -> proto.Rotated:
+        return proto.Rotated(await asyncio.to_thread(self.ctl.rotate_certificates, force=True))
 
     async def _down(self, _: proto.Down, progress: Progress) -> proto.Removed:
         gone = await self.ctl.down(progress)

@@ -51,13 +51,18 @@ def _utc(ts: float) -> datetime.datetime:
 
 
 def needs_renewal(cert_pem: bytes, now: float) -> bool:
-    """True from the certificate's half-life on (and for one that cannot be read)."""
+    """True from the certificate's half-life on (and for one that cannot be read).
+
+    The half-life counts from the moment of issue, not from ``notBefore``: :meth:`Ca.issue` backdates
+    ``notBefore`` by a minute for clock skew, which would otherwise make a certificate of a minute's
+    lifetime or less due at once (and every check reissue it)."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
         return True
-    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
-    return now >= start + (end - start) / 2
+    end = cert.not_valid_after_utc.timestamp()
+    issued = min(cert.not_valid_before_utc.timestamp() + _BACKDATE_S, end)
+    return now >= issued + (end - issued) / 2
 
 
 def check_interval(lifetime_s: float) -> float:
@@ -72,10 +77,11 @@ def _private_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _write(path: pathlib.Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp.unlink(missing_ok=True)  # a leftover of an interrupted write: never written through (nor a symlink)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
+        os.fchmod(fd, mode)  # before any byte: the umask may have narrowed or the mode argument widened nothing
         os.write(fd, data)
-        os.fchmod(fd, mode)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -83,8 +89,9 @@ def _write(path: pathlib.Path, data: bytes, mode: int) -> None:
 
 
 def write_files(directory: pathlib.Path, *, cert: bytes, key: bytes, ca: bytes) -> None:
-    """Put the three files in place, each atomically (key first: a reader that sees the new
-    certificate then sees its key too)."""
+    """Put the three files in place, each atomically: the CA, then the key, then the certificate (a
+    reader that sees the new certificate sees its key too; one that sees the new key with the old
+    certificate finds the mismatch and reads again)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write(directory / tlsmod.CA_FILE, ca, 0o644)
     _write(directory / tlsmod.KEY_FILE, key, 0o600)
