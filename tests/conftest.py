@@ -2,7 +2,10 @@
 
 What is real: every fixture here uses the real kernel (``ip netns``) and real processes.
 ``netns`` hands out uniquely named namespaces and removes them at teardown, also when the test fails;
-``procs`` starts processes and stops exactly the ones it started, by pid.
+``procs`` starts processes and stops exactly the ones it started, by pid. Processes it starts run with
+``MERIDIO_TLS_INSECURE=true`` (plain gRPC between components: these tiers test the components'
+behaviour, the TLS tests in ``tests/integration/test_tls.py`` and the e2e tier run with mutual TLS)
+unless the caller passes ``MERIDIO_TLS_DIR`` or ``MERIDIO_TLS_INSECURE`` itself.
 """
 from __future__ import annotations
 
@@ -67,8 +70,10 @@ class Procs:
               name: str | None = None) -> subprocess.Popen[bytes]:
         label = name or pathlib.Path(argv[0]).name
         log = open(self.logdir / f"{label}-{len(self.started)}.log", "wb")
+        plain = {} if env and ("MERIDIO_TLS_DIR" in env or "MERIDIO_TLS_INSECURE" in env) else \
+            {"MERIDIO_TLS_INSECURE": "true"}
         proc = subprocess.Popen(netnsmod.exec_argv(ns, argv), stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+                                env={**os.environ, **plain, **(env or {})}, start_new_session=True)
         proc.log_path = log.name  # type: ignore[attr-defined]
         self.started.append(proc)
         return proc

@@ -11,6 +11,7 @@ streams, scales back) and waits until the environment is as it found it. Every t
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import pathlib
 import shutil
@@ -65,6 +66,10 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     env = envmod.load(env_file)
     suite = E2E(env)
     suite.env_file = pathlib.Path(env_file)
+    # One e2e session per machine at a time (the environment's name is fixed): wait for another
+    # checkout's run to finish rather than tear its environment down under it.
+    lock = open("/run/lock/meridio-e2e.lock", "w")  # noqa: SIM115 - held for the whole session
+    fcntl.flock(lock, fcntl.LOCK_EX)
     suite.meridio("down", check=False, timeout=120)  # what a previous, interrupted run may have left
     try:
         suite.meridio("up", "-f", str(env_file), "--timeout", "240", timeout=400)
@@ -74,3 +79,4 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
             _collect_logs(suite, tmp_path_factory.mktemp("e2e-logs"))
         if os.environ.get("MERIDIO_E2E_KEEP") != "1":  # keep the environment up to debug a failure
             suite.meridio("down", check=False, timeout=120)
+        lock.close()

@@ -135,6 +135,9 @@ class NspProcess:
     args: list[str]
     ns: str | None
     proc: subprocess.Popen[bytes]
+    env: dict[str, str] | None = None
+    health: str | None = None
+    """Where to wait for SERVING (default: ``address``; a plain listener when ``address`` speaks mTLS)."""
 
     def write_config(self, text: str) -> None:
         write_config(self.config_file, text)
@@ -142,8 +145,8 @@ class NspProcess:
     def restart(self) -> None:
         """Start the NSP again (after it was stopped or killed) on the same port, file and database."""
         assert self.proc.poll() is not None, "stop or kill the NSP before restarting it"
-        self.proc = self.procs.meridio(*self.args, ns=self.ns, name="nsp")
-        wait_serving(self.address, self.proc)
+        self.proc = self.procs.meridio(*self.args, ns=self.ns, env=self.env, name="nsp")
+        wait_serving(self.health or self.address, self.proc)
 
     def output(self) -> str:
         return str(self.procs.output(self.proc))

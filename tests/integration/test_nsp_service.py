@@ -29,7 +29,7 @@ CONFIG = m.Configuration(TA, (m.Conduit("conduit-a-1", TA),))
 class BrokenTargets(targets.Targets):
     """Fake: a registry owner with a bug in register."""
 
-    def register(self, target: m.Target) -> None:
+    def register(self, target: m.Target, *, owner: str | None = None) -> None:
         raise KeyError("bug")
 
 

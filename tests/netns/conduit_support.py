@@ -45,7 +45,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from meridio.common import identity as idm
+from meridio.common import tls as tlsmod
 from meridio.kernel import netns as netnsmod
+from meridio.runtime.local import pki
 from tests.conftest import NetnsFactory, Procs, wait_for
 from tests.integration import nsp_support
 
@@ -178,9 +181,10 @@ def _health_serving(address: str, services: tuple[str, ...] = ("",)) -> bool:
 
 
 ANNOUNCER = r"""
-import asyncio, json, signal, sys
+import asyncio, json, os, signal, sys
 from meridio.api import model
 from meridio.api.nspclient import NspClient
+from meridio.common import tls as tlsmod
 nsp, refresh, spec = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
 stream = None
 if spec.get("conduit"):
@@ -190,7 +194,8 @@ target = model.Target.make(ips=spec.get("ips", []), type=model.TargetType[spec["
 async def main():
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    client = NspClient(nsp)
+    tls = tlsmod.from_settings(os.environ.get(tlsmod.DIR_ENV, ""), os.environ.get(tlsmod.INSECURE_ENV) == "true")
+    client = NspClient(nsp, tls=tls)
     first = True
     while not stop.is_set():
         try:
@@ -222,11 +227,13 @@ class Announcer:
     nsp: str
     spec: dict[str, Any]
     refresh: str = "5"
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = self.procs.start([sys.executable, "-c", ANNOUNCER, self.nsp, self.refresh,
-                                      json.dumps(self.spec)], name=f"announce-{self.spec['type'].lower()}")
+                                      json.dumps(self.spec)], env=self.env or None,
+                                     name=f"announce-{self.spec['type'].lower()}")
         wait_for(lambda: "registered" in self.procs.output(self.proc), 15, message=f"{self.spec['type']} announced")
 
     def stop(self) -> None:
@@ -235,18 +242,19 @@ class Announcer:
 
 
 def FakeLbAnnouncer(procs: Procs, nsp: str, *, identifier: str, netns: str, ifprefix: str, trench: str,
-                    conduit: str, refresh: str = "5") -> Announcer:
+                    conduit: str, refresh: str = "5", env: dict[str, str] | None = None) -> Announcer:
     """FAKE: stands in for the LB daemon's own LOADBALANCER announcement (exactly what it registers)."""
     return Announcer(procs, nsp, {"type": "LOADBALANCER", "trench": trench, "conduit": conduit,
                                   "context": {"identifier": identifier, "netns": netns, "ifprefix": ifprefix}},
-                     refresh)
+                     refresh, env or {})
 
 
-def FakeFrontendAnnouncer(procs: Procs, nsp: str, *, hostname: str, refresh: str = "5") -> Announcer:
+def FakeFrontendAnnouncer(procs: Procs, nsp: str, *, hostname: str, refresh: str = "5",
+                          env: dict[str, str] | None = None) -> Announcer:
     """FAKE: stands in for a frontend with external connectivity (its FRONTEND target), which is all the
     LB needs to unblock; the conduit tests do not exercise BGP (the frontend's own tests do)."""
     return Announcer(procs, nsp, {"type": "FRONTEND", "ips": [hostname], "context": {"identifier": hostname}},
-                     refresh)
+                     refresh, env or {})
 
 
 @dataclasses.dataclass
@@ -274,7 +282,9 @@ class ProxyPod:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = self.env.procs.meridio(*self.args, ns=self.ns, name=f"proxy-{self.node}")
+        self.proc = self.env.procs.meridio(*self.args, ns=self.ns, name=f"proxy-{self.node}",
+                                           env=self.env.tls_env(idm.Component.PROXY, f"proxy-{self.node}",
+                                                                node=self.node))
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 20.0) -> None:
@@ -320,7 +330,9 @@ class TargetPod:
     tapa_args: list[str] = dataclasses.field(default_factory=list)
 
     def start_tapa(self) -> None:
-        self.tapa = self.env.procs.meridio(*self.tapa_args, ns=self.ns, name=f"tapa-{self.name}")
+        self.tapa = self.env.procs.meridio(*self.tapa_args, ns=self.ns, name=f"tapa-{self.name}",
+                                           env=self.env.tls_env(idm.Component.TAPA, self.name, trench=None,
+                                                                node=self.node))
         wait_for(lambda: os.path.exists(self.socket), 15, message=f"TAPA of {self.name} serving")
 
     def target(self, action: str, stream: str, conduit: str | None = None, trench: str | None = None) -> None:
@@ -423,12 +435,15 @@ class LinkOwner:
 class ConduitEnv:
     def __init__(self, netns: NetnsFactory, procs: Procs, tmp_path: pathlib.Path, *, config: str = CONFIG,
                  ip_family: str = "dualstack", entry_timeout: str = "60s", trench: str = "trench-a",
-                 conduit: str = "conduit-a-1") -> None:
+                 conduit: str = "conduit-a-1", tls: bool = False) -> None:
+        """``tls``: every component runs with mutual TLS, certificates from a CA of this bed (as the local
+        runtime's); else plain gRPC (``MERIDIO_TLS_INSECURE``, what :class:`~tests.conftest.Procs` sets)."""
         self.netns, self.procs, self.tmp_path = netns, procs, tmp_path
         self.trench, self.conduit, self.ip_family = trench, conduit, ip_family
         self.families = {"ipv4": (4,), "ipv6": (6,), "dualstack": (4, 6)}[ip_family]
         # unix socket paths must stay under 108 bytes: a short private directory, removed at teardown
         self.base = pathlib.Path(tempfile.mkdtemp(prefix="mc", dir="/tmp"))
+        self.ca = pki.Ca.create("conduit-bed", now=time.time()) if tls else None
         self.nsp = self._start_nsp(config, entry_timeout)
         self.ipam_proc: subprocess.Popen[bytes] | None = None
         self.ipam_address = self._start_ipam()
@@ -437,6 +452,19 @@ class ConduitEnv:
         self.targets: dict[str, TargetPod] = {}
         self._client: str | None = None
         self._lb_ext: dict[str, tuple[str, str]] = {}
+
+    def tls_env(self, component: idm.Component, pod: str, *, trench: str | None | bool = True,
+                node: str | None = None) -> dict[str, str] | None:
+        """The environment that gives a process its own certificate (``None`` without TLS); ``trench``:
+        ``True`` = this bed's trench, ``None`` = none (a TAPA's identity names no trench)."""
+        if self.ca is None:
+            return None
+        who = idm.Identity(cluster="conduit-bed", component=component, pod=pod,
+                           trench=self.trench if trench is True else (trench or None), node=node)
+        directory = self.base / "tls" / f"{component.value}-{pod}"
+        cert, key = self.ca.issue(who, now=time.time())
+        pki.write_files(directory, cert=cert, key=key, ca=self.ca.cert_pem)
+        return {tlsmod.DIR_ENV: str(directory)}
 
     @property
     def nsp_address(self) -> str:
@@ -449,19 +477,24 @@ class ConduitEnv:
         config_file, datasource = data / "configuration.yaml", data / "data" / "registry.db"
         nsp_support.write_config(config_file, config)
         address = f"unix://{self.base}/nsp.sock"
+        health = f"unix://{self.base}/nsp-health.sock"
         args = ["run", "nsp", "--listen-address", address, "--config-file", str(config_file),
-                "--datasource", str(datasource), "--entry-timeout", entry_timeout, "--log-level", "DEBUG"]
-        proc = self.procs.meridio(*args, name="nsp")
-        nsp_support.wait_serving(address, proc)
-        return nsp_support.NspProcess(self.procs, address, 0, config_file, datasource, args, None, proc)
+                "--datasource", str(datasource), "--entry-timeout", entry_timeout, "--log-level", "DEBUG",
+                "--health-address", health]
+        env = self.tls_env(idm.Component.NSP, "nsp")
+        proc = self.procs.meridio(*args, name="nsp", env=env)
+        nsp_support.wait_serving(health, proc)
+        return nsp_support.NspProcess(self.procs, address, 0, config_file, datasource, args, None, proc, env, health)
 
     def _start_ipam(self) -> str:
-        address = f"unix://{self.base}/ipam.sock"
+        address, health = f"unix://{self.base}/ipam.sock", f"unix://{self.base}/ipam-health.sock"
         self.ipam_proc = proc = self.procs.meridio("run", "ipam", "--listen-address", address,
                                   "--trench-name", self.trench, "--nsp-service", self.nsp_address,
                                   "--datasource", str(self.tmp_path / "ipam" / "registry.db"),
-                                  "--ip-family", self.ip_family, "--log-level", "DEBUG", name="ipam")
-        wait_for(lambda: proc.poll() is None and _health_serving(address, ("Startup", "Liveness")), 20,
+                                  "--ip-family", self.ip_family, "--log-level", "DEBUG",
+                                  "--health-address", health, name="ipam",
+                                  env=self.tls_env(idm.Component.IPAM, "ipam"))
+        wait_for(lambda: proc.poll() is None and _health_serving(health, ("Startup", "Liveness")), 20,
                  message="IPAM serving")
         return address
 
@@ -475,22 +508,26 @@ class ConduitEnv:
         prefix = ifprefix or self.conduit[:10]
         if not real:
             announcer = FakeLbAnnouncer(self.procs, self.nsp_address, identifier=name, netns=ns, ifprefix=prefix,
-                                        trench=self.trench, conduit=self.conduit, refresh=refresh)
+                                        trench=self.trench, conduit=self.conduit, refresh=refresh,
+                                        env=self.tls_env(idm.Component.LB, name))
             announcer.start()
             self.lbs[name] = LbPod(name, ns, prefix, announcer)
             return self.lbs[name]
-        pod = LbPod(name, ns, prefix, FakeFrontendAnnouncer(self.procs, self.nsp_address, hostname=name))
+        pod = LbPod(name, ns, prefix, FakeFrontendAnnouncer(self.procs, self.nsp_address, hostname=name,
+                                                            env=self.tls_env(idm.Component.FRONTEND, name)))
         self._external_link(pod, len(self.lbs) + 10)
         pod.lb_args = ["run", "lb", "--conduit-name", self.conduit, "--trench-name", self.trench,
                        "--nsp-service", self.nsp_address, "--socket", f"unix://{self.base}/lb-{name}.sock",
                        "--hostname", name, "--target-interface-prefix", prefix, "--log-level", "DEBUG"]
         if _lb_announces_itself():
             pod.lb_args += ["--netns", ns]
-        pod.lb_proc = self.procs.meridio(*pod.lb_args, ns=ns, name=f"lb-{name}")
+        pod.lb_proc = self.procs.meridio(*pod.lb_args, ns=ns, name=f"lb-{name}",
+                                         env=self.tls_env(idm.Component.LB, name))
         pod.announcer.start()
         if not _lb_announces_itself():  # until the LB daemon announces itself: its stand-in
             FakeLbAnnouncer(self.procs, self.nsp_address, identifier=name, netns=ns, ifprefix=prefix,
-                            trench=self.trench, conduit=self.conduit, refresh=refresh).start()
+                            trench=self.trench, conduit=self.conduit, refresh=refresh,
+                            env=self.tls_env(idm.Component.LB, name)).start()
         self.lbs[name] = pod
         return pod
 

@@ -28,7 +28,8 @@ import grpc.aio
 
 from meridio.api.link import Link, link_from_pb
 from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
-from meridio.common import grpcutil
+from meridio.common import grpcutil, identity
+from meridio.common import tls as tlsmod
 from meridio.common.retry import TemporaryError
 
 __all__ = ["SOCKET_NAME", "Link", "connect", "credential", "disconnect", "socket_paths", "watch"]
@@ -69,9 +70,17 @@ def _error(exc: grpc.aio.AioRpcError, what: str) -> Exception:
     return err
 
 
-async def _unary(socket: str, what: str, call: str, request: object, timeout: float) -> object:
+def _channel(grpc_path: str, tls: tlsmod.Tls | None) -> grpc.aio.Channel:
+    try:
+        return grpcutil.channel(f"unix:{grpc_path}", tls=tls, server=identity.Component.PROXY)
+    except tlsmod.TlsError as exc:
+        raise TemporaryError(f"proxy {grpc_path}: {exc}") from None
+
+
+async def _unary(socket: str, what: str, call: str, request: object, timeout: float,
+                 tls: tlsmod.Tls | None) -> object:
     grpc_path, _ = socket_paths(socket)
-    async with grpcutil.insecure_channel(f"unix:{grpc_path}") as channel:
+    async with _channel(grpc_path, tls) as channel:
         method = getattr(link_pb2_grpc.LinkServiceStub(channel), call)
         try:
             return await method(request, timeout=timeout)
@@ -79,29 +88,30 @@ async def _unary(socket: str, what: str, call: str, request: object, timeout: fl
             raise _error(exc, f"{what} at proxy {grpc_path}") from None
 
 
-async def connect(socket: str, target_id: str, interface_name: str, *, timeout: float = 15.0) -> Link:
+async def connect(socket: str, target_id: str, interface_name: str, *, timeout: float = 15.0,
+                  tls: tlsmod.Tls | None = None) -> Link:
     """Link this process's network namespace (idempotent per ``target_id``)."""
     _, cred_path = socket_paths(socket)
     token = await credential(cred_path)
     reply = await _unary(socket, "connect", "Connect", link_pb2.ConnectRequest(
-        target_id=target_id, credential=token, interface_name=interface_name), timeout)
+        target_id=target_id, credential=token, interface_name=interface_name), timeout, tls)
     assert isinstance(reply, link_pb2.Link)
     return link_from_pb(reply)
 
 
-async def disconnect(socket: str, target_id: str, *, timeout: float = 15.0) -> None:
+async def disconnect(socket: str, target_id: str, *, timeout: float = 15.0, tls: tlsmod.Tls | None = None) -> None:
     """Remove the link of ``target_id`` (it must be this namespace's)."""
     _, cred_path = socket_paths(socket)
     token = await credential(cred_path)
     await _unary(socket, "disconnect", "Disconnect",
-                 link_pb2.DisconnectRequest(target_id=target_id, credential=token), timeout)
+                 link_pb2.DisconnectRequest(target_id=target_id, credential=token), timeout, tls)
 
 
-async def watch(socket: str, target_id: str) -> AsyncIterator[Link]:
+async def watch(socket: str, target_id: str, *, tls: tlsmod.Tls | None = None) -> AsyncIterator[Link]:
     """The link of ``target_id`` now and after every change; ends with ``TemporaryError`` if the proxy
     goes away (the caller decides whether to watch again)."""
     grpc_path, _ = socket_paths(socket)
-    async with grpcutil.insecure_channel(f"unix:{grpc_path}") as channel:
+    async with _channel(grpc_path, tls) as channel:
         call = link_pb2_grpc.LinkServiceStub(channel).Watch(link_pb2.WatchRequest(target_id=target_id))
         try:
             async for reply in call:

@@ -23,6 +23,7 @@ change (e.g. ``lambda up: health.set_serving(health.NSP_CLI, up)``). It is track
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -32,8 +33,10 @@ import grpc.aio
 from meridio.api import model
 from meridio.api.pb.nsp.v1 import configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2_grpc
 from meridio.common import grpcutil, tasks
+from meridio.common import identity as identitymod
 from meridio.common import log as logmod
-from meridio.common.retry import Backoff, PermanentError
+from meridio.common import tls as tlsmod
+from meridio.common.retry import Backoff, PermanentError, TemporaryError
 
 __all__ = ["NspClient", "default_backoff"]
 
@@ -47,7 +50,8 @@ def default_backoff() -> Backoff:
 class NspClient:
     def __init__(self, address: str, *, log: logmod.Logger = logmod.null, call_timeout: float = 5.0,
                  backoff: Callable[[], Backoff] = default_backoff,
-                 on_connectivity: Callable[[bool], None] | None = None) -> None:
+                 on_connectivity: Callable[[bool], None] | None = None, tls: tlsmod.Tls | None = None) -> None:
+        """``tls``: this component's certificate directory (mutual TLS); ``None`` only in insecure mode."""
         self.address = address
         self.call_timeout = call_timeout
         """Deadline of Register/Unregister, in seconds."""
@@ -55,7 +59,7 @@ class NspClient:
         self._log = log.bind(nsp=address)
         self._backoff = backoff
         self._on_connectivity = on_connectivity
-        self._channel: grpc.aio.Channel | None = None
+        self._channels = grpcutil.RenewingChannel(address, tls=tls, server=identitymod.Component.NSP)
         self._monitor: asyncio.Task[Any] | None = None
         self._closed = False
 
@@ -68,23 +72,26 @@ class NspClient:
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._closed:
             raise PermanentError(f"NSP client for {self.address} is closed")
-        if self._channel is None:
-            self._channel = grpcutil.insecure_channel(self.address)
-            self._monitor = asyncio.ensure_future(
-                tasks.guard(self._track(self._channel), "nspConnectivity", self._log))
-        return self._channel
+        try:
+            channel = self._channels.get()
+        except tlsmod.TlsError as exc:
+            raise TemporaryError(f"NSP {self.address}: {exc}") from None
+        if self._monitor is None:
+            self._monitor = asyncio.ensure_future(tasks.guard(self._track(), "nspConnectivity", self._log))
+        return channel
 
     async def close(self) -> None:
         """Close the channel; running watches end (quietly)."""
         self._closed = True
-        if self._monitor is not None:
-            self._monitor.cancel()
-            try:
-                await self._monitor
-            except BaseException:  # noqa: BLE001 - cancelled on purpose
-                pass
-        if self._channel is not None:
-            await self._channel.close()
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.cancel()
+        # Close the channel before waiting for the monitor: grpc.aio finishes a cancelled
+        # wait_for_state_change only on the channel's next state change, and a channel failing its TLS
+        # handshakes over and over may not change state again (the close is that change).
+        await self._channels.close()
+        if monitor is not None:
+            await asyncio.wait({monitor}, timeout=2.0)
         self._report(False)
 
     async def __aenter__(self) -> NspClient:
@@ -93,13 +100,21 @@ class NspClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _track(self, channel: grpc.aio.Channel) -> None:
-        state = channel.get_state(try_to_connect=True)
+    async def _track(self) -> None:
         while True:
-            self._report(state == grpc.ChannelConnectivity.READY)
-            await channel.wait_for_state_change(state)
+            # The channel may be replaced after a certificate rotation: look it up every round.
+            try:
+                channel = self._channels.get()
+            except tlsmod.TlsError:
+                channel = self._channels.current
+            if channel is None:
+                await asyncio.sleep(1.0)
+                continue
             # Asking with try_to_connect moves an IDLE channel (peer gone) back to CONNECTING.
             state = channel.get_state(try_to_connect=True)
+            self._report(state == grpc.ChannelConnectivity.READY)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(channel.wait_for_state_change(state), 5.0)
 
     def _report(self, up: bool) -> None:
         if up == self.connected.is_set():
@@ -179,7 +194,13 @@ class NspClient:
         backoff = self._backoff()
         log = self._log.bind(watch=what)
         while not self._closed:
-            call = open_call(self._ensure_channel())
+            try:
+                channel = self._ensure_channel()
+            except TemporaryError as exc:  # certificate files unusable right now
+                log.warning("nspWatchFailed", error=str(exc), reason="tls")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            call = open_call(channel)
             try:
                 async for response in call:
                     backoff.reset()
@@ -188,9 +209,13 @@ class NspClient:
             except asyncio.CancelledError:
                 # Closing the channel cancels its calls locally, which grpc reports as CancelledError:
                 # end quietly then, but let a real cancellation of the consumer's task through.
+                # A channel retired after a certificate rotation ends its calls the same way: reconnect.
                 task = asyncio.current_task()
-                if self._closed and task is not None and not task.cancelling():
-                    return
+                if task is not None and not task.cancelling():
+                    if self._closed:
+                        return
+                    if channel is not self._channels.current:
+                        continue
                 raise
             except grpc.aio.AioRpcError as exc:
                 if self._closed:

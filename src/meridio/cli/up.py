@@ -15,7 +15,7 @@ import pathlib
 import sys
 import time
 
-from meridio.cli.common import DEFAULT_ENV, CliError, add_env_option, print_progress
+from meridio.cli.common import DEFAULT_ENV, CliError, add_env_option, call, print_progress
 from meridio.runtime.local import client
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     d = subparsers.add_parser("down", help="remove every namespace, process and file of an environment")
     add_env_option(d)
     d.set_defaults(func=_down)
+    r = subparsers.add_parser("rotate-certificates",
+                              help="issue every component certificate anew now; connections in use go on")
+    add_env_option(r)
+    r.set_defaults(func=_rotate)
 
 
 def _load_env(path: str | None) -> tuple[envmod.Environment, str, pathlib.Path]:
@@ -82,6 +86,16 @@ def up(filename: str | None, timeout: float) -> int:
         print(f"metrics: {ports.url}/metrics, each pod's at {ports.url}/pods/<pod>/<component>/metrics"
               + (f"; Prometheus: {ports.prometheus_url}" if ports.prometheus_url else ""), flush=True)
     return 0 if result.ready else 1
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    done = call(args, proto.Rotate())
+    if done.certificates == 0:
+        print(f"environment {args.env!r} runs without mutual TLS: no certificates to rotate")
+    else:
+        print(f"{done.certificates} certificates issued anew; every component reads its new files on its next "
+              "connection")
+    return 0
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -9,10 +9,18 @@
   a stale socket file is removed and its directory created first, as Meridio does.
 - :func:`insecure_channel`: a client channel whose reconnect backoff is short (the default grows to
   120 s, far too slow to notice that a restarted NSP is back).
+- :func:`channel` / :class:`RenewingChannel`: the same, with mutual TLS when a :class:`~meridio.common.tls.Tls`
+  is given (every component-to-component connection): the server must present the DNS SAN of the
+  component the client expects (:func:`meridio.common.identity.server_name`, set as the TLS target
+  name, so ``unix:`` and TCP targets are checked alike). :class:`RenewingChannel` replaces a long-lived
+  channel that is not READY once the certificate files changed, so a client never retries forever
+  with a certificate that has expired.
+- :func:`peer_identity`: the caller's verified :class:`~meridio.common.identity.Identity` (servers).
 - :func:`map_errors`: a decorator for servicer methods (unary and server-streaming) that maps the
   project's error classes to status codes: :class:`InvalidArgument` / ``PermanentError`` →
   ``INVALID_ARGUMENT``, :class:`NotFound` → ``NOT_FOUND``, :class:`FailedPrecondition` →
-  ``FAILED_PRECONDITION``, :class:`ResourceExhausted` → ``RESOURCE_EXHAUSTED``, ``TemporaryError`` →
+  ``FAILED_PRECONDITION``, :class:`ResourceExhausted` → ``RESOURCE_EXHAUSTED``, :class:`Unauthenticated` →
+  ``UNAUTHENTICATED``, :class:`PermissionDenied` → ``PERMISSION_DENIED``, ``TemporaryError`` →
   ``UNAVAILABLE``; anything else is logged with its traceback and answered ``INTERNAL`` with a
   one-line message.
 - :func:`error_from_rpc`: the client side of the same mapping (an ``AioRpcError`` back to
@@ -32,12 +40,15 @@ import grpc
 import grpc.aio
 
 from meridio.common import bounds
+from meridio.common import identity as identitymod
 from meridio.common import log as logmod
+from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 
 __all__ = [
     "SERVER_OPTIONS", "CLIENT_OPTIONS", "InvalidArgument", "NotFound", "FailedPrecondition", "ResourceExhausted",
-    "ListenError", "create_server", "add_listener", "listen_address", "unix_path", "insecure_channel", "status_for",
+    "ListenError", "Unauthenticated", "PermissionDenied", "create_server", "channel", "RenewingChannel",
+    "peer_identity", "add_listener", "listen_address", "unix_path", "insecure_channel", "status_for",
     "map_errors", "error_from_rpc", "call_with_errors", "TEMPORARY_CODES",
 ]
 
@@ -86,6 +97,14 @@ class FailedPrecondition(TemporaryError):
 
 class ResourceExhausted(TemporaryError):
     """A limit of the server is reached (too many watch streams); retry later."""
+
+
+class Unauthenticated(PermanentError):
+    """The caller presented no verified identity (a plain connection, or a certificate without one)."""
+
+
+class PermissionDenied(PermanentError):
+    """The caller's identity may not do this; the message says which rule."""
 
 
 class ListenError(OSError):
@@ -186,10 +205,13 @@ def listen_address(host: str, port: int) -> str:
     return host if unix_path(host) is not None else f"{host}:{port}"
 
 
-def add_listener(server: grpc.aio.Server, address: str) -> int:
+def add_listener(server: grpc.aio.Server, address: str, *, tls: tlsmod.Tls | None = None,
+                 log: logmod.Logger = logmod.null) -> int:
     """Listen on ``address``; returns the bound TCP port (useful with port 0), or 0 for a unix socket.
 
-    Raises :class:`ListenError` naming the address if it cannot be bound.
+    With ``tls`` the port speaks only mutual TLS (a client without a certificate signed by the CA fails
+    its handshake) and follows certificate rotations. Raises :class:`ListenError` naming the address if
+    it cannot be bound.
     """
     path = unix_path(address)
     if path is not None:
@@ -205,7 +227,10 @@ def add_listener(server: grpc.aio.Server, address: str) -> int:
     else:
         target = address
     try:
-        port = server.add_insecure_port(target)
+        if tls is None:
+            port = server.add_insecure_port(target)
+        else:
+            port = server.add_secure_port(target, tls.server_credentials(log=log))
     except RuntimeError as exc:
         raise ListenError(f"cannot listen on {address!r}: {exc}") from None
     if path is None and port == 0:
@@ -221,10 +246,92 @@ def insecure_channel(address: str, *, options: list[tuple[str, Any]] | None = No
     return grpc.aio.insecure_channel(address, options=[*CLIENT_OPTIONS, *(options or [])])
 
 
+def channel(address: str, *, tls: tlsmod.Tls | None, server: identitymod.Component,
+            options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+    """A client channel to a ``server`` component at ``address``: mutual TLS with ``tls``, plain without.
+
+    Reads the current certificate files (``TlsError`` if they are unusable). Create it inside the
+    event loop that will use it.
+    """
+    if tls is None:
+        return insecure_channel(address, options=options)
+    name = identitymod.server_name(server)
+    opts = [*CLIENT_OPTIONS, ("grpc.ssl_target_name_override", name), ("grpc.default_authority", name),
+            *(options or [])]
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=opts)
+
+
+class RenewingChannel:
+    """A long-lived client channel that is recreated after a certificate rotation when it is not READY.
+
+    :meth:`get` returns the channel to use for the next call. A READY channel is kept (its connection
+    was authenticated and goes on); one that is connecting or failing while the files have changed is
+    replaced, and the old one is closed ``retire_after_s`` seconds later (calls still on it end first).
+    """
+
+    def __init__(self, address: str, *, tls: tlsmod.Tls | None, server: identitymod.Component,
+                 retire_after_s: float = 30.0) -> None:
+        self.address, self._tls, self._server = address, tls, server
+        self._retire_after_s = retire_after_s
+        self._channel: grpc.aio.Channel | None = None
+        self._generation: tlsmod.Generation | None = None
+        self._retired: set[asyncio.Task[None]] = set()
+
+    @property
+    def current(self) -> grpc.aio.Channel | None:
+        return self._channel
+
+    def get(self) -> grpc.aio.Channel:
+        if self._channel is not None and self._tls is not None:
+            generation = self._tls.generation()
+            if generation != self._generation and \
+                    self._channel.get_state(try_to_connect=False) != grpc.ChannelConnectivity.READY:
+                try:
+                    fresh = channel(self.address, tls=self._tls, server=self._server)
+                except tlsmod.TlsError:
+                    return self._channel  # files mid-replacement: try again on the next call
+                self._retire(self._channel)
+                self._channel, self._generation = fresh, generation
+        if self._channel is None:
+            self._generation = self._tls.generation() if self._tls is not None else None
+            self._channel = channel(self.address, tls=self._tls, server=self._server)
+        return self._channel
+
+    def _retire(self, old: grpc.aio.Channel) -> None:
+        async def later() -> None:
+            await asyncio.sleep(self._retire_after_s)
+            await old.close()
+        task = asyncio.ensure_future(later())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+def peer_identity(context: grpc.aio.ServicerContext) -> identitymod.Identity:
+    """The caller's verified identity; :class:`Unauthenticated` if it has none."""
+    try:
+        found = identitymod.from_auth_context(context.auth_context())
+    except identitymod.IdentityError as exc:
+        raise Unauthenticated(f"caller identity: {exc}") from None
+    if found is None:
+        raise Unauthenticated("caller has no verified certificate (mutual TLS required)")
+    return found
+
+
 def status_for(exc: BaseException) -> grpc.StatusCode:
     """The status code an exception maps to (see the module docstring)."""
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, (InvalidArgument, PermanentError)):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, FailedPrecondition):

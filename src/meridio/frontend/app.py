@@ -24,6 +24,7 @@ from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import settings as settingsmod
 from meridio.common import tasks
+from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
 from meridio.frontend import desired, lbclient, secrets, service, viprules
 from meridio.frontend import metrics as metricsmod
@@ -69,6 +70,8 @@ class Settings:
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
     metrics_port: int = setting(2224, "TCP port of /metrics (Meridio's frontend default: 2224)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
 
 
 def _interface_addresses(interface: str) -> list[birdconf.IPAddress]:
@@ -132,8 +135,9 @@ async def _watch_attractor(nsp: NspClient, fe: service.Frontend, s: Settings, lo
         fe.set_attractor(mine)
 
 
-async def _watch_lb(fe: service.Frontend, s: Settings, hostname: str, log: logmod.Logger) -> None:
-    async for available in lbclient.watch_availability(s.lb_socket, hostname, log=log):
+async def _watch_lb(fe: service.Frontend, s: Settings, hostname: str, log: logmod.Logger,
+                    tls: tlsmod.Tls | None) -> None:
+    async for available in lbclient.watch_availability(s.lb_socket, hostname, log=log, tls=tls):
         fe.set_lb_available(available)
 
 
@@ -145,10 +149,16 @@ async def _watch_secrets(fe: service.Frontend, s: Settings, log: logmod.Logger) 
 async def serve(s: Settings, opts: service.Options, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
     """Run the frontend until ``stop`` is set; returns the exit code."""
     log = log.bind(trench=s.trench_name, attractor=s.attractor_name)
+    try:
+        tls = tlsmod.from_settings(s.tls_dir, s.tls_insecure)
+    except tlsmod.TlsError as exc:
+        log.critical("frontendStartFailed", error=str(exc), reason="tlsUnusable")
+        return 1
     hc = healthmod.Health({healthmod.READINESS: [healthmod.NSP_CLI, healthmod.EGRESS]}, log=log)
     if s.health_address:
         await hc.serve(s.health_address)
-    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
+    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up),
+                    tls=tls)
     fm = metricsmod.FrontendMetrics(metricsmod.Identity(s.trench_name, s.attractor_name), s.external_interface,
                                     log=log) if s.metrics_enabled else None
     fe = service.Frontend(opts, rules=viprules.VipRules(opts.base.table_id, log=log), registry=nsp, health=hc,
@@ -156,7 +166,7 @@ async def serve(s: Settings, opts: service.Options, stop: asyncio.Event, *, log:
     endpoint = await fm.start(fe, s.metrics_port) if fm is not None else None
     watchers: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(_watch_attractor(nsp, fe, s, log), "nspAttractorWatch", log),
-        tasks.guard(_watch_lb(fe, s, opts.hostname, log), "lbAvailabilityWatch", log),
+        tasks.guard(_watch_lb(fe, s, opts.hostname, log, tls), "lbAvailabilityWatch", log),
         tasks.guard(_watch_secrets(fe, s, log), "secretsWatch", log),
     ]
     running = [asyncio.ensure_future(w) for w in watchers]

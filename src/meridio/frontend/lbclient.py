@@ -16,8 +16,9 @@ import grpc.aio
 from google.protobuf import empty_pb2
 
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
-from meridio.common import grpcutil
+from meridio.common import grpcutil, identity
 from meridio.common import log as logmod
+from meridio.common import tls as tlsmod
 from meridio.common.retry import Backoff
 from meridio.frontend import announce
 
@@ -29,13 +30,23 @@ def _backoff() -> Backoff:
 
 
 async def watch_availability(address: str, hostname: str, *, log: logmod.Logger = logmod.null,
-                             backoff: Callable[[], Backoff] = _backoff) -> AsyncIterator[bool]:
-    """Availability of the LB at ``address`` (``unix:///var/lib/meridio/lb.sock``) for ``hostname``."""
+                             backoff: Callable[[], Backoff] = _backoff,
+                             tls: tlsmod.Tls | None = None) -> AsyncIterator[bool]:
+    """Availability of the LB at ``address`` (``unix:///var/lib/meridio/lb.sock``) for ``hostname``.
+
+    ``tls``: mutual TLS with this frontend's certificate (a new channel, so the current files, on every
+    reconnect); ``None`` only in insecure mode."""
     delay = backoff()
     last: bool | None = None
     log = log.bind(lb=address)
     while True:
-        async with grpcutil.insecure_channel(address) as channel:
+        try:
+            channel = grpcutil.channel(address, tls=tls, server=identity.Component.LB)
+        except tlsmod.TlsError as exc:
+            log.warning("lbWatchFailed", reason="tls", error=str(exc))
+            await asyncio.sleep(delay.next_delay())
+            continue
+        async with channel:
             stub = stream_pb2_grpc.StreamAvailabilityServiceStub(channel)
             call = stub.Watch(empty_pb2.Empty(), wait_for_ready=False)
             try:

@@ -22,9 +22,10 @@ from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
+from meridio.common import tls as tlsmod
 from meridio.common.settings import SettingsError, setting
 from meridio.common.tasks import guard, run_until_signalled
-from meridio.ipam import conduits, tree
+from meridio.ipam import authz, conduits, tree
 from meridio.ipam.metrics import IpamMetrics
 from meridio.ipam.registry import Registry, collect_garbage_forever, release_departed_forever
 from meridio.ipam.servicer import IpamServicer
@@ -62,6 +63,8 @@ class Settings:
     health_address: str = setting("", "extra grpc.health.v1 listener, e.g. unix:///tmp/health.sock "
                                   "(health is always served on the main port)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
     metrics_port: int = setting(2226, "TCP port of /metrics")
 
@@ -139,11 +142,18 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
     """Serve ``registry`` until ``stop`` is set, following the NSP's conduits and collecting garbage."""
     # Meridio's IPAM: Liveness = sub-service IPAM; Startup has no sub-service and is set once serving.
     health = healthmod.Health({healthmod.LIVENESS: [healthmod.IPAM], healthmod.STARTUP: []}, log=log)
+    try:
+        tls = tlsmod.from_settings(settings.tls_dir, settings.tls_insecure)
+    except tlsmod.TlsError as exc:
+        log.critical("startFailed", reason="tlsUnusable", error=str(exc))
+        return 1
+    policy = authz.Policy(trench=settings.trench_name) if tls is not None else None
     server = grpcutil.create_server()
-    ipam_pb2_grpc.add_IpamServicer_to_server(IpamServicer(registry, log=log), server)
+    ipam_pb2_grpc.add_IpamServicer_to_server(IpamServicer(registry, log=log, policy=policy), server)
     health.add_to(server)
     try:
-        port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port))
+        port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port),
+                                     tls=tls, log=log)
         await server.start()
         if settings.health_address:
             await health.serve(settings.health_address)
@@ -156,7 +166,7 @@ async def serve(settings: Settings, registry: Registry, stop: asyncio.Event, *,
                 if settings.metrics_enabled else None)
     health.set_serving(healthmod.IPAM)
     health.set_serving(healthmod.STARTUP)
-    nsp = nspclient.NspClient(settings.nsp_service, log=log)
+    nsp = nspclient.NspClient(settings.nsp_service, log=log, tls=tls)
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(guard(conduits.follow_conduits(nsp, registry, log=log), "followConduits",

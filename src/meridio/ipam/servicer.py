@@ -10,6 +10,8 @@ a node not in ``IPAM_NODES``                ``FAILED_PRECONDITION``
 ``no more prefix available``                ``RESOURCE_EXHAUSTED``
 conduit not announced by the NSP before     ``UNAVAILABLE``
 the call's deadline; registry write failed
+no verified identity (mutual TLS on)         ``UNAUTHENTICATED``
+identity may not (:mod:`meridio.ipam.authz`) ``PERMISSION_DENIED``
 anything else (a bug)                       ``INTERNAL`` (logged)
 ==========================================  ======================
 """
@@ -22,11 +24,11 @@ import grpc.aio
 from google.protobuf import empty_pb2
 
 from meridio.api.pb.ipam.v1 import ipam_pb2, ipam_pb2_grpc
-from meridio.common import bounds
+from meridio.common import bounds, grpcutil
 from meridio.common import log as logmod
 from meridio.common.grpcutil import FailedPrecondition
 from meridio.common.retry import TemporaryError
-from meridio.ipam import tree
+from meridio.ipam import authz, tree
 from meridio.ipam.registry import ChildRequest, Registry, RequestError
 from meridio.ipam.store import IpamStoreError
 
@@ -64,6 +66,8 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     """The status code of an error raised while serving a request (see the module docstring)."""
     if isinstance(exc, RequestError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, (grpcutil.Unauthenticated, grpcutil.PermissionDenied)):
+        return grpcutil.status_for(exc)
     if isinstance(exc, tree.NoMorePrefix):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, FailedPrecondition):
@@ -74,13 +78,22 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 
 
 class IpamServicer(ipam_pb2_grpc.IpamServicer):
-    def __init__(self, registry: Registry, *, log: logmod.Logger = logmod.null) -> None:
+    def __init__(self, registry: Registry, *, log: logmod.Logger = logmod.null,
+                 policy: authz.Policy | None = None) -> None:
+        """``policy``: authorise by the caller's identity (mutual TLS); ``None`` only in insecure mode."""
         self._registry = registry
         self._log = log
+        self._policy = policy
+
+    def _child(self, request: ipam_pb2.Child, context: grpc.aio.ServicerContext) -> ChildRequest:
+        child = child_from_pb(request)
+        if self._policy is not None:
+            self._policy.check(grpcutil.peer_identity(context), child)
+        return child
 
     async def Allocate(self, request: ipam_pb2.Child, context: grpc.aio.ServicerContext) -> ipam_pb2.Prefix:
         try:
-            child = child_from_pb(request)
+            child = self._child(request, context)
             # Wait for the conduit only as long as the caller does (Meridio waits without limit), and
             # less than the server's own limit on a call, so the answer says what was missing.
             remaining = context.time_remaining()
@@ -92,7 +105,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServicer):
 
     async def Release(self, request: ipam_pb2.Child, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         try:
-            self._registry.release(child_from_pb(request))
+            self._registry.release(self._child(request, context))
         except Exception as exc:  # noqa: BLE001 - every error is mapped to a status code
             await self._abort(context, "Release", exc)
         return empty_pb2.Empty()

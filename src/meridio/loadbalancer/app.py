@@ -27,6 +27,7 @@ from meridio.common import health as healthmod
 from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
+from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
 from meridio.kernel import localsock, netlink, nftables
 from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service
@@ -71,6 +72,8 @@ class Settings:
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics")
     metrics_port: int = setting(2223, "port of the /metrics endpoint (every address of the pod)")
     log_level: str = setting("DEBUG", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     netns: str = setting("", "namespace the conduit's proxies link into, announced in NSP with the "
                          "LOADBALANCER target ('' = this process's /run/netns name)")
     announce_refresh: float = setting(20.0, "the LOADBALANCER announcement is refreshed this often (below the "
@@ -206,10 +209,11 @@ def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.
     return m
 
 
-async def _serve_availability(lb: service.LoadBalancer, address: str, access: localsock.Access,
+async def _serve_availability(lb: service.LoadBalancer, address: str, tls: tlsmod.Tls | None,
+                              access: localsock.Access,
                               log: logmod.Logger) -> tuple[Any, localsock.GuardedListener | None]:
-    """The availability server; on a unix socket behind a :class:`~meridio.kernel.localsock.GuardedListener`
-    (owner-only, callers' uids checked)."""
+    """The availability server (mutual TLS when ``tls`` is given); on a unix socket behind a
+    :class:`~meridio.kernel.localsock.GuardedListener` (owner-only, callers' uids checked)."""
     server = grpcutil.create_server()
     stream_pb2_grpc.add_StreamAvailabilityServiceServicer_to_server(
         availability.AvailabilityService(lb.availability), server)
@@ -217,11 +221,11 @@ async def _serve_availability(lb: service.LoadBalancer, address: str, access: lo
     guard = localsock.GuardedListener(path, access, log=log) if path else None
     try:
         if guard is None:
-            grpcutil.add_listener(server, address)
+            grpcutil.add_listener(server, address, tls=tls, log=log)
         else:
             guard.prepare()
             with localsock.private_umask():
-                grpcutil.add_listener(server, f"unix:{guard.backend}")
+                grpcutil.add_listener(server, f"unix:{guard.backend}", tls=tls, log=log)
         await server.start()
         if guard is not None:
             await guard.start()
@@ -244,9 +248,10 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     hc.set_serving(healthmod.LIVENESS)
     lb, nft, nl = _build(s, hostname, hc, log)
     try:
+        tls = tlsmod.from_settings(s.tls_dir, s.tls_insecure)
         server, guard = await _serve_availability(
-            lb, s.socket, localsock.access_from(s.socket_uids, s.socket_group, prefix=ENV_PREFIX), log)
-    except (grpcutil.ListenError, settingsmod.SettingsError) as exc:
+            lb, s.socket, tls, localsock.access_from(s.socket_uids, s.socket_group, prefix=ENV_PREFIX), log)
+    except (grpcutil.ListenError, settingsmod.SettingsError, tlsmod.TlsError) as exc:
         log.critical("lbStartFailed", error=str(exc))
         nl.close()
         nft.close()
@@ -256,7 +261,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     reader = nftables.Nft()
     endpoint = (await metricsmod.serve_or_log(_lb_metrics(lb, nl, reader, s).metrics, s.metrics_port, log)
                 if s.metrics_enabled else None)
-    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up))
+    nsp = NspClient(s.nsp_service, log=log, on_connectivity=lambda up: hc.set_serving(healthmod.NSP_CLI, up),
+                    tls=tls)
     loops: list[Coroutine[Any, Any, Any]] = [
         tasks.guard(_watch_vips(nsp, lb, s), "nspVipWatch", log),
         tasks.guard(_watch_conduit(nsp, lb, s), "nspConduitWatch", log),

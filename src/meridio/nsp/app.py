@@ -19,11 +19,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 from meridio.common import clock, grpcutil, health, tasks
+from meridio.common import identity as identitymod
 from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
+from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
-from meridio.nsp import config, registry, service, source, store, targets, watchers
+from meridio.nsp import authz, config, registry, service, source, store, targets, watchers
 from meridio.nsp import metrics as nspmetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve"]
@@ -48,6 +50,8 @@ class Settings:
                                          "watch streams one TCP connection may hold (unix sockets: the total only)")
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
     metrics_port: int = setting(2225, "TCP port of /metrics")
 
@@ -67,7 +71,22 @@ class _Parts:
     port: int
 
 
+def _policy(tls: tlsmod.Tls | None) -> authz.Policy | None:
+    """Authorisation for the trench this NSP's own certificate names (``None`` in insecure mode)."""
+    if tls is None:
+        return None
+    try:
+        own = identitymod.from_certificate_pem(tls.load().cert)
+    except identitymod.IdentityError as exc:
+        raise tlsmod.TlsError(f"{tls.directory / tlsmod.CERT_FILE}: {exc}") from None
+    if own.component is not identitymod.Component.NSP or own.trench is None:
+        raise tlsmod.TlsError(f"{tls.directory / tlsmod.CERT_FILE}: identity {own.uri[:64]!r} is not an NSP of a trench")
+    return authz.Policy(trench=own.trench)
+
+
 async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
+    tls = tlsmod.from_settings(settings.tls_dir, settings.tls_insecure)
+    policy = _policy(tls)
     db, restored = store.open_store(settings.datasource, log=log)
     reg = registry.Registry(clock=clock.SystemClock(), timeout=settings.entry_timeout)
     reg.restore(restored)
@@ -76,10 +95,11 @@ async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
     hc = health.Health({health.LIVENESS: [health.NSP]}, log=log)
     server = grpcutil.create_server()
     quota = watchers.Quota(total=settings.max_watchers, per_peer=settings.max_watchers_per_peer)
-    service.add_to_server(server, manager, registry_, quota=quota, log=log)
+    service.add_to_server(server, manager, registry_, quota=quota, log=log, policy=policy)
     hc.add_to(server)
     try:
-        port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port))
+        port = grpcutil.add_listener(server, grpcutil.listen_address(settings.listen_address, settings.port),
+                                     tls=tls, log=log)
         await server.start()
         if settings.health_address:
             await hc.serve(settings.health_address)

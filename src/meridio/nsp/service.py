@@ -5,9 +5,11 @@ answer. Errors map to status codes through :func:`meridio.common.grpcutil.map_er
 target or filter (see :func:`meridio.nsp.registry.validate`), or one of another trench, is
 ``INVALID_ARGUMENT`` with a message naming the field and the rule; a target of a conduit or stream
 this NSP's configuration does not have (yet) is ``FAILED_PRECONDITION`` (TAPA, LB and frontend retry
-both); a database write that fails is ``UNAVAILABLE`` (nothing was changed). A watch beyond the
-:class:`~meridio.nsp.watchers.Quota` is ``RESOURCE_EXHAUSTED``. Watch streams end (status OK) when the
-server shuts down; clients reconnect.
+both); a database write that fails is ``UNAVAILABLE`` (nothing was changed). With mutual TLS,
+Register and Unregister are authorised by the caller's identity (:mod:`meridio.nsp.authz`): no
+identity is ``UNAUTHENTICATED``, a rule broken is ``PERMISSION_DENIED``, and nothing changes. A watch
+beyond the :class:`~meridio.nsp.watchers.Quota` is ``RESOURCE_EXHAUSTED``. Watch streams end (status
+OK) when the server shuts down; clients reconnect.
 
 Every watcher of one filter gets the same view object, so :class:`_Encoder` builds its response
 message once per distinct view, not once per watcher (2000 watchers of one stream: one message).
@@ -25,7 +27,7 @@ from meridio.api import model
 from meridio.api.pb.nsp.v1 import configurationmanager_pb2_grpc, model_pb2, targetregistry_pb2, targetregistry_pb2_grpc
 from meridio.common import bounds, grpcutil
 from meridio.common import log as logmod
-from meridio.nsp import config, registry, targets, watchers
+from meridio.nsp import authz, config, registry, targets, watchers
 
 __all__ = ["ConfigurationManagerServicer", "TargetRegistryServicer", "decode_target", "add_to_server"]
 
@@ -170,26 +172,36 @@ def decode_target(m: targetregistry_pb2.Target) -> model.Target:
 
 class TargetRegistryServicer(targetregistry_pb2_grpc.TargetRegistryServicer):
     def __init__(self, registry_: targets.Targets, *, config: Callable[[], model.Configuration] | None = None,
-                 quota: watchers.Quota | None = None, log: logmod.Logger = logmod.null) -> None:
+                 quota: watchers.Quota | None = None, log: logmod.Logger = logmod.null,
+                 policy: authz.Policy | None = None) -> None:
+        """``policy``: authorise changes by the caller's identity (mutual TLS); ``None`` only in insecure mode."""
         self._targets = registry_
         self._config = config or model.Configuration
         self._quota = quota if quota is not None else watchers.Quota()
         self._encoder = _Encoder()
         self._log = log
+        self._policy = policy
 
-    def _authorize(self, context: grpc.aio.ServicerContext, target: model.Target) -> None:
-        """The seam for identity-based ownership: with mTLS, raise ``PERMISSION_DENIED`` here unless the
-        caller's certificate names the TAPA, LB or frontend ``target`` belongs to. Without TLS every
-        caller is accepted (the scope checks still apply)."""
+    def _authorise(self, context: grpc.aio.ServicerContext, action: authz.Action, target: model.Target) -> str | None:
+        """The caller's identity URI once it may do ``action`` (raises otherwise); ``None`` without a policy."""
+        if self._policy is None:
+            return None
+        caller = grpcutil.peer_identity(context)
+        try:
+            self._policy.check(caller, action, target, owner=self._targets.owner_of(target))
+        except grpcutil.PermissionDenied as exc:
+            self._log.warning("targetChangeRefused", action=action.value, caller=caller.uri, error=str(exc))
+            raise
+        return caller.uri
 
     @grpcutil.map_errors(_log)
     async def Register(self, request: targetregistry_pb2.Target, context: grpc.aio.ServicerContext
                        ) -> empty_pb2.Empty:
         target = decode_target(request)
         registry.validate(target)
-        self._authorize(context, target)
+        owner = self._authorise(context, authz.Action.REGISTER, target)
         registry.check_scope(target, self._config())
-        self._targets.register(target)
+        self._targets.register(target, owner=owner)
         return empty_pb2.Empty()
 
     @grpcutil.map_errors(_log)
@@ -198,7 +210,7 @@ class TargetRegistryServicer(targetregistry_pb2_grpc.TargetRegistryServicer):
         # Not scope-checked: the entry of a stream removed from the configuration must still go.
         target = decode_target(request)
         registry.validate_filter(target)
-        self._authorize(context, target)
+        self._authorise(context, authz.Action.UNREGISTER, target)
         self._targets.unregister(target)
         return empty_pb2.Empty()
 
@@ -223,10 +235,11 @@ def _targets_response(items: tuple[model.Target, ...]) -> targetregistry_pb2.Tar
 
 
 def add_to_server(server: grpc.aio.Server, manager: config.ConfigurationManager, registry_: targets.Targets,
-                  *, quota: watchers.Quota | None = None, log: logmod.Logger = logmod.null) -> None:
+                  *, quota: watchers.Quota | None = None, log: logmod.Logger = logmod.null,
+                  policy: authz.Policy | None = None) -> None:
     """Both servicers on ``server``; they share one watch ``quota`` (default :class:`~watchers.Quota`)."""
     quota = quota if quota is not None else watchers.Quota()
     configurationmanager_pb2_grpc.add_ConfigurationManagerServicer_to_server(
         ConfigurationManagerServicer(manager, quota=quota, log=log), server)
     targetregistry_pb2_grpc.add_TargetRegistryServicer_to_server(
-        TargetRegistryServicer(registry_, config=lambda: manager.config, quota=quota, log=log), server)
+        TargetRegistryServicer(registry_, config=lambda: manager.config, quota=quota, log=log, policy=policy), server)

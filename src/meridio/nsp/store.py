@@ -1,6 +1,9 @@
 """sqlite persistence of the target registry (``NSP_DATASOURCE``, default ``/run/nsp/data/registry.db``).
 
-One table, one row per target ID, human-readable columns. Every :class:`~meridio.nsp.registry.Change`
+Table ``targets``: one row per target ID, human-readable columns. Table ``owners``: the identity
+(``spiffe://`` URI) that registered each target, for the NSP's authorisation (:mod:`meridio.nsp.authz`);
+it is created in a database of an older version on open (its targets have no owner then).
+Every :class:`~meridio.nsp.registry.Change`
 is written in one transaction before the RPC that caused it returns (WAL journal,
 ``synchronous=FULL``: a committed change survives a SIGKILL and a power cut). Keepalive deadlines are
 not stored: restored entries get fresh timers.
@@ -19,7 +22,7 @@ import os
 import pathlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from meridio.api import model
@@ -42,6 +45,12 @@ CREATE TABLE IF NOT EXISTS targets (
     max_targets  INTEGER NOT NULL DEFAULT 0,
     conduit_name TEXT,              -- NULL: no conduit
     trench_name  TEXT               -- NULL: no trench
+)
+"""
+_OWNERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS owners (
+    id       TEXT PRIMARY KEY,      -- target ID, as in targets
+    identity TEXT NOT NULL          -- spiffe:// URI of the registering component
 )
 """
 _COLUMNS = "id, ips, context, status, type, stream_name, max_targets, conduit_name, trench_name"
@@ -90,13 +99,21 @@ class TargetStore:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM targets ORDER BY id").fetchall()
         return [_target(r) for r in rows]
 
-    def apply(self, change: registry.Change) -> None:
-        """Write ``change`` in one transaction (refreshes are not written)."""
-        if not change.put and not change.delete:
+    def owners(self) -> dict[str, str]:
+        """Target ID → owner identity URI."""
+        return dict(self._conn.execute("SELECT id, identity FROM owners").fetchall())
+
+    def apply(self, change: registry.Change, owners: Mapping[str, str] | None = None) -> None:
+        """Write ``change`` and new ``owners`` in one transaction (refreshes are not written); a deleted
+        target loses its owner."""
+        if not change.put and not change.delete and not owners:
             return
         try:
             with self._conn:
                 self._conn.executemany("DELETE FROM targets WHERE id = ?", [(d,) for d in change.delete])
+                self._conn.executemany("DELETE FROM owners WHERE id = ?", [(d,) for d in change.delete])
+                self._conn.executemany("INSERT OR REPLACE INTO owners (id, identity) VALUES (?,?)",
+                                       sorted((owners or {}).items()))
                 self._conn.executemany(f"INSERT OR REPLACE INTO targets ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                                        [_row(tid, t) for tid, t in change.put])
         except sqlite3.Error as exc:
@@ -115,6 +132,7 @@ def _connect(path: str) -> tuple[sqlite3.Connection, list[model.Target]]:
         conn.execute("PRAGMA synchronous=FULL")
         with conn:
             conn.execute(_SCHEMA)
+            conn.execute(_OWNERS_SCHEMA)
         try:
             targets = TargetStore(conn, path).load()
         except (ValueError, TypeError, KeyError) as exc:

@@ -48,6 +48,8 @@ class Targets:
         self._wake = asyncio.Event()
         self.operations: dict[Operation, int] = dict.fromkeys(Operation, 0)
         """Entries changed since start, by operation (counted once the change is stored)."""
+        self._owners: dict[str, str] = {k: v for k, v in (db.owners() if db else {}).items() if k in reg}
+        """Target ID → identity URI of the component that registered it (:mod:`meridio.nsp.authz`)."""
 
     @property
     def registry(self) -> registry.Registry:
@@ -60,11 +62,19 @@ class Targets:
     def watcher_count(self) -> int:
         return len(self._hub)
 
-    def register(self, target: model.Target) -> None:
-        """Add or update ``target`` (raises ``InvalidTarget`` / ``RegistryStoreError``; nothing changes then)."""
+    def owner_of(self, target: model.Target) -> str | None:
+        """The identity that registered ``target``, ``None`` if unknown or registered without one."""
+        return self._owners.get(registry.target_id(registry.normalize(target)))
+
+    def register(self, target: model.Target, *, owner: str | None = None) -> None:
+        """Add or update ``target`` (raises ``InvalidTarget`` / ``RegistryStoreError``; nothing changes then).
+
+        ``owner``: the caller's identity URI, stored with a target that has none yet."""
         change = self._reg.plan_register(target)
-        new = change.refresh[0] not in self._reg
-        self._commit(change)
+        tid = change.refresh[0]
+        new = tid not in self._reg
+        claim = {tid: owner} if owner is not None and tid not in self._owners else {}
+        self._commit(change, claim)
         if new:
             self._count(Operation.REGISTER)
             self._log.info("targetRegistered", target=change.refresh[0])
@@ -96,14 +106,17 @@ class Targets:
     def _count(self, op: Operation, n: int = 1) -> None:
         self.operations[op] += n
 
-    def _commit(self, change: Change) -> None:
+    def _commit(self, change: Change, owners: dict[str, str] | None = None) -> None:
         if self._db is not None:
             try:
-                self._db.apply(change)
+                self._db.apply(change, owners)
             except store.RegistryStoreError as exc:
                 self._log.error("registryWriteFailed", error=str(exc))
                 raise
         self._reg.apply(change)
+        self._owners.update(owners or {})
+        for tid in change.delete:
+            self._owners.pop(tid, None)
         if change.modifies_targets:
             self._hub.publish(self._reg.targets())
 

@@ -14,7 +14,8 @@ import grpc.aio
 
 from meridio.api.pb.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from meridio.api.pb.nsp.v1 import model_pb2
-from meridio.common import grpcutil
+from meridio.common import grpcutil, identity
+from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 
 __all__ = ["BRIDGE_CHILD", "Ipam", "lb_child", "target_child"]
@@ -35,18 +36,19 @@ class Ipam:
     """Allocate/release named children in this proxy's node subnet of its conduit."""
 
     def __init__(self, address: str, *, trench: str, conduit: str, node: str, families: Iterable[int],
-                 call_timeout: float = 10.0) -> None:
+                 call_timeout: float = 10.0, tls: tlsmod.Tls | None = None) -> None:
         self.address = address
         self.families = tuple(families)
         self.call_timeout = call_timeout
         self._conduit = model_pb2.Conduit(name=conduit, trench=model_pb2.Trench(name=trench))
         self._node = node
-        self._channel: grpc.aio.Channel | None = None
+        self._channels = grpcutil.RenewingChannel(address, tls=tls, server=identity.Component.IPAM)
 
     def _stub(self) -> ipam_pb2_grpc.IpamStub:
-        if self._channel is None:
-            self._channel = grpcutil.insecure_channel(self.address)
-        return ipam_pb2_grpc.IpamStub(self._channel)
+        try:
+            return ipam_pb2_grpc.IpamStub(self._channels.get())
+        except OSError as exc:  # the certificate files cannot be used right now
+            raise TemporaryError(f"IPAM {self.address}: {exc}") from None
 
     def _child(self, name: str, family: int) -> ipam_pb2.Child:
         return ipam_pb2.Child(name=name, subnet=ipam_pb2.Subnet(conduit=self._conduit, node=self._node,
@@ -76,9 +78,7 @@ class Ipam:
                 raise _classify(exc, f"release {name} (IPv{family}) at IPAM {self.address}") from None
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._channels.close()
 
 
 def _classify(exc: grpc.aio.AioRpcError, what: str) -> Exception:

@@ -27,6 +27,7 @@ from meridio.common import grpcutil, health, tasks
 from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
+from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.common.settings import SettingsError, setting
 from meridio.kernel import localsock
@@ -73,6 +74,8 @@ class Settings:
                                     duration=True)
     health_address: str = setting("", "extra grpc.health.v1 listener, e.g. unix:///tmp/health.sock")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
     metrics_port: int = setting(2227, "TCP port of /metrics")
 
@@ -174,9 +177,14 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     """Run the proxy until ``stop`` is set; returns the exit code."""
     cfg = config_from(s)
     log = log.bind(trench=cfg.trench, conduit=cfg.conduit, node=cfg.node)
+    try:
+        tls = tlsmod.from_settings(s.tls_dir, s.tls_insecure)
+    except tlsmod.TlsError as exc:
+        log.critical("proxyStartFailed", error=str(exc), reason="tlsUnusable")
+        return 1
     dp = dataplane.Dataplane(mtu=cfg.mtu, families=cfg.families)
     ipam = addressing.Ipam(ipam_address(s), trench=cfg.trench, conduit=cfg.conduit, node=cfg.node,
-                           families=cfg.families)
+                           families=cfg.families, tls=tls)
     fwd = Forwarder(Context(cfg, dp, ipam, deadlines.Deadlines(cfg.release_delay), time.monotonic, log))
     try:
         await fwd.start()
@@ -190,7 +198,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     creds = credentials.CredentialServer(credentials.credential_path(sock), monotonic=time.monotonic,
                                          access=access, log=log)
     hc = health.Health({health.READINESS: [health.EGRESS], health.LIVENESS: [health.NSP_CLI]}, log=log)
-    nsp = NspClient(nsp_address(s), log=log, on_connectivity=lambda up: hc.set_serving(health.NSP_CLI, up))
+    nsp = NspClient(nsp_address(s), log=log, on_connectivity=lambda up: hc.set_serving(health.NSP_CLI, up),
+                    tls=tls)
     server = grpcutil.create_server()
     service.add_to_server(server, service.LinkServicer(fwd, creds, log=log))
     hc.add_to(server)
@@ -198,7 +207,7 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
         await creds.start()
         guard.prepare()
         with localsock.private_umask():
-            grpcutil.add_listener(server, f"unix:{guard.backend}")
+            grpcutil.add_listener(server, f"unix:{guard.backend}", tls=tls, log=log)
         await server.start()
         await guard.start()
         if s.health_address:

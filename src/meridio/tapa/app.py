@@ -25,6 +25,7 @@ from meridio.common import grpcutil, health, tasks
 from meridio.common import log as logmod
 from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
+from meridio.common import tls as tlsmod
 from meridio.common.settings import SettingsError, setting
 from meridio.kernel import localsock
 from meridio.tapa import linkport, nspport, opener, service
@@ -60,6 +61,8 @@ class Settings:
     nsp_call_timeout: float = setting(5.0, "deadline of one NSP call", duration=True)
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
+    tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     metrics_enabled: bool = setting(False, "serve Prometheus metrics on /metrics (every IPv4 and IPv6 address)")
     metrics_port: int = setting(2228, "TCP port of /metrics")
 
@@ -98,10 +101,11 @@ def run(settings: Settings) -> int:
     return tasks.run_until_signalled(lambda stop: serve(settings, stop, log=log))
 
 
-def _link_factory(settings: Settings, log: logmod.Logger) -> LinkFactory:
+def _link_factory(settings: Settings, log: logmod.Logger, tls: tlsmod.Tls | None) -> LinkFactory:
     def factory(conduit: ConduitRef) -> linkport.ProxyLink:
         path = settings.proxy_socket.format(trench=conduit.trench, conduit=conduit.conduit, node=settings.node)
-        return linkport.ProxyLink(path, settings.name, log=log.bind(trench=conduit.trench, conduit=conduit.conduit))
+        return linkport.ProxyLink(path, settings.name, log=log.bind(trench=conduit.trench, conduit=conduit.conduit),
+                                  tls=tls)
     return factory
 
 
@@ -116,21 +120,27 @@ def _log_signals(stop: asyncio.Event, log: logmod.Logger) -> None:
             loop.add_signal_handler(sig, handler)
 
 
-def build_tap(settings: Settings, log: logmod.Logger) -> Tap:
+def build_tap(settings: Settings, log: logmod.Logger, *, tls: tlsmod.Tls | None = None) -> Tap:
+    """The TAPA core; ``tls``: mutual TLS towards the NSPs and proxies (``None`` only in insecure mode)."""
     def trench_factory(trench: str) -> nspport.NspSession:
         address = nspport.nsp_address(settings.nsp_service, trench=trench, namespace=settings.namespace)
-        return nspport.NspSession(address, trench, call_timeout=settings.nsp_call_timeout, log=log)
+        return nspport.NspSession(address, trench, call_timeout=settings.nsp_call_timeout, log=log, tls=tls)
 
     options = TapOptions(timing=opener.Timing(settings.nsp_entry_timeout, settings.timeout, settings.retry_interval),
                          connect_retry=settings.link_retry_interval)
-    return Tap(trench_factory=trench_factory, link_factory=_link_factory(settings, log), options=options,
+    return Tap(trench_factory=trench_factory, link_factory=_link_factory(settings, log, tls), options=options,
                log=log.bind(target=settings.name))
 
 
 async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
     """Run the TAPA until ``stop``; returns the exit code."""
     _log_signals(stop, log)
-    tap = build_tap(settings, log)
+    try:
+        tls = tlsmod.from_settings(settings.tls_dir, settings.tls_insecure)
+    except tlsmod.TlsError as exc:
+        log.critical("tapaStartFailed", error=str(exc), reason="tlsUnusable")
+        return 1
+    tap = build_tap(settings, log, tls=tls)
     hc = health.Health({health.LIVENESS: [health.AMBASSADOR]}, log=log)
     hc.register(health.STARTUP)
     server = grpcutil.create_server()

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from meridio.api import linkclient
 from meridio.api.link import Link
 from meridio.common import log as logmod
+from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 
 __all__ = ["ProxyLink"]
@@ -25,7 +26,9 @@ _LOOKUP_TIMEOUT_S = 5.0
 
 
 class ProxyLink:
-    def __init__(self, socket_path: str, target_id: str, *, log: logmod.Logger = logmod.null) -> None:
+    def __init__(self, socket_path: str, target_id: str, *, log: logmod.Logger = logmod.null,
+                 tls: tlsmod.Tls | None = None) -> None:
+        self._tls = tls
         self._path = socket_path
         self._target_id = target_id
         self._log = log
@@ -42,7 +45,7 @@ class ProxyLink:
 
     async def _connect(self, interface_name: str) -> Link:
         try:
-            return await linkclient.connect(self._path, self._target_id, interface_name)
+            return await linkclient.connect(self._path, self._target_id, interface_name, tls=self._tls)
         except PermanentError as exc:
             raise TemporaryError(f"proxy refused the link: {exc}") from None
         except OSError as exc:
@@ -61,7 +64,7 @@ class ProxyLink:
 
     async def disconnect(self) -> None:
         try:
-            await linkclient.disconnect(self._path, self._target_id)
+            await linkclient.disconnect(self._path, self._target_id, tls=self._tls)
         except PermanentError as exc:
             raise TemporaryError(f"proxy refused the disconnect: {exc}") from None
         except OSError as exc:
@@ -69,7 +72,7 @@ class ProxyLink:
 
     async def watch(self) -> AsyncIterator[Link | None]:
         try:
-            async for link in linkclient.watch(self._path, self._target_id):
+            async for link in linkclient.watch(self._path, self._target_id, tls=self._tls):
                 yield link if link.connected else None
         except PermanentError as exc:
             raise TemporaryError(f"proxy refused the watch: {exc}") from None

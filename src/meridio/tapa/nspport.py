@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.common import log as logmod
+from meridio.common import tls as tlsmod
 from meridio.common.retry import PermanentError, TemporaryError
 
 __all__ = ["NspSession", "nsp_address"]
@@ -27,13 +28,13 @@ def nsp_address(template: str, *, trench: str, namespace: str) -> str:
 
 class NspSession:
     def __init__(self, address: str, trench: str, *, call_timeout: float = 5.0,
-                 log: logmod.Logger = logmod.null) -> None:
+                 log: logmod.Logger = logmod.null, tls: tlsmod.Tls | None = None) -> None:
         self.trench = trench
         self._log = log.bind(trench=trench)
         self._call_timeout = call_timeout
         self._updates: asyncio.Queue[list[model.Stream] | None] = asyncio.Queue()
         self._client = NspClient(address, log=self._log, call_timeout=call_timeout,
-                                 on_connectivity=self._connectivity)
+                                 on_connectivity=self._connectivity, tls=tls)
 
     def _connectivity(self, up: bool) -> None:
         if not up:

@@ -6,6 +6,11 @@ recomputes the desired workloads from the stored resources with the pure
 :func:`meridio.runtime.reconcile.desired`, rewrites the trench ConfigMap files that changed (NSP picks
 them up), and starts or stops only the pods whose spec changed (:func:`meridio.runtime.reconcile.plan`).
 
+Mutual TLS (:mod:`meridio.runtime.local.pki`): the environment's CA issues every certificate a pod
+lists before the pod's processes start, and :meth:`Controller.rotate_certificates` renews them from
+their half-life on while the environment runs (the daemon calls it every
+:func:`~meridio.runtime.local.pki.check_interval`).
+
 Kernel work (namespaces, links, sysctls) runs in worker threads, pods in parallel. The external side
 (segments, gateway routers, traffic generators) is made once by ``up`` and repaired by every ``up``.
 """
@@ -16,6 +21,8 @@ import dataclasses
 import os
 import pathlib
 import shutil
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 from meridio.api import configmap, resources, tapaclient, validation, yamlio
@@ -25,7 +32,7 @@ from meridio.common import tasks
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import pods, routers, topology
+from meridio.runtime.local import pki, pods, routers, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
 from meridio.runtime.local.supervisor import ProcessSpec, Supervisor
@@ -51,10 +58,17 @@ def _label(obj: resources.Resource) -> str:
 
 
 class Controller:
-    def __init__(self, env: envmod.Environment, layout: StateLayout, *, log: logmod.Logger = logmod.null) -> None:
+    def __init__(self, env: envmod.Environment, layout: StateLayout, *, log: logmod.Logger = logmod.null,
+                 tls: bool = True, cert_lifetime_s: float = pki.DEFAULT_LIFETIME_S,
+                 now: Callable[[], float] = time.time) -> None:
         self.env, self.layout, self.log = env, layout, log
         self.naming = Naming(env.prefix)
-        self.builder = pods.PodBuilder(env, layout, self.naming)
+        self.builder = pods.PodBuilder(env, layout, self.naming, tls=tls)
+        self.cert_lifetime_s = cert_lifetime_s
+        """Lifetime of the component certificates, in seconds (renewed from half of it on)."""
+        self._now = now
+        self._ca: pki.Ca | None = None
+        self._issuing = threading.Lock()  # pods are prepared in worker threads, rotation runs in another
         self.store = Store(layout.store)
         self.sup = Supervisor(pid_dir=layout.pids, log=log, on_restart=self._process_restarted)
         self.pods: dict[str, pods.PodSpec] = {}
@@ -80,6 +94,8 @@ class Controller:
             progress(f"external side: {len(self.env.networks)} segments, {len(self.env.routers)} gateway routers")
             await asyncio.to_thread(topology.ensure_external, self.env, self.naming)
             self._start_routers()
+            if self.builder.tls:
+                await asyncio.to_thread(self._ensure_certificates, [self.builder.runtime_certificate()])
             for spec in self.side_processes:
                 self.sup.ensure(spec)
             if self.store.get_meta("initialized") is None:
@@ -289,6 +305,34 @@ class Controller:
         if spec.external is not None:
             topology.ensure_link(spec.external)
         self.layout.pod_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        self._ensure_certificates(spec.certificates)
+
+    # ------------------------------------------------------------------ certificates
+
+    def _ensure_certificates(self, specs: Sequence[pki.CertSpec], *, force: bool = False) -> int:
+        if not specs:
+            return 0
+        with self._issuing:
+            if self._ca is None:
+                self._ca = pki.Ca.load_or_create(self.layout.root / "pki", self.env.name, now=self._now())
+            return sum(self._ca.ensure(cert, now=self._now(), lifetime_s=self.cert_lifetime_s, force=force)
+                       for cert in specs)
+
+    def certificates(self) -> list[pki.CertSpec]:
+        """Every certificate of the environment: the runtime's own and those of the running pods."""
+        if not self.builder.tls:
+            return []
+        return [self.builder.runtime_certificate(), *(c for p in list(self.pods.values()) for c in p.certificates)]
+
+    def rotate_certificates(self, *, force: bool = False) -> int:
+        """Renew the certificates past their half-life (every one with ``force``); returns how many
+        (blocking file work: run it in a thread)."""
+        # A pod removed meanwhile keeps no directory: do not make it again.
+        live = [c for c in self.certificates() if c.directory.parent.parent.is_dir()]
+        issued = self._ensure_certificates(live, force=force)
+        if issued:
+            self.log.info("certificatesRenewed", count=issued, forced=force)
+        return issued
 
     async def _stop_pods_in_order(self, names: list[str], *, remove: bool = True) -> None:
         """Stop pods by kind, each kind in parallel: targets first (their TAPAs unregister and disconnect

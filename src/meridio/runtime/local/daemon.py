@@ -20,13 +20,15 @@ import pathlib
 import sys
 import time
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from meridio.api import resources
 from meridio.common import log as logmod
 from meridio.common import tasks
-from meridio.runtime.local import client, readiness
+from meridio.common import tls as tlsmod
+from meridio.common.durations import DurationError, parse_duration
+from meridio.runtime.local import client, pki, readiness
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local.controller import Controller, ControllerError, Progress
@@ -50,6 +52,7 @@ class Server:
             proto.Op.PING: self._ping, proto.Op.UP: self._up, proto.Op.WAIT: self._wait,
             proto.Op.APPLY: self._apply, proto.Op.DELETE: self._delete, proto.Op.SCALE: self._scale,
             proto.Op.STATUS: self._status, proto.Op.RESOURCES: self._resources, proto.Op.DOWN: self._down,
+            proto.Op.ROTATE: self._rotate,
         }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -110,6 +113,9 @@ class Server:
     async def _resources(self, _: proto.Resources, __: Progress) -> proto.ResourceList:
         return proto.ResourceList(tuple(resources.to_dict(o) for o in self.ctl.resources()))
 
+    async def _rotate(self, _: proto.Rotate, __: Progress) -> proto.Rotated:
+        return proto.Rotated(await asyncio.to_thread(self.ctl.rotate_certificates, force=True))
+
     async def _down(self, _: proto.Down, progress: Progress) -> proto.Removed:
         gone = await self.ctl.down(progress)
         self.exit_after_reply = True
@@ -141,13 +147,19 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
     except (OSError, envmod.EnvironmentSpecError) as exc:
         log.critical("runtimeStartFailed", error=str(exc))
         return 1
-    ctl = Controller(env, layout, log=log)
+    try:
+        tls, lifetime = tls_settings(os.environ)
+    except ValueError as exc:
+        log.critical("runtimeStartFailed", error=str(exc))
+        return 1
+    ctl = Controller(env, layout, log=log, tls=tls, cert_lifetime_s=lifetime)
     adopted = ctl.adopt()
     if adopted:
         log.info("processesFound", count=len(adopted), reason="previousRuntime")
     monitor = Monitor(env.monitoring, layout, env.name, pods=lambda: list(ctl.pods.values()),
                       statuses=ctl.sup.status, routers=lambda: readiness.gateways(ctl), log=log)
     keeping = await _start_monitoring(monitor, ctl, log)
+    rotating = asyncio.create_task(tasks.guard(_rotate_forever(ctl, log), "certificateRotation", log)) if tls else None
     server = Server(ctl, log)
     layout.control_socket.unlink(missing_ok=True)
     unix = await asyncio.start_unix_server(server.handle, path=str(layout.control_socket))
@@ -160,12 +172,43 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
     unix.close()
     if keeping is not None:
         keeping.cancel()
+    if rotating is not None:
+        rotating.cancel()
     await monitor.close()
     if not server.exit_after_reply:
         await ctl.shutdown()
     layout.control_socket.unlink(missing_ok=True)
     log.info("runtimeStopped")
     return 0
+
+
+LIFETIME_ENV = "MERIDIO_TLS_CERT_LIFETIME"
+
+def tls_settings(environ: Mapping[str, str]) -> tuple[bool, float]:
+    """(TLS on, certificate lifetime in seconds) from the daemon's environment: ``MERIDIO_TLS_INSECURE``
+    (true turns mutual TLS off, for compatibility tests only) and ``MERIDIO_TLS_CERT_LIFETIME`` (Go
+    duration, default 1h, at least 10s). Raises ``ValueError`` naming the variable."""
+    raw = environ.get(tlsmod.INSECURE_ENV, "").strip().lower()
+    if raw not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError(f"{tlsmod.INSECURE_ENV}={raw[:64]!r}: must be true or false")
+    lifetime_raw = environ.get(LIFETIME_ENV, "")
+    try:
+        lifetime = parse_duration(lifetime_raw) if lifetime_raw else pki.DEFAULT_LIFETIME_S
+    except DurationError as exc:
+        raise ValueError(f"{LIFETIME_ENV}={lifetime_raw[:64]!r}: {exc}") from None
+    if lifetime < 10:
+        raise ValueError(f"{LIFETIME_ENV}={lifetime_raw[:64]!r}: must be at least 10s")
+    return raw not in ("1", "true", "yes", "on"), lifetime
+
+
+async def _rotate_forever(ctl: Controller, log: logmod.Logger) -> None:
+    """Renew certificates from their half-life on, for as long as the daemon runs."""
+    while True:
+        await asyncio.sleep(pki.check_interval(ctl.cert_lifetime_s))
+        try:
+            await asyncio.to_thread(ctl.rotate_certificates)
+        except OSError as exc:  # a pod directory removed under our feet: the next round sees the new state
+            log.warning("certificateRotationFailed", error=str(exc))
 
 
 async def _start_monitoring(monitor: Monitor, ctl: Controller, log: logmod.Logger) -> asyncio.Task[None] | None:

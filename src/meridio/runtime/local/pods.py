@@ -13,6 +13,10 @@ environment variables, pointed at the environment's unix sockets:
 - a target pod runs the example target (answering with the pod name) and a TAPA on
   ``<state>/pods/<pod>/ambassador.sock``.
 
+Mutual TLS (on unless the builder is made with ``tls=False``): every component process gets
+``MERIDIO_TLS_DIR=<state>/pods/<pod>/tls/<component>`` and the pod spec lists the certificates the
+controller issues there before the pod starts (:attr:`PodSpec.certificates`, :meth:`PodBuilder.identity`).
+
 External addresses: an attractor's NetworkAttachmentDefinition is read as Multus would (``vlan`` and
 whereabouts ``ipRanges``/``exclude``); the segment is the environment network serving that NAD (or
 its VLAN), and the FE's host index is leased by the caller from :func:`host_candidates`.
@@ -28,10 +32,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from meridio.api import resources
+from meridio.common import identity as identitymod
+from meridio.common import tls as tlsmod
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import scrape, topology
+from meridio.runtime.local import pki, scrape, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
@@ -49,6 +55,16 @@ class PodSpec:
     external: topology.LinkSpec | None = None
     trench: str = ""
     node: str = ""
+    certificates: tuple[pki.CertSpec, ...] = ()
+    """Certificates of the pod's components, issued before the processes start."""
+
+
+_COMPONENTS = {"nsp": identitymod.Component.NSP, "ipam": identitymod.Component.IPAM, "lb": identitymod.Component.LB,
+               "frontend": identitymod.Component.FRONTEND, "proxy": identitymod.Component.PROXY,
+               "tapa": identitymod.Component.TAPA}
+"""The processes that talk gRPC to other components, and the identity component each has."""
+_NODE_BOUND = frozenset({identitymod.Component.PROXY, identitymod.Component.TAPA, identitymod.Component.LB,
+                         identitymod.Component.FRONTEND})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +132,10 @@ class PodBuilder:
     """Knows the environment's paths and names; builds :class:`PodSpec` values (no I/O)."""
 
     def __init__(self, env: envmod.Environment, layout: StateLayout, naming: Naming, *,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, tls: bool = True) -> None:
         self.env, self.layout, self.naming, self.python = env, layout, naming, python
+        self.tls = tls
+        """Mutual TLS between the components (off only for compatibility tests)."""
 
     # ----------------------------------------------------------------- addresses
 
@@ -136,6 +154,34 @@ class PodBuilder:
     def lb_socket(self, pod: str) -> pathlib.Path:
         return self.layout.pod_dir(pod) / "lb.sock"
 
+    def tls_dir(self, pod: str, component: str) -> pathlib.Path:
+        return self.layout.pod_dir(pod) / "tls" / component
+
+    def identity(self, w: rc.Workload, component: str) -> identitymod.Identity:
+        """The component's identity: per trench where the workload has one, per node where it matters."""
+        kind = _COMPONENTS[component]
+        trench = (w.trench or None) if kind is not identitymod.Component.TAPA else None
+        node = (w.node or None) if kind in _NODE_BOUND else None
+        return identitymod.Identity(cluster=self.env.name, component=kind, pod=w.name, trench=trench, node=node)
+
+    def runtime_identity(self) -> identitymod.Identity:
+        """The runtime's own client identity (``meridio status`` reads the NSPs with it)."""
+        return identitymod.Identity(cluster=self.env.name, component=identitymod.Component.RUNTIME, pod="daemon")
+
+    @property
+    def runtime_tls(self) -> tlsmod.Tls | None:
+        return tlsmod.Tls(self.layout.root / "pki" / "runtime") if self.tls else None
+
+    def runtime_certificate(self) -> pki.CertSpec:
+        return pki.CertSpec(self.layout.root / "pki" / "runtime", self.runtime_identity())
+
+    def _tls_env(self, w: rc.Workload, component: str) -> dict[str, str]:
+        if component not in _COMPONENTS:
+            return {}
+        if not self.tls:
+            return {tlsmod.INSECURE_ENV: "true", tlsmod.DIR_ENV: ""}
+        return {tlsmod.INSECURE_ENV: "false", tlsmod.DIR_ENV: str(self.tls_dir(w.name, component))}
+
     # ----------------------------------------------------------------- pods
 
     def build(self, w: rc.Workload, *, external: topology.LinkSpec | None = None) -> PodSpec:
@@ -143,12 +189,16 @@ class PodBuilder:
                  rc.Kind.PROXY: self._proxy, rc.Kind.TARGET: self._target}[w.kind]
         processes = tuple(build(w))
         sysctls = topology.POD_SYSCTLS if w.kind in (rc.Kind.FRONTEND_LB, rc.Kind.PROXY) else {}
+        certs = tuple(pki.CertSpec(self.tls_dir(w.name, p.component), self.identity(w, p.component))
+                      for p in processes if self.tls and p.component in _COMPONENTS)
         return PodSpec(name=w.name, kind=w.kind, netns=self.naming.pod_ns(w.name), spec_hash=w.spec_hash,
-                       sysctls=sysctls, processes=processes, external=external, trench=w.trench, node=w.node)
+                       sysctls=sysctls, processes=processes, external=external, trench=w.trench, node=w.node,
+                       certificates=certs)
 
     def _process(self, w: rc.Workload, component: str, argv: Sequence[str], env: Mapping[str, str],
                  extra: str | None = None, *, stop_timeout_s: float = 10.0) -> ProcessSpec:
-        merged = {**env, **scrape.metrics_env(component), **self.env.components.get(extra or component, {})}
+        merged = {**env, **self._tls_env(w, component), **scrape.metrics_env(component),
+                  **self.env.components.get(extra or component, {})}
         return ProcessSpec(pod=w.name, component=component, argv=tuple(argv), netns=self.naming.pod_ns(w.name),
                            env=merged, log_path=self.layout.log(w.name, component), stop_timeout_s=stop_timeout_s)
 

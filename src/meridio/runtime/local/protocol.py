@@ -39,6 +39,8 @@ __all__ = [
     "Removed",
     "Request",
     "Resources",
+    "Rotate",
+    "Rotated",
     "ResourceList",
     "Router",
     "Scale",
@@ -72,6 +74,7 @@ class Op(enum.Enum):
     STATUS = "status"
     RESOURCES = "resources"
     DOWN = "down"
+    ROTATE = "rotate"
 
 
 def _json(name: str) -> Any:
@@ -105,6 +108,13 @@ class Lines:
 @dataclasses.dataclass(frozen=True)
 class Scaled:
     message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rotated:
+    """How many certificates were issued anew (0 when the environment runs without mutual TLS)."""
+
+    certificates: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,8 +302,16 @@ class Down(Request[Removed]):
     reply = Removed
 
 
+@dataclasses.dataclass(frozen=True)
+class Rotate(Request[Rotated]):
+    """Issue every certificate of the environment anew now (not waiting for half-life)."""
+
+    op = Op.ROTATE
+    reply = Rotated
+
+
 REQUESTS: Mapping[Op, type[Request[Any]]] = {r.op: r for r in (Ping, Up, Wait, Apply, Delete, Scale, Status,
-                                                                 Resources, Down)}
+                                                                 Resources, Down, Rotate)}
 
 
 # --------------------------------------------------------------------------- codec

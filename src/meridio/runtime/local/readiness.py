@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from meridio.api import model, resources, tapaclient
 from meridio.api.nspclient import NspClient
+from meridio.common import tls as tlsmod
 from meridio.kernel import bird, iproute
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
@@ -81,8 +82,8 @@ async def _router(ctl: Live, router: envmod.Router) -> proto.Router:
                         routes={dst: tuple(hops) for dst, hops in routes.items()}, families=families)
 
 
-async def _nsp_targets(address: str) -> tuple[proto.RegisteredTarget, ...] | None:
-    client = NspClient(address, call_timeout=2.0)
+async def _nsp_targets(address: str, tls: tlsmod.Tls | None) -> tuple[proto.RegisteredTarget, ...] | None:
+    client = NspClient(address, call_timeout=2.0, tls=tls)
     flt = model.Target.make(status=model.TargetStatus.ANY, type=model.TargetType.DEFAULT)
     try:
         async with asyncio.timeout(2.0):
@@ -106,7 +107,8 @@ async def _targets(ctl: Live) -> dict[str, tuple[proto.StreamStatus, ...] | None
 
 async def _streams(ctl: Live) -> dict[str, tuple[proto.RegisteredTarget, ...] | None]:
     trenches = sorted((ctl.desired.configmaps if ctl.desired else {}).keys())
-    found = await asyncio.gather(*(_nsp_targets(ctl.builder.nsp_address(t)) for t in trenches))
+    found = await asyncio.gather(*(_nsp_targets(ctl.builder.nsp_address(t), ctl.builder.runtime_tls)
+                                   for t in trenches))
     return dict(zip(trenches, found))
 
 

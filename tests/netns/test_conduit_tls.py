@@ -1,0 +1,42 @@
+"""The conduit chain with mutual TLS on every component connection (NSP, IPAM, LB, proxy, TAPA).
+
+Real: every process and the kernel, as in ``test_conduit_tapa``; each process has its own certificate
+from the bed's CA (:meth:`ConduitEnv.tls_env`). Faked: the frontend's FRONTEND registration (it carries
+a frontend's certificate, as the real one would).
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.netns.conduit_support import conduit_env  # noqa: F401
+from tests.netns.test_conduit_tapa import _assert_all_reach, _wait_reach, _wait_streams
+
+pytestmark = pytest.mark.netns
+
+
+def test_open_and_close_work_end_to_end_with_mutual_tls(conduit_env) -> None:  # type: ignore[no-untyped-def]
+    env = conduit_env(tls=True)
+    env.add_lb("lb-1", real=True)
+    env.add_proxy("node-1")
+    t1, t2 = env.add_target_pod("target-1", "node-1"), env.add_target_pod("target-2", "node-1")
+    for t in (t1, t2):
+        t.target("open", "stream-a-i")
+        _wait_streams(t, {"stream-a-i": "OPEN"})
+    _wait_reach(env, {"target-1", "target-2"})
+    _assert_all_reach(env, {"target-1", "target-2"})
+    t2.target("close", "stream-a-i")
+    _wait_streams(t2, {})
+    _wait_reach(env, {"target-1"})
+    assert "tlsUnusable" not in env.procs.output(t1.tapa)
+
+
+def test_the_link_service_refuses_a_plain_client(conduit_env) -> None:  # type: ignore[no-untyped-def]
+    """The same plain link client gets its link from a bed without TLS (``test_proxy_link_service``); here
+    the proxy's TLS listener closes the connection before any request is read."""
+    env = conduit_env(tls=True)
+    proxy = env.add_proxy("node-1")
+    ns = env.add_target("target-9")
+    owner = env.link_owner(ns)
+    reply = owner.call(op="connect", socket=proxy.socket, target_id="target-9", ifname="nsm-0")
+    assert not reply["ok"] and reply["code"] == "UNAVAILABLE", reply
+    assert not proxy.ports("target-9"), "no link may be made for a caller without a certificate"
