@@ -34,10 +34,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import grpc  # noqa: E402
+from conduit_timings import TARGET, UDP_PORT, Prober, cycle, summary  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from conduit_timings import TARGET, UDP_PORT, Prober, cycle, summary  # noqa: E402
 from meridio.common import grpcutil  # noqa: E402
 from meridio.common import identity as idm  # noqa: E402
 from meridio.common import tls as tlsmod  # noqa: E402
