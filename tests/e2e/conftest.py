@@ -51,8 +51,10 @@ def _collect_logs(suite: E2E, dest: pathlib.Path) -> None:
     done = suite.meridio("status", "-o", "json", check=False)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "status.json").write_text(done.stdout or done.stderr)
-    shutil.copytree(state_root(ENV_NAME) / "logs", dest / "logs", dirs_exist_ok=True)
-    print(f"\ne2e failures: status and logs kept in {dest}")
+    logs = state_root(ENV_NAME) / "logs"
+    if logs.is_dir():  # gone when the environment itself was taken down under the suite
+        shutil.copytree(logs, dest / "logs", dirs_exist_ok=True)
+    print(f"\ne2e failures: status{' and logs' if logs.is_dir() else ''} kept in {dest}")
 
 
 @pytest.fixture(scope="session")
