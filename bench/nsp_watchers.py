@@ -7,7 +7,7 @@ directory, registers one target (with ``--big``: the largest target the NSP acce
 without limits, the issue's 200 000 IPs and 1 MB strings), then opens ``--watchers`` target watches
 spread over ``--channels`` client channels, all at once. Reports how many got their first list within
 30 s, how many were refused (and with which status), the first-message latency p50/p99/max, and the
-NSP's RSS (``/proc/<pid>/status`` VmRSS) before and with the watchers open. Not a test: nothing is
+NSP's RSS (``/proc/<pid>/status`` VmRSS) and PSS (``smaps_rollup``) before and with the watchers open. Not a test: nothing is
 asserted. Results: ``bench/results/nsp_watchers.json``.
 """
 from __future__ import annotations
@@ -43,6 +43,13 @@ details: set[str] = set()
 def rss_mib(pid: int) -> float:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pss_mib(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -92,7 +99,7 @@ async def measure(address: str, pid: int, args: argparse.Namespace) -> dict[str,
             registered = "OK"
         except grpc.aio.AioRpcError as exc:
             registered = f"{exc.code().name}: {(exc.details() or '')[:80]}"
-        rss_before = rss_mib(pid)
+        rss_before, pss_before = rss_mib(pid), pss_mib(pid)
         flt = targetregistry_pb2.Target(status=targetregistry_pb2.Target.ANY, stream=stream_pb())
         firsts: list[float] = []
         refused: collections.Counter[str] = collections.Counter()
@@ -103,7 +110,7 @@ async def measure(address: str, pid: int, args: argparse.Namespace) -> dict[str,
         deadline = started + FIRST_WITHIN_S
         while time.monotonic() < deadline and len(firsts) + sum(refused.values()) < args.watchers:
             await asyncio.sleep(0.1)
-        rss_with = rss_mib(pid)
+        rss_with, pss_with = rss_mib(pid), pss_mib(pid)
         stop.set()
         for t in tasks:
             t.cancel()
@@ -123,7 +130,8 @@ async def measure(address: str, pid: int, args: argparse.Namespace) -> dict[str,
         "first_ms_p50": pct(0.5), "first_ms_p99": pct(0.99), "first_ms_max": pct(1.0),
         "first_ms_mean": round(statistics.mean(lat) * 1000, 1) if lat else None,
         "refusals": sorted(details)[:5], "nsp_rss_mib_before": round(rss_before, 1),
-        "nsp_rss_mib_with_watchers": round(rss_with, 1),
+        "nsp_rss_mib_with_watchers": round(rss_with, 1), "nsp_pss_mib_before": round(pss_before, 1),
+        "nsp_pss_mib_with_watchers": round(pss_with, 1),
     }
 
 

@@ -6,6 +6,7 @@ The real adapters run in ``tests/netns/test_proxy_*``.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import os
@@ -505,3 +506,31 @@ async def test_leftover_lb_ports_of_replicas_no_longer_announced_are_removed() -
     assert not any(n.startswith("pl-") for n in bed.dp.ns[HOME])
     await restarted.tick()
     assert bed.ipam.released == ["lb:lb-1-src"]
+
+
+async def test_a_connect_cancelled_while_the_kernel_makes_its_link_finishes_and_the_retry_takes_the_link_over(
+        ) -> None:
+    bed = await started()
+    ns = bed.target_ns(7)
+    made = asyncio.Event()
+    create = bed.dp.create_link
+
+    async def later(**kw: Any) -> int:
+        await asyncio.sleep(0.05)
+        return await create(**kw)
+
+    async def slow_create(**kw: Any) -> int:
+        # As on the kernel thread: the veth is made even though the caller stops waiting for it.
+        made.set()
+        return await asyncio.shield(asyncio.ensure_future(later(**kw)))
+    bed.dp.create_link = slow_create  # type: ignore[method-assign]
+    call = asyncio.ensure_future(bed.fwd.connect("target-1", "nsm-0", pinned(ns)))
+    await made.wait()
+    call.cancel()  # the server's 10 s cap, or the client's deadline
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.1)  # the kernel has made the veth by now
+    info = await bed.fwd.connect("target-1", "nsm-0", pinned(ns))  # the retry
+    assert info.addresses == ("172.16.1.2/24", "fd00:0:0:1::2/64")
+    assert len(bed.dp.created) == 1 and list(bed.dp.ns[7]) == ["nsm-0"]
+    assert set(bed.fwd.targets.links) == {"target-1"}

@@ -10,6 +10,8 @@ import pytest
 
 from meridio.cli import main as climain
 from meridio.runtime.local import client
+from meridio.runtime.local import environment as envmod
+from meridio.runtime.local.layout import StateLayout
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +92,17 @@ def test_down_of_an_unknown_environment_has_nothing_to_do(capsys, monkeypatch) -
 def test_target_pod_of_an_environment_that_is_not_up_is_one_sentence(capsys) -> None:  # type: ignore[no-untyped-def]
     code, _, err = _run(capsys, "target", "watch", "--pod", "target-a-0")
     assert code == 1 and "pod 'target-a-0' of environment 'default' has no TAPA socket" in err
+
+
+def test_a_daemon_refusing_its_corrupt_store_exits_and_up_names_the_file_and_the_way_out(
+        tmp_path: pathlib.Path) -> None:
+    layout = StateLayout(tmp_path / "env")
+    client.save_environment(layout, envmod.DEFAULT_PATH.read_text(), envmod.DEFAULT_PATH.parent)
+    layout.store.write_bytes(b"")
+    with pytest.raises(client.DaemonUnavailable) as err:
+        client.start_daemon(layout, timeout=30)
+    message = str(err.value)
+    assert "exited at start (code 1)" in message and f"runtime store {layout.store} is empty (0 bytes)" in message
+    assert "restore a backup of it, or move it aside" in message
+    assert layout.store.read_bytes() == b""
+    assert client.daemon_pid(layout) is None

@@ -5,13 +5,14 @@ runs, built from the real default environment and resources, with no process or 
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Any
 
 from meridio.api import resources
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import pods, readiness, topology
+from meridio.runtime.local import pods, readiness, supervisor, topology
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local.layout import Naming, StateLayout
 
@@ -33,6 +34,7 @@ class _Ctl:
                                          topology.fe_address(net, i + 1)) if w.kind is rc.Kind.FRONTEND_LB else None  # type: ignore[arg-type]
             self.pods[w.name] = builder.build(w, external=ext)
         self.awaiting_streams = {"target-b-0": {"trench-b/conduit-b-1/stream-b-i"}}
+        self.blocked: dict[str, str] = {}
 
     def resources(self) -> list[resources.Resource]:
         return OBJS
@@ -127,3 +129,38 @@ def test_a_pending_stream_and_a_silent_tapa_are_not_ready() -> None:
     assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets=pending))) == ["pod target-b-0: stream stream-b-i PENDING"]
     assert readiness.not_ready(ctl, _typed(_snapshot(ctl, targets={"target-b-0": None}))) == [
         "pod target-b-0: TAPA not answering"]
+
+
+class _Sup:
+    def __init__(self, statuses: list[supervisor.ProcessStatus]) -> None:
+        self._statuses = statuses
+
+    def status(self) -> list[supervisor.ProcessStatus]:
+        return self._statuses
+
+
+def _statuses(ctl: _Ctl, **failed_ipam: Any) -> list[supervisor.ProcessStatus]:
+    running = supervisor.ProcessStatus("", "", "", 100, supervisor.ProcessState.RUNNING, 0, None, 0.0, "")
+    return [dataclasses.replace(running, name=p.name, pod=p.pod, component=p.component, log_path=str(p.log_path),
+                                **(failed_ipam if p.component == "ipam" else {}))
+            for spec in ctl.pods.values() for p in spec.processes]
+
+
+def test_a_pod_whose_process_keeps_exiting_at_start_is_failed_with_its_last_line() -> None:
+    ctl = _Ctl()
+    line = "meridio run ipam: IPAM registry /run/ipam/registry.db is corrupt; to recover, restore a backup of it"
+    ctl.sup = _Sup(_statuses(ctl, state=supervisor.ProcessState.BACKOFF, failed=True, quick_exits=5,  # type: ignore[attr-defined]
+                             last_error=line, restarts=5))
+    pods_ = {p.name: p for p in readiness._pods(ctl)}  # type: ignore[arg-type]
+    [failed] = [p for p in pods_.values() if p.state == "Failed"]
+    assert "ipam exited 5 times in a row soon after starting" in failed.reason and failed.reason.endswith(line)
+    assert [c.last_error for c in failed.containers if c.failed] == [line]
+    assert all(p.state == "Running" for p in pods_.values() if p is not failed)
+    snap = _typed(_snapshot(ctl, pods=proto.encode(list(pods_.values()))))
+    assert [r for r in readiness.not_ready(ctl, snap) if "Failed" in r] == [f"pod {failed.name}: Failed ({failed.reason})"]
+
+
+def test_a_pod_whose_processes_run_is_running_with_no_reason() -> None:
+    ctl = _Ctl()
+    ctl.sup = _Sup(_statuses(ctl))  # type: ignore[attr-defined]
+    assert {(p.state, p.reason) for p in readiness._pods(ctl)} == {("Running", "")}  # type: ignore[arg-type]

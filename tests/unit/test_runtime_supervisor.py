@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from meridio.common import retry
+from meridio.common.clock import FakeClock
 from meridio.runtime.local import supervisor as supmod
 from tests.conftest import eventually
 
@@ -243,3 +244,49 @@ async def test_restart_misplaced_leaves_processes_in_their_own_namespace_alone(t
     assert sup.restart_misplaced() == []
     assert sup.status()[0].pid == pid and sup.status()[0].restarts == 0
     await sup.stop_all()
+
+
+async def test_a_process_that_exits_at_every_start_is_reported_failed_with_its_last_line_and_still_retried(
+        tmp_path: pathlib.Path) -> None:
+    code = ("import sys; print('{\"severity\": \"info\", \"message\": \"starting\"}'); "
+            "print('meridio run ipam: IPAM registry /x.db is corrupt; to recover, restore a backup', file=sys.stderr); "
+            "sys.exit(1)")
+    # The fake clock never moves: every run is shorter than stable_after_s, whatever the machine's speed.
+    sup = supmod.Supervisor(backoff=_fast, fail_after=3, clock=FakeClock())
+    spec = _spec(tmp_path, code)
+    sup.ensure(spec)
+    await eventually(lambda: sup.status()[0].restarts >= 2)
+    assert not sup.status()[0].failed
+    await eventually(lambda: sup.status()[0].failed)
+    status = sup.status()[0]
+    assert status.quick_exits >= 3 and status.exit_code == 1
+    assert status.last_error == "meridio run ipam: IPAM registry /x.db is corrupt; to recover, restore a backup"
+    restarts = status.restarts
+    await eventually(lambda: sup.status()[0].restarts > restarts)  # still retried (at the capped delay)
+    await sup.stop_all()
+
+
+async def test_a_failed_process_that_then_stays_up_is_no_longer_failed(tmp_path: pathlib.Path) -> None:
+    count = tmp_path / "starts"
+    code = ("import pathlib, sys, time\n"
+            f"p = pathlib.Path({str(count)!r}); n = int(p.read_text()) if p.exists() else 0; p.write_text(str(n + 1))\n"
+            "if n < 3:\n    print('not yet', n, flush=True); sys.exit(2)\n"
+            "print('up', flush=True); time.sleep(30)\n")
+    sup = supmod.Supervisor(backoff=_fast, fail_after=3, stable_after_s=0.5)
+    spec = _spec(tmp_path, code)
+    sup.ensure(spec)
+    await eventually(lambda: sup.status()[0].failed)
+    assert sup.status()[0].last_error == "not yet 2"
+    await eventually(lambda: sup.status()[0].state is supmod.ProcessState.RUNNING and not sup.status()[0].failed)
+    assert sup.status()[0].quick_exits == 0
+    await sup.stop_all()
+
+
+def test_the_last_line_is_the_error_of_a_json_line_and_is_bounded(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "c.log"
+    log.write_text('old run\n{"severity": "critical", "message": "startFailed", "error": "no good"}\n\n')
+    assert supmod.last_line(log) == "no good"
+    assert supmod.last_line(log, offset=log.stat().st_size) == ""
+    log.write_text("x" * 1000 + "\n")
+    assert supmod.last_line(log) == "x" * supmod.LAST_LINE_MAX
+    assert supmod.last_line(tmp_path / "missing.log") == ""

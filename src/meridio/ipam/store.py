@@ -4,7 +4,8 @@ One row per entry: its path of names (JSON), its network and its ``updated_at``.
 writes the changes of one operation in one transaction with ``synchronous=FULL``, so an allocation the
 IPAM has answered survives a crash, and an operation is never half stored. The file is held with an
 exclusive lock while the IPAM runs, so a second IPAM on the same file fails at start instead of
-corrupting it. A missing file is created complete (schema written under another name, synced,
+corrupting it (these rules are :mod:`meridio.common.sqlitefile`, shared with the local runtime's store).
+A missing file is created complete (schema written under another name, synced,
 renamed), so an existing file without the schema, a 0-byte file included, is refused rather than
 read as "no allocations". A file that is not an IPAM registry (0 bytes, corrupt, another program's
 database, a newer schema) is never modified or replaced: opening it raises :class:`IpamStoreError`
@@ -12,13 +13,12 @@ naming the file and how to recover (restore a backup, or move it aside to start 
 """
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import os
 import sqlite3
 from collections.abc import Sequence
 
+from meridio.common import sqlitefile
 from meridio.common.retry import PermanentError
 from meridio.ipam import tree
 
@@ -37,6 +37,10 @@ CREATE TABLE {_TABLE} (
 """
 
 
+_FILE = sqlitefile.Schema(noun="IPAM registry", article="an", sql=_SCHEMA, tables=frozenset({_TABLE}),
+                          version=SCHEMA_VERSION, nothing="no allocations", recover=RECOVER)
+
+
 class IpamStoreError(PermanentError):
     """The registry file cannot be used (message names the file and the reason)."""
 
@@ -51,23 +55,7 @@ class Store:
     @classmethod
     def open(cls, path: str) -> Store:
         """Open (creating it and its directory if missing) the registry at ``path`` (``:memory:`` too)."""
-        try:
-            if path != ":memory:":
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-                if not os.path.exists(path):
-                    _create(path)
-                elif os.path.getsize(path) == 0:
-                    raise IpamStoreError(f"IPAM registry {path} is empty (0 bytes), not a registry: refusing "
-                                         f"to start with no allocations; {RECOVER}")
-            db = sqlite3.connect(path, isolation_level=None, timeout=0.5)
-        except (OSError, sqlite3.Error) as exc:
-            raise IpamStoreError(f"cannot open IPAM registry {path}: {exc}") from None
-        try:
-            _prepare(db, path, fresh=path == ":memory:")
-        except BaseException:
-            db.close()
-            raise
-        return cls(db, path)
+        return cls(sqlitefile.open_checked(path, _FILE, IpamStoreError), path)
 
     def load(self) -> list[tree.Entry]:
         """Every stored entry."""
@@ -103,66 +91,6 @@ class Store:
                              (json.dumps(list(e.path)), str(e.network), e.updated_at))
         else:
             self._db.execute(f"DELETE FROM {_TABLE} WHERE path = ?", (json.dumps(list(change.path)),))
-
-
-def _create(path: str) -> None:
-    """A new registry at ``path``, complete or not at all: made under another name, synced, renamed.
-
-    So a file at ``path`` always has the schema, and an existing file without it (0 bytes, an empty
-    sqlite database) is refused rather than taken for "no allocations yet".
-    """
-    tmp = f"{path}.new-{os.getpid()}"
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp + suffix)
-    db = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(f"BEGIN; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    finally:
-        db.close()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prepare(db: sqlite3.Connection, path: str, *, fresh: bool) -> None:
-    """Check the file is an intact registry of our schema (``fresh``, in memory: create the schema)."""
-    try:
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        check = db.execute("PRAGMA quick_check").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if check == "ok" and (fresh or (version == SCHEMA_VERSION and _TABLE in tables)):
-            # Only on our own registry (a refused file is left byte for byte as it was). WAL +
-            # synchronous=FULL: a commit is on disk before Allocate answers, and survives kill -9.
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc):
-            raise IpamStoreError(f"IPAM registry {path} is in use by another process") from None
-        raise IpamStoreError(f"IPAM registry {path} is not a usable sqlite database: {exc}; {RECOVER}") from None
-    except sqlite3.DatabaseError as exc:
-        raise IpamStoreError(f"IPAM registry {path} is not a usable sqlite database: {exc}; {RECOVER}") from None
-    if check != "ok":
-        raise IpamStoreError(f"IPAM registry {path} is corrupt (integrity check: {check}); {RECOVER}")
-    if version == 0 and not tables and fresh:
-        try:
-            db.executescript(f"BEGIN; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.Error as exc:
-            raise IpamStoreError(f"cannot initialise IPAM registry {path}: {exc}") from None
-        return
-    if version != SCHEMA_VERSION or _TABLE not in tables:
-        raise IpamStoreError(f"{path} is not an IPAM registry of schema version {SCHEMA_VERSION} "
-                             f"(user_version {version}, tables {sorted(tables)}); {RECOVER}")
 
 
 def _entry_from_row(path: str, row: tuple[str, str, float]) -> tree.Entry:

@@ -84,6 +84,21 @@ def _policy(tls: tlsmod.Tls | None) -> authz.Policy | None:
     return authz.Policy(trench=own.trench)
 
 
+def pending_options(max_watchers: int) -> list[tuple[str, int]]:
+    """gRPC core's queue of calls that arrived but that the Python server has not picked up yet, made to
+    hold every watch the quota lets in.
+
+    The core cancels calls waiting in that queue once it holds more than ``grpc.server.max_pending_requests``
+    (default 1000), and refuses new ones beyond the hard limit (default 3000). The aio server picks calls
+    up one at a time on its loop, so 2000 watches opened at one instant left about 10 % of them
+    ``CANCELLED`` before any handler saw them (``bench/nsp_watchers.py``). With the limits above
+    ``NSP_MAX_WATCHERS``, a burst the quota admits is served; a larger one still meets the quota's
+    ``RESOURCE_EXHAUSTED`` or, beyond the hard limit, the core's.
+    """
+    return [("grpc.server.max_pending_requests", max_watchers + 1000),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * max_watchers + 3000)]
+
+
 async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
     tls = tlsmod.from_settings(settings.tls_dir, settings.tls_insecure)
     policy = _policy(tls)
@@ -93,7 +108,7 @@ async def _start(settings: Settings, log: logmod.Logger) -> _Parts:
     registry_ = targets.Targets(reg, db, log=log)
     manager = config.ConfigurationManager()
     hc = health.Health({health.LIVENESS: [health.NSP]}, log=log)
-    server = grpcutil.create_server()
+    server = grpcutil.create_server(options=pending_options(settings.max_watchers))
     quota = watchers.Quota(total=settings.max_watchers, per_peer=settings.max_watchers_per_peer)
     service.add_to_server(server, manager, registry_, quota=quota, log=log, policy=policy)
     hc.add_to(server)

@@ -107,6 +107,19 @@ class Forwarder:
     # --- link service ---------------------------------------------------------------------------
 
     async def connect(self, target_id: str, interface_name: str, pinned: pins.PinnedNs) -> Link:
+        """Link ``pinned``; the work runs to its end even if the call is cancelled meanwhile.
+
+        Why: the kernel calls run on the kernel thread, which a cancelled coroutine does not stop. A
+        Connect cancelled halfway (the server's 10 s cap on a unary call, the client's deadline: 100
+        targets connecting at once to one busy proxy) left its veth behind unrecorded, and every retry
+        was refused with "interface_name: nsm-0 already exists" for good. Finished instead, the link is
+        recorded, and the retry takes it over (``TargetLinks._reuse``).
+        """
+        work = asyncio.ensure_future(self._connect(target_id, interface_name, pinned))
+        work.add_done_callback(_retrieve)
+        return await asyncio.shield(work)
+
+    async def _connect(self, target_id: str, interface_name: str, pinned: pins.PinnedNs) -> Link:
         async with self._lock:
             return await self.targets.connect(target_id, interface_name, pinned)
 
@@ -162,3 +175,9 @@ class Forwarder:
 
     def close(self) -> None:
         self.targets.close()
+
+
+def _retrieve(task: asyncio.Future[Link]) -> None:
+    """A Connect whose caller was cancelled: its outcome is not wanted (and must not be logged as lost)."""
+    if not task.cancelled():
+        task.exception()

@@ -59,6 +59,7 @@ class Settings:
     retry_interval: float = setting(1.0, "pause between failed open attempts", duration=True)
     link_retry_interval: float = setting(2.0, "pause between failed link connections", duration=True)
     nsp_call_timeout: float = setting(5.0, "deadline of one NSP call", duration=True)
+    max_watchers: int = setting(service.MAX_WATCHERS, "Watch streams served at once (more: RESOURCE_EXHAUSTED)")
     health_address: str = setting("", "extra health server address, e.g. unix:///tmp/health.sock ('' = none)")
     log_level: str = setting("INFO", "log level", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
     tls_dir: str = setting("", tlsmod.DIR_HELP, env=tlsmod.DIR_ENV)
@@ -82,6 +83,8 @@ def check(settings: Settings) -> str | None:
                          ("MERIDIO_LINK_RETRY_INTERVAL", settings.link_retry_interval)):
         if value <= 0:
             return f"{field} must be positive, not {value}"
+    if settings.max_watchers < 1:
+        return f"MERIDIO_MAX_WATCHERS must be at least 1, not {settings.max_watchers}"
     if not grpcutil.unix_path(settings.socket):
         return f"MERIDIO_SOCKET {settings.socket[:64]!r} must be a unix socket address (unix:PATH)"
     try:
@@ -144,7 +147,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
     hc = health.Health({health.LIVENESS: [health.AMBASSADOR]}, log=log)
     hc.register(health.STARTUP)
     server = grpcutil.create_server()
-    tap_pb2_grpc.add_TapServicer_to_server(service.TapServicer(tap), server)
+    tap_pb2_grpc.add_TapServicer_to_server(service.TapServicer(tap, max_watchers=settings.max_watchers), server)
     hc.add_to(server)
     access = localsock.access_from(settings.socket_uids, settings.socket_group, prefix=ENV_PREFIX)
     guard = localsock.GuardedListener(grpcutil.unix_path(settings.socket) or "", access, log=log)

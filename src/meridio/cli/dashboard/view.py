@@ -50,7 +50,7 @@ class PodView:
     node: str
     trench: str
     status: str
-    """The runtime's pod state: ``Running``, ``NotReady``, ``Pending`` or ``Blocked``."""
+    """The runtime's pod state: ``Running``, ``NotReady``, ``Failed``, ``Pending`` or ``Blocked``."""
     state: State
     reason: str
     restarts: int

@@ -5,6 +5,7 @@ request of :mod:`meridio.runtime.local.protocol` in, its typed reply out.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -186,10 +187,27 @@ def start_daemon(layout: StateLayout, timeout: float = 15.0) -> None:
         if ping(layout):
             return
         if proc.poll() is not None:
-            raise DaemonUnavailable(f"the runtime daemon exited at start (code {proc.returncode}); "
-                                    f"see {layout.daemon_log}")
+            why = start_failure(layout.daemon_log)
+            raise DaemonUnavailable(f"the runtime daemon exited at start (code {proc.returncode})"
+                                    + (f": {why}" if why else "") + f"; see {layout.daemon_log}")
         time.sleep(0.05)
     raise DaemonUnavailable(f"the runtime daemon did not answer within {timeout:.0f}s; see {layout.daemon_log}")
+
+
+def start_failure(log_path: pathlib.Path) -> str | None:
+    """The ``error`` of the last ``runtimeStartFailed`` line of the daemon log (None if there is none)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 16384))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("message") == "runtimeStartFailed":
+                return str(record.get("error", "")) or None
+    return None
 
 
 def preflight() -> str | None:

@@ -34,6 +34,7 @@ from meridio.runtime.local import protocol as proto
 from meridio.runtime.local.controller import Controller, ControllerError, Progress
 from meridio.runtime.local.layout import StateLayout
 from meridio.runtime.local.monitor import Monitor, MonitorError
+from meridio.runtime.local.store import StateStoreError
 from meridio.runtime.local.supervisor import process_start_time
 
 __all__ = ["Server", "main", "serve"]
@@ -152,7 +153,11 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
     except ValueError as exc:
         log.critical("runtimeStartFailed", error=str(exc))
         return 1
-    ctl = Controller(env, layout, log=log, tls=tls, cert_lifetime_s=lifetime)
+    try:
+        ctl = Controller(env, layout, log=log, tls=tls, cert_lifetime_s=lifetime)
+    except StateStoreError as exc:
+        log.critical("runtimeStartFailed", error=str(exc))
+        return 1
     adopted = ctl.adopt()
     if adopted:
         log.info("processesFound", count=len(adopted), reason="previousRuntime")

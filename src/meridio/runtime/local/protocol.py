@@ -140,6 +140,10 @@ class Process:
     exit_code: int | None
     since: float
     log_path: str
+    failed: bool = False
+    """It keeps exiting soon after its start (still retried, at the capped delay)."""
+    last_error: str = ""
+    """The last line it wrote before its last exit."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +151,8 @@ class Container:
     component: str
     state: str
     restarts: int
+    failed: bool = False
+    last_error: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +163,8 @@ class Pod:
     trench: str
     netns: str
     state: str
-    """``Running``, ``NotReady``, ``Pending`` or ``Blocked``."""
+    """``Running``, ``NotReady``, ``Failed`` (a process keeps exiting soon after its start; the reason
+    quotes its last output line), ``Pending`` or ``Blocked``."""
     reason: str = ""
     containers: tuple[Container, ...] = ()
     attractor: str = ""

@@ -24,7 +24,7 @@ from meridio.runtime.local import pods as podsmod
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local import routers
 from meridio.runtime.local.layout import Naming, StateLayout
-from meridio.runtime.local.supervisor import ProcessState, Supervisor
+from meridio.runtime.local.supervisor import ProcessState, ProcessStatus, Supervisor
 
 __all__ = ["View", "forget_opened", "not_ready", "gateways", "snapshot"]
 
@@ -126,14 +126,20 @@ def _pods(ctl: Live) -> tuple[proto.Pod, ...]:
         elif spec is None:
             pod = dataclasses.replace(pod, reason="not started yet")
         else:
-            states = [procs[p.name].state for p in spec.processes if p.name in procs]
-            running = len(states) == len(spec.processes) and all(s is ProcessState.RUNNING for s in states)
-            pod = dataclasses.replace(pod, state="Running" if running else "NotReady", containers=tuple(
-                proto.Container(component=p.component, state=procs[p.name].state.value,
-                                restarts=procs[p.name].restarts)
-                for p in spec.processes if p.name in procs))
+            mine = [procs[p.name] for p in spec.processes if p.name in procs]
+            running = len(mine) == len(spec.processes) and all(s.state is ProcessState.RUNNING for s in mine)
+            failed = [s for s in mine if s.failed]
+            pod = dataclasses.replace(pod, state="Failed" if failed else "Running" if running else "NotReady",
+                                      reason="; ".join(map(_failure, failed)), containers=tuple(
+                proto.Container(component=s.component, state=s.state.value, restarts=s.restarts, failed=s.failed,
+                                last_error=s.last_error) for s in mine))
         out.append(pod)
     return tuple(out)
+
+
+def _failure(s: ProcessStatus) -> str:
+    return (f"{s.component} exited {s.quick_exits} times in a row soon after starting (retried with backoff, "
+            f"log {s.log_path}): {s.last_error or 'no output'}")
 
 
 def _placement(ctl: Live, w: rc.Workload, spec: podsmod.PodSpec | None) -> dict[str, Any]:
@@ -158,7 +164,8 @@ async def snapshot(ctl: Live) -> proto.Snapshot:
         environment=ctl.env.name, prefix=ctl.env.prefix, state_dir=str(ctl.layout.root),
         processes=tuple(proto.Process(name=s.name, pod=s.pod, component=s.component, pid=s.pid, state=s.state.value,
                                       restarts=s.restarts, exit_code=s.exit_code, since=s.since,
-                                      log_path=str(s.log_path)) for s in ctl.sup.status()),
+                                      log_path=str(s.log_path), failed=s.failed, last_error=s.last_error)
+                        for s in ctl.sup.status()),
         pods=_pods(ctl), routers=tuple(routers_), targets=targets, streams=streams,
         problems=tuple(ctl.desired.problems) if ctl.desired else (), opening=tuple(sorted(ctl.opening())))
     forget_opened(ctl, snap)
@@ -182,8 +189,10 @@ def not_ready(ctl: View, snap: proto.Snapshot) -> list[str]:
     """Why the environment is not ready (empty: ready), from one snapshot; changes nothing."""
     reasons = [f"pod {p.name}: {p.state}" + (f" ({p.reason})" if p.reason else "")
                for p in snap.pods if p.state not in ("Running", "Pending")]
-    reasons += [f"process {p.name}: {p.state}" for p in snap.processes
-                if p.state != ProcessState.RUNNING.value and p.pod.startswith(routers.POD_PREFIX)]
+    reasons += [f"process {p.name}: " + (f"failed, exits soon after starting: {p.last_error or 'no output'}"
+                                          if p.failed else p.state)
+                for p in snap.processes
+                if (p.failed or p.state != ProcessState.RUNNING.value) and p.pod.startswith(routers.POD_PREFIX)]
     reasons += [f"pod {n}: opening its streams" for n in snap.opening]
     for pod, statuses in snap.targets.items():
         if statuses is None:

@@ -1,9 +1,15 @@
 """The local runtime's persistent state: applied resources, scale overrides, external address leases.
 
-One sqlite file (``<state>/store.db``, WAL). Every change is one transaction, written before the
-caller answers the user: ``apply`` of a file either stores every object or none, and a crash of the
-runtime daemon loses nothing (the next ``meridio up`` continues from it). Resources are kept in their
-stored YAML form (:func:`meridio.api.resources.to_dict`) and parsed back with the same strict reader.
+One sqlite file (``<state>/store.db``, WAL, ``synchronous=FULL``). Every change is one transaction,
+on disk before the caller answers the user: ``apply`` of a file either stores every object or none, and
+a crash of the runtime daemon (kill -9 included) loses nothing (the next ``meridio up`` continues from
+it). Resources are kept in their stored YAML form (:func:`meridio.api.resources.to_dict`) and parsed
+back with the same strict reader.
+
+The file is opened by the rules of :mod:`meridio.common.sqlitefile`, as IPAM's registry: created
+complete, checked at open (``PRAGMA quick_check``, schema), held locked by the one daemon; a 0-byte,
+corrupt, schema-less or foreign file is refused with :class:`StateStoreError` naming it and the way out,
+and left as it was.
 """
 from __future__ import annotations
 
@@ -16,8 +22,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from meridio.api import resources as res
+from meridio.common import sqlitefile
 
-__all__ = ["Store", "StateStoreError"]
+__all__ = ["RECOVER", "Store", "StateStoreError"]
+
+RECOVER = ("to recover, restore a backup of it, or move it aside (or run 'meridio down') to start again "
+           "from the environment's resource files: resources applied since, scale overrides and address "
+           "leases are then lost")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -29,6 +40,9 @@ CREATE TABLE IF NOT EXISTS leases (network TEXT NOT NULL, pod TEXT NOT NULL, hos
     PRIMARY KEY (network, pod), UNIQUE (network, host));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_FILE = sqlitefile.Schema(noun="runtime store", article="a", sql=_SCHEMA,
+                          tables=frozenset({"resources", "replicas", "leases", "meta"}), version=1,
+                          nothing="no state", recover=RECOVER, unversioned_ok=True)
 
 
 class StateStoreError(RuntimeError):
@@ -40,13 +54,7 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         """One connection, used from the event loop and worker threads: one statement or transaction at a time."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise StateStoreError(f"{path}: not a usable runtime store ({exc}); remove it or run 'meridio down'") from None
+        self._db = sqlitefile.open_checked(str(path), _FILE, StateStoreError, check_same_thread=False)
 
     def close(self) -> None:
         with self._lock:

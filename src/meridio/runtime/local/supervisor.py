@@ -4,6 +4,8 @@ Each :class:`ProcessSpec` names a process (``<pod>/<component>``), its argv, the
 runs in (through ``ip netns exec``, which execs the command: the pid we hold is the component's own),
 its environment and its log file. The supervisor owns one guarded task per process that starts it,
 waits for its exit and restarts it after a backoff (reset once the process stayed up long enough).
+A process that keeps exiting soon after its start is reported *failed* (:mod:`.crashloop`), with the
+last line it wrote, while it is still retried at the capped delay.
 Stopping sends SIGTERM, then SIGKILL to the process group after a timeout. Only processes started here
 are ever signalled, always by pid (or by the process group the supervisor created for them).
 
@@ -29,15 +31,20 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 
+from meridio.common import clock as clockmod
 from meridio.common import log as logmod
 from meridio.common import procfs, retry, tasks
 from meridio.common.procfs import start_time as process_start_time
 from meridio.kernel import netns as netnsmod
+from meridio.runtime.local import crashloop
 
 __all__ = [
-    "ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "process_start_time", "spawn_detached",
-    "stop_leftovers",
+    "LAST_LINE_MAX", "ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "last_line", "process_start_time",
+    "spawn_detached", "stop_leftovers",
 ]
+
+LAST_LINE_MAX = 300
+"""Characters of a process's last output line kept for its status."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +91,11 @@ class ProcessStatus:
     since: float
     """Wall-clock time of the last state change."""
     log_path: str
+    failed: bool = False
+    """It exited ``quick_exits`` times in a row soon after starting (still retried, at the capped delay)."""
+    quick_exits: int = 0
+    last_error: str = ""
+    """The last line the process wrote before its last exit (empty: it has not exited)."""
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -135,9 +147,10 @@ class _Handle:
 
 
 class _Entry:
-    def __init__(self, spec: ProcessSpec, backoff: retry.Backoff) -> None:
+    def __init__(self, spec: ProcessSpec, policy: crashloop.CrashLoop) -> None:
         self.spec = spec
-        self.backoff = backoff
+        self.policy = policy
+        self.last_error = ""
         self.handle: _Handle | None = None
         self.state = ProcessState.STARTING
         self.restarts = 0
@@ -153,7 +166,8 @@ class _Entry:
     def status(self) -> ProcessStatus:
         pid = self.handle.pid if self.handle and self.state in (ProcessState.RUNNING, ProcessState.STOPPING) else None
         return ProcessStatus(self.spec.name, self.spec.pod, self.spec.component, pid, self.state, self.restarts,
-                             self.exit_code, self.since, str(self.spec.log_path))
+                             self.exit_code, self.since, str(self.spec.log_path), failed=self.policy.failed,
+                             quick_exits=self.policy.quick_exits, last_error=self.last_error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,8 +183,10 @@ class Supervisor:
 
     def __init__(self, *, pid_dir: pathlib.Path | None = None, log: logmod.Logger = logmod.null,
                  backoff: Callable[[], retry.Backoff] = lambda: retry.Backoff(initial=0.5, cap=30.0),
-                 stable_after_s: float = 10.0,
+                 stable_after_s: float = 10.0, fail_after: int = 5, clock: clockmod.Clock | None = None,
                  on_restart: Callable[[ProcessSpec], None] | None = None) -> None:
+        """``backoff`` makes each process's restart delays; a run of ``stable_after_s`` resets them, and
+        ``fail_after`` exits in a row, each sooner than that after its start, report it failed."""
         self._entries: dict[str, _Entry] = {}
         self._on_restart = on_restart
         """Called after a process was started again (a crash, or :meth:`restart_misplaced`)."""
@@ -179,6 +195,8 @@ class Supervisor:
         self._log = log
         self._backoff = backoff
         self._stable_after = stable_after_s
+        self._fail_after = fail_after
+        self._clock = clock or clockmod.SystemClock()
         if pid_dir:
             pid_dir.mkdir(parents=True, exist_ok=True)
 
@@ -196,7 +214,8 @@ class Supervisor:
             if current.spec.fingerprint != spec.fingerprint:
                 raise ValueError(f"process {spec.name} runs with another spec: stop it first")
             return False
-        entry = _Entry(spec, self._backoff())
+        entry = _Entry(spec, crashloop.CrashLoop(self._backoff(), stable_after_s=self._stable_after,
+                                                 fail_after=self._fail_after, clock=self._clock))
         self._entries[spec.name] = entry
         adopted = self._claim(spec)
         entry.task = asyncio.create_task(
@@ -263,7 +282,7 @@ class Supervisor:
             assert entry.handle is not None
             self._log.info("processReplaced", process=entry.spec.name, pid=entry.handle.pid,
                            reason="namespaceReplaced")
-            entry.backoff.reset()
+            entry.policy.replaced()
             _kill_group(entry.handle.pid)
         return sorted(e.spec.name for e in misplaced)
 
@@ -310,12 +329,13 @@ class Supervisor:
     async def _run(self, entry: _Entry, adopted: _Adopted | None) -> None:
         log = self._log.bind(process=entry.spec.name)
         while not entry.stopping.is_set():
-            started = time.monotonic()
+            entry.policy.started()
+            offset = _size(entry.spec.log_path)
             try:
                 entry.handle = _Handle(adopted.pid) if adopted else await self._spawn(entry.spec)
             except OSError as exc:
                 log.error("processSpawnFailed", error=str(exc))
-                entry.exit_code = None
+                entry.exit_code, entry.last_error = None, f"cannot start: {exc}"[:LAST_LINE_MAX]
             else:
                 entry.set_state(ProcessState.RUNNING)
                 entry.started.set()
@@ -326,22 +346,40 @@ class Supervisor:
                 if adopted is None and entry.restarts and self._on_restart is not None:
                     self._on_restart(entry.spec)
                 adopted = None
-                entry.exit_code = await entry.handle.wait()
+                entry.exit_code = await self._wait_exit(entry)
                 self._remove_pid(entry)
                 _kill_group(entry.handle.pid)  # what the component left behind (e.g. its BIRD), as a pod restart
                 if entry.stopping.is_set():
                     break
-                log.warning("processExited", pid=entry.handle.pid, exit_code=entry.exit_code)
+                entry.last_error = last_line(entry.spec.log_path, offset)
+                log.warning("processExited", pid=entry.handle.pid, exit_code=entry.exit_code, error=entry.last_error)
             if not entry.spec.restart:
                 entry.set_state(ProcessState.EXITED)
                 return
-            if time.monotonic() - started >= self._stable_after:
-                entry.backoff.reset()
+            was_failed = entry.policy.failed
+            delay = entry.policy.exited()
+            if entry.policy.failed and not was_failed:
+                log.error("processFailed", reason="exitsSoonAfterStart", exits=entry.policy.quick_exits,
+                          retry_s=delay, error=entry.last_error)
             entry.restarts += 1
             entry.set_state(ProcessState.BACKOFF)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(entry.stopping.wait(), entry.backoff.next_delay())
+                await asyncio.wait_for(entry.stopping.wait(), delay)
         entry.set_state(ProcessState.STOPPED)
+
+    async def _wait_exit(self, entry: _Entry) -> int | None:
+        """Wait for the process to exit; once it has run ``stable_after_s``, tell the policy it is healthy."""
+        assert entry.handle is not None
+        exited = asyncio.ensure_future(entry.handle.wait())
+        try:
+            done, _ = await asyncio.wait({exited}, timeout=self._stable_after)
+            if not done:
+                if entry.policy.failed:
+                    self._log.info("processRecovered", process=entry.spec.name, pid=entry.handle.pid)
+                entry.policy.stable()
+            return await exited
+        finally:
+            exited.cancel()
 
     async def _spawn(self, spec: ProcessSpec) -> _Handle:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -387,6 +425,32 @@ class Supervisor:
         path = self._pid_file(entry.spec)
         if path is not None:
             path.unlink(missing_ok=True)
+
+
+def _size(path: pathlib.Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def last_line(path: pathlib.Path, offset: int = 0) -> str:
+    """The last non-empty line written to ``path`` after ``offset`` (a JSON log line: its ``error``, else
+    its ``message``), at most :data:`LAST_LINE_MAX` characters; empty if there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(offset, _size(path) - 16384))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    line = lines[-1]
+    with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        if isinstance(record, dict) and (record.get("error") or record.get("message")):
+            line = str(record.get("error") or record.get("message"))
+    return line[:LAST_LINE_MAX]
 
 
 def _read_pid_file(path: pathlib.Path) -> tuple[int, int, str] | None:
