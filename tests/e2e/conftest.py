@@ -68,9 +68,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     env = envmod.load(env_file)
     suite = E2E(env)
     suite.env_file = pathlib.Path(env_file)
-    # One e2e session per machine at a time (the environment's name is fixed): wait for another
+    # One e2e session per environment name at a time: wait for another
     # checkout's run to finish rather than tear its environment down under it.
-    lock = open("/run/lock/meridio-e2e.lock", "w")  # noqa: SIM115 - held for the whole session
+    lock = open(f"/run/lock/meridio-e2e-{ENV_NAME}.lock", "w")  # noqa: SIM115 - held for the whole session
     fcntl.flock(lock, fcntl.LOCK_EX)
     suite.meridio("down", check=False, timeout=120)  # what a previous, interrupted run may have left
     try:
