@@ -377,6 +377,11 @@ async def handle(cmd):
         return None
     if op == "credential":
         return await linkclient.credential(linkclient.socket_paths(cmd["socket"])[1])
+    if op == "connect_tls":
+        import pathlib
+        from meridio.common import tls as tlsmod
+        tls = tlsmod.Tls(pathlib.Path(cmd["tls"]))
+        return dataclasses.asdict(await linkclient.connect(cmd["socket"], cmd["target_id"], cmd["ifname"], tls=tls))
     if op == "connect_with":
         return await connect_with(cmd["socket"], cmd["target_id"], cmd["ifname"], cmd["token"])
     if op == "watch_first":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.netns.conduit_support import conduit_env  # noqa: F401
+from meridio.common import identity as idm
+from meridio.common import tls as tlsmod
+from tests.netns.conduit_support import conduit_env, links  # noqa: F401
 from tests.netns.test_conduit_tapa import _assert_all_reach, _wait_reach, _wait_streams
 
 pytestmark = pytest.mark.netns
@@ -39,4 +41,22 @@ def test_the_link_service_refuses_a_plain_client(conduit_env) -> None:  # type: 
     owner = env.link_owner(ns)
     reply = owner.call(op="connect", socket=proxy.socket, target_id="target-9", ifname="nsm-0")
     assert not reply["ok"] and reply["code"] == "UNAVAILABLE", reply
-    assert not proxy.ports("target-9"), "no link may be made for a caller without a certificate"
+    assert proxy.ports("pt-") == {} and set(links(ns)) == {"lo"}, "no link for a caller without a certificate"
+
+
+def test_a_link_is_given_only_to_the_tapa_certificate_of_the_pod_it_claims(conduit_env) -> None:  # type: ignore[no-untyped-def]
+    env = conduit_env(tls=True)
+    proxy = env.add_proxy("node-1")
+    ns = env.add_target("target-9")
+    owner = env.link_owner(ns)
+    other = env.tls_env(idm.Component.TAPA, "target-1", trench=None, node="node-1")
+    reply = owner.call(op="connect_tls", socket=proxy.socket, target_id="target-9", ifname="nsm-0",
+                       tls=other[tlsmod.DIR_ENV])
+    assert not reply["ok"] and reply["code"] == "PERMISSION_DENIED", reply
+    assert "certificate names pod 'target-1'" in reply["error"], reply
+    assert proxy.ports("pt-") == {} and set(links(ns)) == {"lo"}
+    own = env.tls_env(idm.Component.TAPA, "target-9", trench=None, node="node-1")
+    reply = owner.call(op="connect_tls", socket=proxy.socket, target_id="target-9", ifname="nsm-0",
+                       tls=own[tlsmod.DIR_ENV])
+    assert reply["ok"], reply
+    assert len(proxy.ports("pt-")) == 1 and "nsm-0" in links(ns)

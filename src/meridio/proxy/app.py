@@ -201,7 +201,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     nsp = NspClient(nsp_address(s), log=log, on_connectivity=lambda up: hc.set_serving(health.NSP_CLI, up),
                     tls=tls)
     server = grpcutil.create_server()
-    service.add_to_server(server, service.LinkServicer(fwd, creds, log=log))
+    service.add_to_server(server, service.LinkServicer(fwd, creds, log=log, identities=tls is not None,
+                                                               node=s.host))
     hc.add_to(server)
     try:
         await creds.start()

@@ -2,8 +2,10 @@
 
 ==========================================================  =======================
 bad target_id / interface_name                               ``INVALID_ARGUMENT``
-credential unknown, expired, used, or its process exited     ``UNAUTHENTICATED``
-target id linked from another namespace                      ``PERMISSION_DENIED``
+credential unknown, expired, used, or its process exited;
+no verified certificate identity (mutual TLS)                ``UNAUTHENTICATED``
+target id linked from another namespace, or not the pod the
+caller's certificate names (a TAPA of this node)             ``PERMISSION_DENIED``
 interface name taken in the caller's namespace, or the
 target is already linked under another name                  ``FAILED_PRECONDITION``
 IPAM unreachable, bridge not addressed yet, kernel failure   ``UNAVAILABLE``
@@ -22,6 +24,7 @@ from google.protobuf import empty_pb2
 from meridio.api.link import link_to_pb
 from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil
+from meridio.common import identity as identitymod
 from meridio.common import log as logmod
 from meridio.common.retry import PermanentError, TemporaryError
 from meridio.kernel import pins
@@ -35,9 +38,9 @@ __all__ = ["LinkServicer", "add_to_server", "status_for"]
 def status_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, names.InvalidName):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, (Unauthenticated, grpcutil.Unauthenticated)):
         return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(exc, PermissionDenied):
+    if isinstance(exc, (PermissionDenied, grpcutil.PermissionDenied)):
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, grpcutil.FailedPrecondition):
         return grpc.StatusCode.FAILED_PRECONDITION
@@ -48,12 +51,30 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def check_caller(caller: identitymod.Identity, target_id: str, node: str) -> None:
+    """With mutual TLS, only a TAPA whose certificate names pod ``target_id`` (and, when it names a node,
+    this proxy's ``node``) may connect, disconnect or watch that target's link."""
+    who = f"{caller.component.value} {caller.pod[:64]}"
+    if caller.component is not identitymod.Component.TAPA:
+        raise PermissionDenied(f"{who} may not use the link service (only a TAPA)")
+    if caller.pod != target_id:
+        raise PermissionDenied(f"target_id {target_id!r}: the caller's certificate names pod {caller.pod[:64]!r}")
+    if caller.node is not None and caller.node != node:
+        raise PermissionDenied(f"{who} runs on node {caller.node[:64]!r}, this proxy serves node {node!r}")
+
+
 class LinkServicer(link_pb2_grpc.LinkServiceServicer):
     def __init__(self, forwarder: Forwarder, creds: credentials.CredentialServer, *,
-                 log: logmod.Logger = logmod.null) -> None:
+                 log: logmod.Logger = logmod.null, identities: bool = False, node: str = "") -> None:
+        """``identities``: callers come over mutual TLS and are checked with :func:`check_caller`."""
         self._fwd = forwarder
         self._creds = creds
         self._log = log
+        self._identities, self._node = identities, node
+
+    def _authorise(self, context: grpc.aio.ServicerContext, target_id: str) -> None:
+        if self._identities:
+            check_caller(grpcutil.peer_identity(context), target_id, self._node)
 
     def _pinned(self, token: str) -> pins.PinnedNs:
         pinned = self._creds.take(token)
@@ -66,6 +87,7 @@ class LinkServicer(link_pb2_grpc.LinkServiceServicer):
         try:
             target_id = names.check_target_id(request.target_id)
             ifname = names.check_interface_name(request.interface_name)
+            self._authorise(context, target_id)
             info = await self._fwd.connect(target_id, ifname, self._pinned(request.credential))
         except Exception as exc:  # noqa: BLE001 - every error is mapped to a status code
             await self._abort(context, "Connect", exc)
@@ -75,6 +97,7 @@ class LinkServicer(link_pb2_grpc.LinkServiceServicer):
                          context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         try:
             target_id = names.check_target_id(request.target_id)
+            self._authorise(context, target_id)
             await self._fwd.disconnect(target_id, self._pinned(request.credential))
         except Exception as exc:  # noqa: BLE001 - every error is mapped to a status code
             await self._abort(context, "Disconnect", exc)
@@ -84,6 +107,7 @@ class LinkServicer(link_pb2_grpc.LinkServiceServicer):
                     context: grpc.aio.ServicerContext) -> AsyncIterator[link_pb2.Link]:
         try:
             target_id = names.check_target_id(request.target_id)
+            self._authorise(context, target_id)
         except Exception as exc:  # noqa: BLE001
             await self._abort(context, "Watch", exc)
         async for info in self._fwd.watch(target_id):
