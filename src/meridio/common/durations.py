@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from meridio.common.bounds import quote
+
 __all__ = ["DurationError", "parse_duration", "format_duration"]
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -20,7 +22,7 @@ class DurationError(ValueError):
 def parse_duration(text: str) -> float:
     """Return the duration in seconds; raise :class:`DurationError` if ``text`` is not a Go duration."""
     if not isinstance(text, str):
-        raise DurationError(f"time: invalid duration {text!r}")
+        raise DurationError(f"time: invalid duration {quote(text)}")
     s = text.strip()
     sign = 1.0
     if s[:1] in "+-" and s:
@@ -29,12 +31,12 @@ def parse_duration(text: str) -> float:
     if s == "0":
         return 0.0
     if not s:
-        raise DurationError(f"time: invalid duration {text!r}")
+        raise DurationError(f"time: invalid duration {quote(text)}")
     total, pos = 0.0, 0
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
-            raise DurationError(f"time: invalid duration {text!r}")
+            raise DurationError(f"time: invalid duration {quote(text)}")
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     return sign * total

@@ -8,7 +8,8 @@ Every component certificate carries exactly one URI SAN of this grammar::
 - ``cluster``: the environment (local runtime) or cluster name;
 - ``trench``: present for every per-trench component (nsp, ipam, lb, frontend, proxy); absent for a
   TAPA, whose target may open streams of any trench it is given, and for the runtime itself;
-- ``node``: present where the node matters (proxy, TAPA): IPAM allocates for the proxy's own node only;
+- ``node``: present for the components bound to a node (proxy, TAPA, lb, frontend): IPAM allocates for
+  a proxy's own node only, and a proxy links only the TAPAs of its node;
 - ``component``: one of :class:`Component`; ``pod``: the pod (or process) name.
 
 Each segment is 1–63 characters of ``[A-Za-z0-9._-]`` (no ``/``, no empty segment, not ``.``/``..``),
@@ -32,13 +33,14 @@ from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 
+from meridio.common.bounds import quote
+
 __all__ = ["TRUST_DOMAIN", "SCHEME", "Component", "Identity", "IdentityError", "parse", "from_certificate_pem",
            "from_auth_context", "server_name"]
 
 TRUST_DOMAIN = "meridio.local"
 SCHEME = "spiffe://"
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,63}")
-_QUOTE_MAX = 64
 
 
 class IdentityError(ValueError):
@@ -62,7 +64,7 @@ def server_name(component: Component) -> str:
 
 def _check_segment(what: str, value: str) -> None:
     if not _SEGMENT.fullmatch(value) or value in (".", ".."):
-        raise IdentityError(f"{what} {value[:_QUOTE_MAX]!r}: must be 1-63 characters of A-Z a-z 0-9 . _ -")
+        raise IdentityError(f"{what} {quote(value)}: must be 1-63 characters of A-Z a-z 0-9 . _ -")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +101,15 @@ class Identity:
 
 def parse(uri: str) -> Identity:
     """The :class:`Identity` of ``uri``; :class:`IdentityError` naming the rule otherwise."""
-    shown = uri[:_QUOTE_MAX]
+    shown = quote(uri)
     if not uri.startswith(SCHEME):
-        raise IdentityError(f"identity {shown!r}: must start with {SCHEME}")
+        raise IdentityError(f"identity {shown}: must start with {SCHEME}")
     if len(uri) > 2048:
-        raise IdentityError(f"identity {shown!r}...: longer than 2048 characters")
+        raise IdentityError(f"identity {shown}: longer than 2048 characters")
     domain, _, path = uri[len(SCHEME):].partition("/")
     segments = path.split("/") if path else []
     if len(segments) < 3:
-        raise IdentityError(f"identity {shown!r}: needs <cluster>/<component>/<pod> after the trust domain")
+        raise IdentityError(f"identity {shown}: needs <cluster>/<component>/<pod> after the trust domain")
     _check_segment("trust domain", domain)
     cluster, rest = segments[0], segments[1:]
     trench = node = None
@@ -116,11 +118,11 @@ def parse(uri: str) -> Identity:
     if rest[0] == "node" and len(rest) >= 4:
         node, rest = rest[1], rest[2:]
     if len(rest) != 2:
-        raise IdentityError(f"identity {shown!r}: expected [/trench/T][/node/N]/<component>/<pod>")
+        raise IdentityError(f"identity {shown}: expected [/trench/T][/node/N]/<component>/<pod>")
     try:
         component = Component(rest[0])
     except ValueError:
-        raise IdentityError(f"identity {shown!r}: unknown component {rest[0][:_QUOTE_MAX]!r} "
+        raise IdentityError(f"identity {shown}: unknown component {quote(rest[0])} "
                             f"(one of {', '.join(c.value for c in Component)})") from None
     return Identity(cluster=cluster, component=component, pod=rest[1], trench=trench, node=node,
                     trust_domain=domain)

@@ -19,9 +19,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from meridio.common.bounds import quote
 from meridio.common.durations import DurationError, parse_duration
 
-__all__ = ["setting", "SettingsError", "add_arguments", "from_namespace", "parse", "describe"]
+__all__ = ["setting", "SettingsError", "add_arguments", "from_namespace", "parse", "parse_bool", "describe"]
 
 T = TypeVar("T")
 
@@ -39,6 +40,17 @@ def setting(default: Any, help: str, *, duration: bool = False, choices: tuple[s
     return dataclasses.field(default=default, metadata=meta)
 
 
+def parse_bool(raw: str) -> bool:
+    """A boolean setting's text: ``1 true yes on`` / ``0 false no off`` or empty (any case); ``ValueError``
+    otherwise."""
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {quote(raw)}")
+
+
 def _env_name(prefix: str, f: dataclasses.Field[Any]) -> str:
     return f.metadata.get("env") or prefix + f.name.upper()
 
@@ -53,12 +65,7 @@ def _convert(f: dataclasses.Field[Any], raw: str, where: str) -> Any:
         if f.metadata.get("duration"):
             return parse_duration(raw)
         if kind == "bool":
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(f"not a boolean: {raw!r}")
+            return parse_bool(raw)
         if kind == "int":
             return int(raw, 0)
         if kind == "float":

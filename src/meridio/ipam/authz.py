@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 
 from meridio.common import identity as identitymod
+from meridio.common.bounds import quote
 from meridio.common.grpcutil import PermissionDenied
 from meridio.ipam.registry import ChildRequest
 
 __all__ = ["ALLOCATORS", "Policy"]
 
 ALLOCATORS = frozenset({identitymod.Component.PROXY, identitymod.Component.FRONTEND})
-_QUOTE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,14 +29,14 @@ class Policy:
     """The trench this IPAM serves."""
 
     def check(self, caller: identitymod.Identity, child: ChildRequest) -> None:
-        who = f"{caller.component.value} {caller.pod[:_QUOTE]}"
+        who = f"{caller.component.value} {caller.pod}"  # identity segments: at most 63 characters
         if caller.component not in ALLOCATORS:
             raise PermissionDenied(f"{who} may not allocate addresses (only a proxy or a frontend)")
         if caller.trench != self.trench:
-            raise PermissionDenied(f"{who} belongs to trench {(caller.trench or '')[:_QUOTE]!r}, this IPAM "
+            raise PermissionDenied(f"{who} belongs to trench {caller.trench or ''!r}, this IPAM "
                                    f"serves {self.trench!r}")
         if caller.node is None:
             raise PermissionDenied(f"{who}: its identity names no node")
         if child.node != caller.node:
-            raise PermissionDenied(f"child.subnet.node {child.node[:_QUOTE]!r}: {who} runs on node "
-                                   f"{caller.node[:_QUOTE]!r}")
+            raise PermissionDenied(f"child.subnet.node {quote(child.node)}: {who} runs on node "
+                                   f"{caller.node!r}")

@@ -80,7 +80,7 @@ def _policy(tls: tlsmod.Tls | None) -> authz.Policy | None:
     except identitymod.IdentityError as exc:
         raise tlsmod.TlsError(f"{tls.directory / tlsmod.CERT_FILE}: {exc}") from None
     if own.component is not identitymod.Component.NSP or own.trench is None:
-        raise tlsmod.TlsError(f"{tls.directory / tlsmod.CERT_FILE}: identity {own.uri[:64]!r} is not an NSP of a trench")
+        raise tlsmod.TlsError(f"{tls.directory / tlsmod.CERT_FILE}: identity {own.uri!r} is not an NSP of a trench")
     return authz.Policy(trench=own.trench)
 
 

@@ -21,6 +21,7 @@ import enum
 
 from meridio.api import model
 from meridio.common import identity as identitymod
+from meridio.common.bounds import quote
 from meridio.common.grpcutil import PermissionDenied
 
 __all__ = ["Action", "Policy", "MAY_CHANGE"]
@@ -31,9 +32,6 @@ MAY_CHANGE: dict[identitymod.Component, model.TargetType] = {
     identitymod.Component.FRONTEND: model.TargetType.FRONTEND,
 }
 """The one target type each component may register, update and remove."""
-
-_QUOTE = 64
-
 
 class Action(enum.Enum):
     REGISTER = "register"
@@ -59,13 +57,13 @@ class Policy:
         ``owner``: the identity URI stored with the target, ``None`` if the registry does not know it
         (or knows it without an owner).
         """
-        who = f"{caller.component.value} {caller.pod[:_QUOTE]}"
+        who = f"{caller.component.value} {caller.pod}"  # identity segments: at most 63 characters
         if caller.trench is not None and caller.trench != self.trench:
-            raise PermissionDenied(f"{who} belongs to trench {caller.trench[:_QUOTE]!r}, this NSP serves "
+            raise PermissionDenied(f"{who} belongs to trench {caller.trench!r}, this NSP serves "
                                    f"{self.trench!r}")
         trench = _target_trench(target)
         if trench and trench != self.trench:
-            raise PermissionDenied(f"target.stream.conduit.trench {trench[:_QUOTE]!r}: this NSP serves "
+            raise PermissionDenied(f"target.stream.conduit.trench {quote(trench)}: this NSP serves "
                                    f"{self.trench!r}")
         allowed = MAY_CHANGE.get(caller.component)
         if allowed is None:

@@ -54,13 +54,13 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 def check_caller(caller: identitymod.Identity, target_id: str, node: str) -> None:
     """With mutual TLS, only a TAPA whose certificate names pod ``target_id`` (and, when it names a node,
     this proxy's ``node``) may connect, disconnect or watch that target's link."""
-    who = f"{caller.component.value} {caller.pod[:64]}"
+    who = f"{caller.component.value} {caller.pod}"  # identity segments: at most 63 characters
     if caller.component is not identitymod.Component.TAPA:
         raise PermissionDenied(f"{who} may not use the link service (only a TAPA)")
     if caller.pod != target_id:
-        raise PermissionDenied(f"target_id {target_id!r}: the caller's certificate names pod {caller.pod[:64]!r}")
+        raise PermissionDenied(f"target_id {target_id!r}: the caller's certificate names pod {caller.pod!r}")
     if caller.node is not None and caller.node != node:
-        raise PermissionDenied(f"{who} runs on node {caller.node[:64]!r}, this proxy serves node {node!r}")
+        raise PermissionDenied(f"{who} runs on node {caller.node!r}, this proxy serves node {node!r}")
 
 
 class LinkServicer(link_pb2_grpc.LinkServiceServicer):

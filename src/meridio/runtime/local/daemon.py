@@ -27,7 +27,9 @@ from meridio.api import resources
 from meridio.common import log as logmod
 from meridio.common import tasks
 from meridio.common import tls as tlsmod
+from meridio.common.bounds import quote
 from meridio.common.durations import DurationError, parse_duration
+from meridio.common.settings import parse_bool
 from meridio.runtime.local import client, pki, readiness
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
@@ -189,21 +191,24 @@ async def serve(layout: StateLayout, log: logmod.Logger, stop: asyncio.Event) ->
 
 LIFETIME_ENV = "MERIDIO_TLS_CERT_LIFETIME"
 
+
 def tls_settings(environ: Mapping[str, str]) -> tuple[bool, float]:
     """(TLS on, certificate lifetime in seconds) from the daemon's environment: ``MERIDIO_TLS_INSECURE``
     (true turns mutual TLS off, for compatibility tests only) and ``MERIDIO_TLS_CERT_LIFETIME`` (Go
     duration, default 1h, at least 10s). Raises ``ValueError`` naming the variable."""
-    raw = environ.get(tlsmod.INSECURE_ENV, "").strip().lower()
-    if raw not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
-        raise ValueError(f"{tlsmod.INSECURE_ENV}={raw[:64]!r}: must be true or false")
+    raw = environ.get(tlsmod.INSECURE_ENV, "")
+    try:
+        insecure = parse_bool(raw)
+    except ValueError:
+        raise ValueError(f"{tlsmod.INSECURE_ENV}={quote(raw)}: must be true or false") from None
     lifetime_raw = environ.get(LIFETIME_ENV, "")
     try:
         lifetime = parse_duration(lifetime_raw) if lifetime_raw else pki.DEFAULT_LIFETIME_S
     except DurationError as exc:
-        raise ValueError(f"{LIFETIME_ENV}={lifetime_raw[:64]!r}: {exc}") from None
+        raise ValueError(f"{LIFETIME_ENV}={quote(lifetime_raw)}: {exc}") from None
     if lifetime < 10:
-        raise ValueError(f"{LIFETIME_ENV}={lifetime_raw[:64]!r}: must be at least 10s")
-    return raw not in ("1", "true", "yes", "on"), lifetime
+        raise ValueError(f"{LIFETIME_ENV}={quote(lifetime_raw)}: must be at least 10s")
+    return not insecure, lifetime
 
 
 async def _rotate_forever(ctl: Controller, log: logmod.Logger) -> None:

@@ -142,7 +142,7 @@ class Ca:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meridio"),
-                                         x509.NameAttribute(NameOID.COMMON_NAME, who.pod[:64])]))
+                                         x509.NameAttribute(NameOID.COMMON_NAME, who.pod)]))
                 .issuer_name(self.cert.subject).public_key(key.public_key())
                 .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1 or 1)
                 .not_valid_before(_utc(now - _BACKDATE_S)).not_valid_after(_utc(now + lifetime_s))
