@@ -94,7 +94,7 @@ def test_every_component_runs_with_its_own_certificate(e2e: E2E) -> None:
 def test_a_registration_without_a_valid_certificate_is_refused_and_takes_no_traffic(e2e: E2E) -> None:
     layout = _layout(e2e)
     nsp = f"unix:{layout.nsp_socket('trench-a')}"
-    runtime = tlsmod.Tls(layout.root / "pki" / "runtime")
+    runtime = tlsmod.Tls(layout.runtime_tls)
     before = _registered(nsp, runtime)
     with pytest.raises(TemporaryError, match="UNAVAILABLE"):
         _register(nsp, None, _intruder("172.16.250.2"))
@@ -112,7 +112,7 @@ def test_a_registration_without_a_valid_certificate_is_refused_and_takes_no_traf
 
 def test_certificate_rotation_under_traffic_loses_no_connection(e2e: E2E) -> None:
     layout = _layout(e2e)
-    runtime = tlsmod.Tls(layout.root / "pki" / "runtime")
+    runtime = tlsmod.Tls(layout.runtime_tls)
     nsp_dir = layout.pod_dir("nsp-trench-a") / "tls" / "nsp"
     old = _serial_presented(layout.nsp_socket("trench-a"), runtime)
     assert old == _serial_on_disk(nsp_dir)

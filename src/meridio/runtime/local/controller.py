@@ -314,7 +314,7 @@ class Controller:
             return 0
         with self._issuing:
             if self._ca is None:
-                self._ca = pki.Ca.load_or_create(self.layout.root / "pki", self.env.name, now=self._now())
+                self._ca = pki.Ca.load_or_create(self.layout.pki, self.env.name, now=self._now())
             return sum(self._ca.ensure(cert, now=self._now(), lifetime_s=self.cert_lifetime_s, force=force)
                        for cert in specs)
 

@@ -93,6 +93,15 @@ class StateLayout:
         return self.root / "logs"
 
     @property
+    def pki(self) -> pathlib.Path:
+        """The environment's CA (``ca.key``, ``ca.crt``) and, in ``runtime/``, the daemon's own certificate."""
+        return self.root / "pki"
+
+    @property
+    def runtime_tls(self) -> pathlib.Path:
+        return self.pki / "runtime"
+
+    @property
     def pids(self) -> pathlib.Path:
         return self.root / "pids"
 

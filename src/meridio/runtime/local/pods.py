@@ -170,10 +170,10 @@ class PodBuilder:
 
     @property
     def runtime_tls(self) -> tlsmod.Tls | None:
-        return tlsmod.Tls(self.layout.root / "pki" / "runtime") if self.tls else None
+        return tlsmod.Tls(self.layout.runtime_tls) if self.tls else None
 
     def runtime_certificate(self) -> pki.CertSpec:
-        return pki.CertSpec(self.layout.root / "pki" / "runtime", self.runtime_identity())
+        return pki.CertSpec(self.layout.runtime_tls, self.runtime_identity())
 
     def _tls_env(self, w: rc.Workload, component: str) -> dict[str, str]:
         if component not in _COMPONENTS:
