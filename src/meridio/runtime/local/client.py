@@ -5,7 +5,6 @@ request of :mod:`meridio.runtime.local.protocol` in, its typed reply out.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -24,7 +23,7 @@ from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local import scrape, topology
 from meridio.runtime.local.layout import Naming, StateLayout, state_root
-from meridio.runtime.local.supervisor import process_start_time, spawn_detached, stop_leftovers
+from meridio.runtime.local.supervisor import log_tail, process_start_time, spawn_detached, stop_leftovers
 
 R = TypeVar("R")
 
@@ -196,17 +195,9 @@ def start_daemon(layout: StateLayout, timeout: float = 15.0) -> None:
 
 def start_failure(log_path: pathlib.Path) -> str | None:
     """The ``error`` of the last ``runtimeStartFailed`` line of the daemon log (None if there is none)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 16384))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and record.get("message") == "runtimeStartFailed":
-                return str(record.get("error", "")) or None
+    for _, record in reversed(log_tail(log_path)):
+        if record is not None and record.get("message") == "runtimeStartFailed":
+            return str(record.get("error", "")) or None
     return None
 
 

@@ -39,7 +39,8 @@ from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import crashloop
 
 __all__ = [
-    "LAST_LINE_MAX", "ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "last_line", "process_start_time",
+    "LAST_LINE_MAX", "ProcessSpec", "ProcessState", "ProcessStatus", "Supervisor", "last_line", "log_tail",
+    "process_start_time",
     "spawn_detached", "stop_leftovers",
 ]
 
@@ -434,22 +435,37 @@ def _size(path: pathlib.Path) -> int:
         return 0
 
 
+def log_tail(path: pathlib.Path, offset: int = 0, *, tail_bytes: int = 16384
+             ) -> list[tuple[str, dict[str, object] | None]]:
+    """The non-empty lines written to ``path`` after ``offset`` (at most its last ``tail_bytes``), each with
+    its JSON record when it is one of the components' log lines; empty if the file cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(offset, _size(path) - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    out: list[tuple[str, dict[str, object] | None]] = []
+    for line in (ln.strip() for ln in text.splitlines()):
+        if not line:
+            continue
+        record = None
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(line)
+            record = parsed if isinstance(parsed, dict) else None
+        out.append((line, record))
+    return out
+
+
 def last_line(path: pathlib.Path, offset: int = 0) -> str:
     """The last non-empty line written to ``path`` after ``offset`` (a JSON log line: its ``error``, else
     its ``message``), at most :data:`LAST_LINE_MAX` characters; empty if there is none."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(offset, _size(path) - 16384))
-            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
+    lines = log_tail(path, offset)
     if not lines:
         return ""
-    line = lines[-1]
-    with contextlib.suppress(ValueError):
-        record = json.loads(line)
-        if isinstance(record, dict) and (record.get("error") or record.get("message")):
-            line = str(record.get("error") or record.get("message"))
+    line, record = lines[-1]
+    if record is not None and (record.get("error") or record.get("message")):
+        line = str(record.get("error") or record.get("message"))
     return line[:LAST_LINE_MAX]
 
 
