@@ -55,8 +55,8 @@ def _intruder(ip: str) -> model.Target:
                              stream=stream)
 
 
-def _serial_presented(socket_path: pathlib.Path, tls: tlsmod.Tls) -> int:
-    """The serial number of the certificate a server presents on a fresh handshake (HTTP/2 over TLS)."""
+def _handshake(socket_path: pathlib.Path, tls: tlsmod.Tls) -> tuple[int, str | None]:
+    """(serial number of the certificate a server presents, TLS version) on a fresh handshake (HTTP/2 over TLS)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.load_verify_locations(cafile=str(tls.directory / tlsmod.CA_FILE))
@@ -66,9 +66,9 @@ def _serial_presented(socket_path: pathlib.Path, tls: tlsmod.Tls) -> int:
         raw.settimeout(5.0)
         raw.connect(str(socket_path))
         with ctx.wrap_socket(raw) as s:
-            der = s.getpeercert(binary_form=True)
+            der, version = s.getpeercert(binary_form=True), s.version()
     assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
+    return x509.load_der_x509_certificate(der).serial_number, version
 
 
 def _serial_on_disk(directory: pathlib.Path) -> int:
@@ -114,8 +114,8 @@ def test_certificate_rotation_under_traffic_loses_no_connection(e2e: E2E) -> Non
     layout = _layout(e2e)
     runtime = tlsmod.Tls(layout.runtime_tls)
     nsp_dir = layout.pod_dir("nsp-trench-a") / "tls" / "nsp"
-    old = _serial_presented(layout.nsp_socket("trench-a"), runtime)
-    assert old == _serial_on_disk(nsp_dir)
+    old, version = _handshake(layout.nsp_socket("trench-a"), runtime)
+    assert old == _serial_on_disk(nsp_dir) and version == "TLSv1.3"
     e2e.expect_traffic("trench-a", VIP1[4], 4000, 4)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         run = pool.submit(e2e.traffic, "trench-a", VIP1[4], 4000, nconn=50, duration=15)
@@ -128,7 +128,7 @@ def test_certificate_rotation_under_traffic_loses_no_connection(e2e: E2E) -> Non
         report
     new = _serial_on_disk(nsp_dir)
     assert new != old
-    assert _serial_presented(layout.nsp_socket("trench-a"), runtime) == new
+    assert _handshake(layout.nsp_socket("trench-a"), runtime)[0] == new
     # New connections made with the new certificates: a new target registers, takes traffic, leaves.
     e2e.scale("target-a", 5)
     try:

@@ -110,3 +110,26 @@ def test_a_proxy_links_a_pod_only_from_the_namespace_the_runtime_made_for_it(tmp
     [proc] = b.build(w).processes
     target = b.build(rc.Workload("target-a-2", rc.Kind.TARGET, "n", params=(("deployment", "target-a"),)))
     assert proc.env["NSM_POD_NETNS"].format(pod="target-a-2") == f"/run/netns/{target.netns}"
+
+
+def test_each_grpc_component_gets_its_own_certificate_naming_its_pod_node_and_trench(tmp_path: pathlib.Path) -> None:
+    b = _builder(tmp_path)
+    w = rc.Workload("target-a-2", rc.Kind.TARGET, "node-1", namespace="red", params=(("deployment", "target-a"),))
+    pod = b.build(w)
+    app, tapa = pod.processes
+    assert "MERIDIO_TLS_DIR" not in app.env  # the example target talks no gRPC to components
+    assert tapa.env["MERIDIO_TLS_INSECURE"] == "false"
+    [cert] = pod.certificates
+    assert tapa.env["MERIDIO_TLS_DIR"] == str(cert.directory) == f"{tmp_path}/state/pods/target-a-2/tls/tapa"
+    assert cert.identity.uri == "spiffe://meridio.local/default/node/node-1/tapa/target-a-2"
+    nsp = b.build(rc.Workload("nsp-trench-a", rc.Kind.NSP, "node-1", "trench-a"))
+    assert nsp.certificates[0].identity.uri == "spiffe://meridio.local/default/trench/trench-a/nsp/nsp-trench-a"
+
+
+def test_without_tls_no_certificate_is_issued_and_every_grpc_component_is_told_so(tmp_path: pathlib.Path) -> None:
+    env = envmod.load_default()
+    b = pods.PodBuilder(env, StateLayout(tmp_path / "state"), Naming(env.prefix), python="/py", tls=False)
+    pod = b.build(rc.Workload("target-a-2", rc.Kind.TARGET, "node-1", namespace="red",
+                              params=(("deployment", "target-a"),)))
+    assert pod.certificates == () and b.runtime_tls is None
+    assert pod.processes[1].env["MERIDIO_TLS_INSECURE"] == "true"
