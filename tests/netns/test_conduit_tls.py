@@ -32,9 +32,10 @@ def test_open_and_close_work_end_to_end_with_mutual_tls(conduit_env) -> None:  #
     assert "tlsUnusable" not in env.procs.output(t1.tapa)
 
 
-def test_the_link_service_refuses_a_plain_client(conduit_env) -> None:  # type: ignore[no-untyped-def]
-    """The same plain link client gets its link from a bed without TLS (``test_proxy_link_service``); here
-    the proxy's TLS listener closes the connection before any request is read."""
+def test_a_link_is_given_only_to_the_tapa_certificate_of_the_pod_it_claims(conduit_env) -> None:  # type: ignore[no-untyped-def]
+    """One caller in pod target-9's namespace: plain, then with another pod's TAPA certificate, then with its
+    own; only the last gets a link (so the first two refusals are the TLS listener's and the identity check's,
+    not the socket's)."""
     env = conduit_env(tls=True)
     proxy = env.add_proxy("node-1")
     ns = env.add_target("target-9")
@@ -42,13 +43,6 @@ def test_the_link_service_refuses_a_plain_client(conduit_env) -> None:  # type: 
     reply = owner.call(op="connect", socket=proxy.socket, target_id="target-9", ifname="nsm-0")
     assert not reply["ok"] and reply["code"] == "UNAVAILABLE", reply
     assert proxy.ports("pt-") == {} and set(links(ns)) == {"lo"}, "no link for a caller without a certificate"
-
-
-def test_a_link_is_given_only_to_the_tapa_certificate_of_the_pod_it_claims(conduit_env) -> None:  # type: ignore[no-untyped-def]
-    env = conduit_env(tls=True)
-    proxy = env.add_proxy("node-1")
-    ns = env.add_target("target-9")
-    owner = env.link_owner(ns)
     other = env.tls_env(idm.Component.TAPA, "target-1", trench=None, node="node-1")
     reply = owner.call(op="connect_tls", socket=proxy.socket, target_id="target-9", ifname="nsm-0",
                        tls=other[tlsmod.DIR_ENV])
