@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterable
 
 import grpc
@@ -76,12 +77,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _watch(stub: tap_pb2_grpc.TapStub, stream: tap_pb2.Stream) -> int:
-    # SIGTERM (e.g. `timeout 0.5 meridio target watch`) ends the watch like Ctrl-C: quietly, status 0.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (e.g. `timeout 0.5 meridio target watch`) and Ctrl-C end the watch quietly, status 0. The
+    # handler cancels the call rather than raising KeyboardInterrupt, which could surface anywhere in
+    # grpc's iteration or the channel's close (a CI run once ended with 130 instead of 0).
+    call = stub.Watch(stream)
+    stopped = threading.Event()
+
+    def stop(_signum: int, _frame: object) -> None:
+        stopped.set()
+        call.cancel()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        for response in stub.Watch(stream):
+        for response in call:
             print(format_update(response.streamStatus), flush=True)
-    except KeyboardInterrupt:
+    except grpc.RpcError:
+        if stopped.is_set():
+            return 0
+        raise
+    if stopped.is_set():
         return 0
     print("meridio: the TAPA ended the watch", file=sys.stderr)
     return 1
