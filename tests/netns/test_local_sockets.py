@@ -27,7 +27,7 @@ pytestmark = pytest.mark.netns
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
 PROBE = r"""
-import json, socket, sys
+import json, os, socket, sys
 path, kind = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(5)
@@ -39,6 +39,8 @@ except OSError as exc:
 try:  # a server that disconnects at once may make the write fail (EPIPE) as well as the read
     if kind == "grpc":  # an HTTP/2 client preface and an empty SETTINGS frame: a gRPC server answers SETTINGS
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+    else:  # the credential request: its own network namespace attached
+        socket.send_fds(s, [b"netns\n"], [os.open("/proc/thread-self/ns/net", os.O_RDONLY)])
     data = s.recv(4096)
 except OSError as exc:
     data = b""

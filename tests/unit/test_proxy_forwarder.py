@@ -159,7 +159,7 @@ def owner_alive() -> pins.Owner:
 
 
 OWN_INODE = os.stat("/proc/self/ns/net").st_ino
-DEAD = pins.Owner(0, 0)
+DEAD = pins.Owner(os.getpid(), 1)  # this pid, but another start time: a process that has exited
 
 
 def pinned(ns_fd: int, *, inode: int | None = None, owner: pins.Owner | None = None) -> pins.PinnedNs:
@@ -446,6 +446,24 @@ async def test_a_link_whose_owner_died_is_removed_after_the_orphan_timeout() -> 
     await bed.fwd.tick()
     assert "nsm-0" in bed.dp.ns[ns]
     bed.clock.advance(1.0)
+    await bed.fwd.tick()
+    assert "nsm-0" not in bed.dp.ns[ns] and bed.fwd.targets.links == {}
+
+
+async def test_a_link_of_an_owner_whose_pid_is_not_visible_lives_while_its_tapa_watches_it() -> None:
+    """Kubernetes without host PIDs: only the namespace descriptor proved the caller (pid 0)."""
+    bed = await started(orphan_timeout=30.0)
+    ns = bed.target_ns(7)
+    await bed.fwd.connect("target-1", "nsm-0", pinned(ns, owner=pins.Owner(0, 0)))
+    watch = bed.fwd.watch("target-1")
+    assert (await anext(watch)).interface_name == "nsm-0"  # type: ignore[arg-type]
+    bed.clock.advance(60.0)
+    await bed.fwd.tick()
+    assert bed.fwd.targets.links["target-1"].pinned is not None  # watched: the owner is there
+    await watch.aclose()  # type: ignore[attr-defined]
+    await bed.fwd.tick()
+    assert bed.fwd.targets.links["target-1"].pinned is None  # nobody watches: orphaned, unpinned
+    bed.clock.advance(30.0)
     await bed.fwd.tick()
     assert "nsm-0" not in bed.dp.ns[ns] and bed.fwd.targets.links == {}
 

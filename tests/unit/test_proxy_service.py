@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,6 +66,60 @@ async def test_an_unused_credential_expires_and_its_namespace_is_unpinned(tmp_pa
         clock.advance(11)
         assert server.take(token) is None
         assert open_pins() == before
+    finally:
+        await server.close()
+
+
+async def ask_raw(path: str, payload: bytes, fds: list[int]) -> str:
+    """Send ``payload`` with ``fds`` attached on the credential socket, as a (mis)behaving caller would."""
+    def ask() -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(path)
+            socket.send_fds(sock, [payload], fds) if fds else sock.sendall(payload)
+            return sock.recv(512).decode()
+    return await asyncio.to_thread(ask)
+
+
+@pytest.mark.parametrize(("payload", "fds", "why"), [
+    (b"netns\n", [], "^error the request must carry exactly one descriptor, the caller's network namespace "
+                     "\\(got 0\\)\n$"),
+    (b"netns\n", ["file"], "^error the descriptor passed is not a network namespace\n$"),
+    (b"netns\n", ["uts"], "^error the descriptor passed is not a network namespace\n$"),
+    (b"netns\n", ["net", "net"], "^error the request must carry exactly one descriptor.*\\(got 2\\)\n$"),
+    (b"give\n", ["net"], "^error the request must be b'netns\\\\n' with the caller's network namespace attached"),
+])
+async def test_a_request_without_exactly_one_namespace_descriptor_is_refused_and_pins_nothing(
+        tmp_path: pathlib.Path, payload: bytes, fds: list[str], why: str) -> None:
+    server = credentials.CredentialServer(str(tmp_path / "c.cred"), monotonic=FakeClock().monotonic)
+    await server.start()
+    (tmp_path / "file").write_text("x")
+    opened = [os.open(str(tmp_path / "file") if f == "file" else f"/proc/self/ns/{f}", os.O_RDONLY) for f in fds]
+    try:
+        before = open_pins()
+        answer = await ask_raw(server.path, payload, opened)
+        assert re.match(why, answer), answer
+        assert len(server._store) == 0
+        assert open_pins() == before  # every descriptor the server received was closed again
+    finally:
+        for fd in opened:
+            os.close(fd)
+        await server.close()
+
+
+async def test_a_caller_that_sends_nothing_is_dropped_after_the_request_timeout_without_blocking_others(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(credentials, "_REQUEST_TIMEOUT_S", 0.5)
+    server = credentials.CredentialServer(str(tmp_path / "c.cred"), monotonic=FakeClock().monotonic)
+    await server.start()
+    try:
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        silent.connect(server.path)
+        token = await linkclient.credential(server.path)  # answered while the silent caller waits
+        assert server.take(token) is not None
+        answer = await asyncio.to_thread(lambda: (silent.settimeout(5), silent.recv(512))[1])
+        assert answer.decode().startswith("error no request within 0.5 s")
+        silent.close()
     finally:
         await server.close()
 

@@ -6,7 +6,11 @@ import dataclasses
 
 from meridio.api.pb.meridio.proxy.v1 import link_pb2
 
-__all__ = ["Link", "link_from_pb", "link_to_pb"]
+__all__ = ["CREDENTIAL_REQUEST", "Link", "link_from_pb", "link_to_pb"]
+
+CREDENTIAL_REQUEST = b"netns\n"
+"""What a caller sends on the proxy's credential socket, a descriptor of its network namespace attached
+(``SCM_RIGHTS``); the answer is one line, ``ok <credential>`` or ``error <why>``."""
 
 
 @dataclasses.dataclass(frozen=True)

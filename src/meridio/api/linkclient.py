@@ -4,8 +4,9 @@
 The proxy of a node and conduit serves ``meridio.proxy.v1.LinkService`` on a unix socket (say
 ``/run/meridio/trench-a/conduit-a/node-1/link.sock``) with its credential socket beside it
 (``link.sock.cred``). Every Connect/Disconnect first fetches a one-time credential from the credential
-socket — the proxy learns the caller's pid from the socket itself, so the link always lands in the
-namespace of the process calling these functions::
+socket: the caller passes a descriptor of its own network namespace there (``SCM_RIGHTS``), which the
+proxy checks against the pid the socket itself tells where that pid is visible, so the link always lands
+in the namespace of the process (thread) calling these functions::
 
     link = await linkclient.connect("/run/meridio/trench-a/conduit-a/node-1", "target-a-1", "nsm-0")
     link.addresses   # ('172.16.1.6/24', 'fd00:0:0:1::6/64')
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket as socketmod
 from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
 
-from meridio.api.link import Link, link_from_pb
+from meridio.api.link import CREDENTIAL_REQUEST, Link, link_from_pb
 from meridio.api.pb.meridio.proxy.v1 import link_pb2, link_pb2_grpc
 from meridio.common import grpcutil, identity
 from meridio.common import tls as tlsmod
@@ -45,18 +47,38 @@ def socket_paths(socket: str) -> tuple[str, str]:
     return path, path + ".cred"
 
 
+_MAX_ANSWER = 512
+
+
 async def credential(cred_path: str, timeout: float = 5.0) -> str:
-    """A one-time credential for this process's network namespace."""
+    """A one-time credential for this thread's network namespace (passed to the proxy as a descriptor)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(cred_path), timeout)
+        return await asyncio.wait_for(_credential(cred_path), timeout)
     except (TimeoutError, OSError) as exc:
-        raise TemporaryError(f"credential socket {cred_path}: {exc}") from None
-    try:
-        line = (await asyncio.wait_for(reader.readline(), timeout)).decode().strip()
-    except (TimeoutError, OSError) as exc:
-        raise TemporaryError(f"credential socket {cred_path}: {exc}") from None
-    finally:
-        writer.close()
+        raise TemporaryError(f"credential socket {cred_path}: {exc or 'no answer in time'}") from None
+
+
+async def _credential(cred_path: str) -> str:
+    loop = asyncio.get_running_loop()
+    with socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM | socketmod.SOCK_CLOEXEC) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, cred_path)
+        # The descriptor of what this very thread runs in; closed as soon as it is sent (the proxy holds
+        # its own copy).
+        ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sent = socketmod.send_fds(sock, [CREDENTIAL_REQUEST], [ns_fd])
+        finally:
+            os.close(ns_fd)
+        if sent != len(CREDENTIAL_REQUEST):
+            raise OSError("the request was cut short")
+        answer = b""
+        while not answer.endswith(b"\n") and len(answer) < _MAX_ANSWER:
+            chunk = await loop.sock_recv(sock, _MAX_ANSWER - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+    line = answer.decode(errors="replace").strip()
     status, _, rest = line.partition(" ")
     if status != "ok" or not rest:
         raise TemporaryError(f"credential socket {cred_path} refused: {rest or line or 'no answer'}")

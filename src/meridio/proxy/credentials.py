@@ -1,9 +1,11 @@
 """The credential socket: who is calling, and a handle on *their* network namespace.
 
 A TAPA cannot name a namespace in its Connect request (it could name someone else's). Instead it first
-connects to this plain unix stream socket; the proxy pins the caller's namespace from the socket itself
+connects to this plain unix stream socket and sends ``netns`` with a descriptor of its own network
+namespace attached (``SCM_RIGHTS``); the proxy checks it (:func:`meridio.kernel.pins.receive_netns`) and,
+where the caller's pid is visible, that it is the namespace that very process runs in
 (:func:`meridio.kernel.pins.pin_peer`: ``SO_PEERCRED``, a pidfd, ``/proc/<pid>/ns/net``, checked against
-pid reuse) and answers one line: a one-time credential. Connect and Disconnect present it; the link
+pid reuse), and answers one line: a one-time credential. Connect and Disconnect present it; the link
 service gets the pinned namespace from :class:`CredentialServer`. The socket is owner-only and a
 caller whose uid is not allowed (:mod:`meridio.kernel.localsock`) gets ``error`` and nothing pinned.
 """
@@ -12,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Callable
 
 from meridio.common import log as logmod
 from meridio.kernel import localsock
-from meridio.kernel.pins import PinError, PinnedNs, pin_peer
+from meridio.kernel.pins import PinError, PinnedNs, pin_peer, receive_netns
 from meridio.proxy import tokens
 
 __all__ = ["CredentialServer", "credential_path"]
 _CRED_TTL_S = 10.0
+_REQUEST_TIMEOUT_S = 5.0
+_MAX_PENDING = 16
+"""Requests being read at once; more callers wait in the listen backlog."""
 
 
 def credential_path(link_socket: str) -> str:
@@ -38,20 +44,30 @@ class CredentialServer:
         self._monotonic = monotonic
         self._store: tokens.TokenStore[PinnedNs] = tokens.TokenStore(ttl)
         self._log = log
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._pending = asyncio.Semaphore(_MAX_PENDING)
 
     async def start(self) -> None:
         localsock.prepare_dir(self.path, self.access)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         with localsock.private_umask(self.access):
-            self._server = await asyncio.start_unix_server(self._handle, path=self.path)
+            listener.bind(self.path)
+        listener.listen(64)
+        listener.setblocking(False)
         localsock.finish(self.path, self.access)
+        self._listener = listener
+        self._accepting = asyncio.create_task(self._accept_loop())
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
+        if self._listener is not None:
+            self._listener.close()
         for pinned in self._store.drain():
             pinned.close()
         with contextlib.suppress(FileNotFoundError):
@@ -66,29 +82,54 @@ class CredentialServer:
         for pinned in self._store.expire(self._monotonic()):
             pinned.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept_loop(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
         try:
-            sock = writer.get_extra_info("socket")
-            try:
-                localsock.check_peer(sock, self.access)
-                pinned = pin_peer(sock)
-                self.expire()
-                token = self._store.issue(pinned, self._monotonic())
-            except localsock.PeerRefused as exc:
-                self._log.warning("credentialRefused", reason="peerRefused", error=str(exc))
-                writer.write(f"error {exc}\n".encode())
-            except (PinError, OverflowError) as exc:
-                self._log.warning("credentialRefused", reason="pinFailed", error=str(exc))
-                writer.write(f"error {exc}\n".encode())
-            else:
-                self._log.debug("credentialIssued", pid=pinned.owner.pid, netns_inode=pinned.inode)
-                writer.write(f"ok {token}\n".encode())
-            await writer.drain()
-        except (ConnectionError, OSError) as exc:
+            while True:
+                conn, _ = await loop.sock_accept(self._listener)
+                await self._pending.acquire()
+                task = asyncio.create_task(self._handle(conn))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _handle(self, conn: socket.socket) -> None:
+        try:
+            pinned = await asyncio.to_thread(self._pin, conn)
+            answer = self._issue(pinned) if isinstance(pinned, PinnedNs) else pinned
+            conn.setblocking(False)
+            await asyncio.wait_for(asyncio.get_running_loop().sock_sendall(conn, answer), _REQUEST_TIMEOUT_S)
+        except (ConnectionError, OSError, TimeoutError) as exc:
             self._log.debug("credentialAborted", error=str(exc))
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+            conn.close()
+            self._pending.release()
 
+    def _pin(self, conn: socket.socket) -> PinnedNs | bytes:
+        """Check the caller and pin the namespace it passed; the refusal to send otherwise (blocking:
+        runs in a worker thread, touching nothing of the server's state)."""
+        conn.setblocking(True)
+        try:
+            localsock.check_peer(conn, self.access)
+            return pin_peer(conn, receive_netns(conn, _REQUEST_TIMEOUT_S))
+        except localsock.PeerRefused as exc:
+            self._log.warning("credentialRefused", reason="peerRefused", error=str(exc))
+            return f"error {exc}\n".encode()
+        except PinError as exc:
+            self._log.warning("credentialRefused", reason="pinFailed", error=str(exc))
+            return f"error {exc}\n".encode()
 
+    def _issue(self, pinned: PinnedNs) -> bytes:
+        self.expire()
+        try:
+            token = self._store.issue(pinned, self._monotonic())
+        except OverflowError as exc:
+            pinned.close()
+            self._log.warning("credentialRefused", reason="tooMany", error=str(exc))
+            return f"error {exc}\n".encode()
+        self._log.debug("credentialIssued", pid=pinned.owner.pid, netns_inode=pinned.inode)
+        return f"ok {token}\n".encode()

@@ -296,7 +296,7 @@ class TargetLinks:
             if link.port not in present:
                 await self._drop(link, reason="namespaceGone", delete=False)
                 continue
-            if link.pinned is not None and not link.pinned.alive():
+            if link.pinned is not None and not self._owner_present(link.target_id, link.pinned):
                 # Unpin: if the namespace has no other user it disappears now, and the veth with it.
                 link.pinned.close()
                 link.pinned, link.orphan_since = None, now
@@ -304,6 +304,13 @@ class TargetLinks:
             if link.pinned is None and link.orphan_since is not None \
                     and now - link.orphan_since >= self._ctx.config.orphan_timeout:
                 await self._drop(link, reason="orphaned")
+
+    def _owner_present(self, target_id: str, pinned: pins.PinnedNs) -> bool:
+        """The owner's process runs; where its pid is not visible (Kubernetes without host PIDs), its
+        TAPA still watches the link."""
+        if pinned.pid_visible:
+            return pinned.alive()
+        return bool(self._watchers.get(target_id))
 
     async def renew(self) -> None:
         """Allocate every link's addresses again (IPAM refresh); fix a link whose address changed."""
