@@ -8,6 +8,9 @@ unknown fields, wrong types, values outside an enum/pattern/range and missing re
 reported (never just the first), with the API server's wording. ``null`` counts as absent, and
 defaults apply to absent fields (also inside objects, but only when the object itself is present).
 
+The same reflection gives the Kubernetes structural OpenAPI v3 schema of a dataclass (:func:`openapi`),
+which the CRDs carry: the API server and :func:`decode` enforce the same rules.
+
 Used by :mod:`meridio.api.resources` (the CRDs) and :mod:`meridio.api.configmap` (the NSP ConfigMap).
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, TypeVar
 
 from meridio.api import problems as pb
 
-__all__ = ["Key", "key", "Issue", "decode", "encode", "T"]
+__all__ = ["Key", "key", "Issue", "decode", "encode", "openapi", "T"]
 
 T = TypeVar("T")
 
@@ -232,3 +235,55 @@ def _omitted(k: Key, tp: Any, value: Any) -> bool:
         return value is None
     return _is_empty(value)
 
+
+
+# --- the structural OpenAPI v3 schema -----------------------------------------------------------------
+
+def openapi(cls: type) -> dict[str, Any]:
+    """The Kubernetes structural schema of ``cls``: types, required fields, enums, patterns, bounds and
+    the defaults of optional scalar fields (so the API server stores what :func:`decode` would read).
+    ``null`` is left out as absent by the API server too (fields are not ``nullable``)."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for f, k, tp in _fields(cls):
+        prop = _openapi_value(tp, k)
+        default = f.default
+        if (not k.required and isinstance(default, (str, int)) and not isinstance(default, bool)
+                and default not in ("", 0)):
+            prop["default"] = default
+        properties[k.name] = prop
+        if k.required:
+            required.append(k.name)
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _openapi_value(tp: Any, k: Key) -> dict[str, Any]:
+    inner = _optional_inner(tp)
+    if inner is not None:
+        tp = inner
+    item = _list_item(tp)
+    if item is not None:
+        return {"type": "array", "items": _openapi_scalar_or_object(item, k)}
+    return _openapi_scalar_or_object(tp, k)
+
+
+def _openapi_scalar_or_object(tp: Any, k: Key) -> dict[str, Any]:
+    if dataclasses.is_dataclass(tp):
+        return openapi(typing.cast(type, tp))
+    out: dict[str, Any] = {"type": _TYPE_NAMES[tp]}
+    if k.enum is not None:
+        out["enum"] = list(k.enum)
+    if tp is str:
+        if k.pattern is not None:
+            out["pattern"] = k.pattern
+        if k.max_length is not None:
+            out["maxLength"] = k.max_length
+    if tp is int:
+        if k.minimum is not None:
+            out["minimum"] = k.minimum
+        if k.maximum is not None:
+            out["maximum"] = k.maximum
+    return out

@@ -1,4 +1,5 @@
-"""``meridio validate`` and ``meridio render configmap``: resource files checked and rendered offline.
+"""``meridio validate``, ``meridio render configmap`` and ``meridio render crds``: resource files checked and
+rendered offline, and the CustomResourceDefinitions they are checked against in a cluster.
 
 Both read Meridio resource YAML (``-f FILE``, repeatable; ``-`` is stdin; a directory means its
 ``*.yaml``/``*.yml``/``*.json`` files in name order) and apply the files in order on top of an empty
@@ -14,8 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from meridio.api import configmap, problems, resources, validation
+from meridio.api import configmap, problems, resources, validation, yamlio
 from meridio.cli.common import CliError
+from meridio.runtime.kubernetes import crds
 
 __all__ = ["register", "load_inputs"]
 
@@ -38,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     cm.add_argument("--trench", required=True, help="the trench to render")
     cm.add_argument("-n", "--namespace", default="default", help="the trench's namespace (default: default)")
     cm.set_defaults(func=_render_configmap)
+    crd = what.add_parser("crds", help="the CustomResourceDefinitions of meridio.nordix.org",
+                          description="Print the CRDs of every Meridio kind as YAML (for kubectl apply -f -).")
+    crd.set_defaults(func=_render_crds)
 
 
 def _add_files(p: argparse.ArgumentParser) -> None:
@@ -107,4 +112,9 @@ def _render_configmap(args: argparse.Namespace) -> int:
     except configmap.ConfigMapError as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(text)
+    return 0
+
+
+def _render_crds(_args: argparse.Namespace) -> int:
+    sys.stdout.write(yamlio.dump_all(crds.crds()))
     return 0
