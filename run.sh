@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(bird2 nftables libnftables1 iproute2 iptables iputils-ping iperf iperf3 socat tcpdump
-              conntrack ethtool netcat-openbsd procps python3-venv prometheus chromium)
+              conntrack ethtool netcat-openbsd procps python3-venv prometheus chromium mmdebstrap umoci)
 
 need_root() {
     if [ "$(id -u)" != 0 ]; then

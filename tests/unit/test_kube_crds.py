@@ -10,12 +10,13 @@ import typing
 from contextlib import redirect_stdout
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from meridio.api import resources, schema
 from meridio.cli.main import main
-from meridio.runtime.kubernetes import crds
+from meridio.runtime.kubernetes import crds, rbac
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "deploy" / "kubernetes" / "crds" / "meridio.nordix.org.yaml"
@@ -114,3 +115,15 @@ def test_the_committed_crd_manifests_are_what_meridio_render_crds_prints() -> No
     assert COMMITTED.read_text() == out.getvalue(), "run: meridio render crds > deploy/kubernetes/crds/meridio.nordix.org.yaml"
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(out.getvalue())] == [
         f"{p}.meridio.nordix.org" for p in crds.PLURALS.values()]
+
+
+def test_every_crd_and_the_operators_rbac_are_valid_kubernetes_1_37_objects_offline() -> None:
+    """kubernetes-validate's schemas of Kubernetes 1.37, strict (unknown fields are errors)."""
+    objects = [*crds.crds(), rbac.operator_role("meridio"), rbac.operator_role_binding("meridio"),
+               rbac.service_account("meridio")]
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.37", strict=True)
+    bad = crds.crd("Vip")
+    bad["spec"]["scope"] = 7
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.37", strict=True)

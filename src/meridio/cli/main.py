@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from meridio import __version__
-from meridio.cli import apply, dashboard, demo, exampletarget, get, logs, resources, run, target, traffic, up
+from meridio.cli import apply, dashboard, demo, exampletarget, get, logs, operator, resources, run, target, traffic, up
 from meridio.cli.common import CliError
 
 __all__ = ["COMMAND_MODULES", "CliError", "main"]
 
-COMMAND_MODULES = (run, resources, demo, target, exampletarget, up, apply, get, logs, traffic, dashboard)
+COMMAND_MODULES = (run, resources, demo, target, exampletarget, up, apply, get, logs, traffic, dashboard, operator)
 """The modules that provide sub-commands, in the order they appear in --help (``logs`` extends ``target``)."""
 
 

@@ -1,0 +1,169 @@
+"""The operator's kopf handlers (the adapter around :mod:`meridio.runtime.kubernetes.operator`).
+
+Run with ``meridio operator --namespace NS``.
+Only event handlers are used, so kopf puts no finalizers or annotations on the user's objects: every
+event of a Meridio object, or of a ConfigMap the operator manages, re-reads the namespace and applies
+what differs (coalesced: one reconcile runs per namespace at a time, and one more if events came
+meanwhile). Credentials: ``KUBECONFIG`` when set, else the pod's ServiceAccount.
+
+With a webhook certificate directory (``tls.crt`` and ``tls.key``, as a ``kubernetes.io/tls`` Secret
+mounts them) the admission webhook is served from the same process (port 9443), as Meridio's operator
+does.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from meridio.api import problems as pb
+from meridio.api import resources
+from meridio.runtime.kubernetes import crds, kubeapi, webhook
+from meridio.runtime.kubernetes import operator as core
+
+if TYPE_CHECKING:
+    import kopf
+
+_log = logging.getLogger("meridio.operator")
+
+
+def credentials() -> kubeapi.Credentials:
+    path = os.environ.get("KUBECONFIG")
+    return kubeapi.from_kubeconfig(path) if path else kubeapi.in_cluster()
+
+
+@dataclasses.dataclass
+class _Namespace:
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    dirty: bool = False
+
+
+class Reconciler:
+    def __init__(self, api: kubeapi.Client) -> None:
+        self.api = api
+        self._namespaces: dict[str, _Namespace] = {}
+        self.runs = 0
+
+    async def trigger(self, namespace: str) -> None:
+        state = self._namespaces.setdefault(namespace, _Namespace())
+        state.dirty = True
+        if state.lock.locked():
+            return  # the running reconcile goes round once more
+        async with state.lock:
+            while state.dirty:
+                state.dirty = False
+                await self.reconcile(namespace)
+
+    async def _objects(self, namespace: str) -> tuple[list[resources.Resource], dict[tuple[str, str], Any]]:
+        objs: list[resources.Resource] = []
+        raw: dict[tuple[str, str], Any] = {}
+        for kind, plural in crds.PLURALS.items():
+            listed = await self.api.get(f"/apis/{resources.GROUP}/v1/namespaces/{namespace}/{plural}")
+            for item in listed.get("items", []):
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", resources.API_VERSION)
+                raw[(kind, item["metadata"]["name"])] = item
+                try:
+                    objs.append(resources.parse_object(item))
+                except pb.ProblemsError as exc:
+                    _log.warning("object %s/%s unreadable: %s", kind, item["metadata"]["name"], exc)
+        return objs, raw
+
+    async def reconcile(self, namespace: str) -> None:
+        self.runs += 1
+        objs, raw = await self._objects(namespace)
+        want = core.desired(objs, namespace)
+        for trench, cm in want.configmaps.items():
+            owner = raw[("Trench", trench)]
+            body = core.configmap_object(cm, owner["metadata"]["uid"], trench)
+            path = f"/api/v1/namespaces/{namespace}/configmaps/{cm['metadata']['name']}"
+            try:
+                current = await self.api.get(path)
+            except kubeapi.ApiError as exc:
+                if exc.status != 404:
+                    raise
+                current = None
+            if current is None or current.get("data") != body["data"] or \
+                    current["metadata"].get("ownerReferences") != body["metadata"]["ownerReferences"]:
+                await self.api.apply(path, body, core.FIELD_MANAGER)
+                _log.info("configmap %s applied", cm["metadata"]["name"])
+        now = datetime.datetime.now(datetime.UTC)
+        for (kind, name), condition in want.conditions.items():
+            item = raw.get((kind, name))
+            if item is None:
+                continue
+            status = item.get("status") or {}
+            conditions = core.condition_patch(status.get("conditions") or [], condition,
+                                              int(item["metadata"].get("generation", 0)), now)
+            if conditions is None:
+                continue
+            path = f"/apis/{resources.GROUP}/v1/namespaces/{namespace}/{crds.PLURALS[kind]}/{name}/status"
+            try:
+                await self.api.merge_patch(path, {"status": {
+                    "conditions": conditions, "observedGeneration": int(item["metadata"].get("generation", 0))}})
+            except kubeapi.ApiError as exc:
+                if exc.status != 404:  # deleted meanwhile
+                    raise
+
+
+class Operator:
+    """The operator's handlers in a kopf registry of their own (no import-time side effects)."""
+
+    def __init__(self, cfg: core.OperatorSettings, creds: kubeapi.Credentials | None = None) -> None:
+        """``creds``: the API and token to use (default: ``KUBECONFIG`` or the pod's ServiceAccount)."""
+        self.cfg = cfg
+        self._creds = creds
+        self.reconciler: Reconciler | None = None
+        self.webhook: webhook.WebhookServer | None = None
+        import kopf  # here, not at the top: every meridio command would pay for importing it
+
+        self._kopf = kopf
+        self.registry = kopf.OperatorRegistry()
+        on = kopf.on
+        on.startup(registry=self.registry)(self._startup)
+        on.cleanup(registry=self.registry)(self._cleanup)
+        on.login(registry=self.registry)(self._login)
+        for plural in crds.PLURALS.values():
+            on.event(resources.GROUP, "v1", plural, registry=self.registry, id=f"meridio-{plural}")(self._on_event)
+        on.event("", "v1", "configmaps", labels=core.MANAGED_BY, registry=self.registry,
+                 id="meridio-configmaps")(self._on_event)
+
+    async def _startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.enabled = False  # no Events: the conditions say it, and the Role needs no events verb
+        settings.watching.server_timeout = 300
+        api = kubeapi.Client(self._creds or credentials())
+        await api.__aenter__()
+        self.reconciler = Reconciler(api)
+        if self.cfg.webhook_cert_dir:
+            self.webhook = webhook.WebhookServer(
+                webhook.api_lister(api), cert_file=os.path.join(self.cfg.webhook_cert_dir, "tls.crt"),
+                key_file=os.path.join(self.cfg.webhook_cert_dir, "tls.key"), host=self.cfg.webhook_host,
+                port=self.cfg.webhook_port)
+            await self.webhook.start()
+
+    async def _cleanup(self, **_: Any) -> None:
+        if self.webhook is not None:
+            await self.webhook.stop()
+        if self.reconciler is not None:
+            await self.reconciler.api.close()
+
+    def _login(self, **_: Any) -> kopf.ConnectionInfo:
+        creds = self._creds or credentials()
+        return self._kopf.ConnectionInfo(server=creds.server, ca_path=creds.ca_file, token=creds.bearer(),
+                                   certificate_path=creds.cert_file, private_key_path=creds.key_file,
+                                   default_namespace=creds.namespace)
+
+    async def _on_event(self, namespace: str | None, **_: Any) -> None:
+        if namespace and self.reconciler is not None:
+            await self.reconciler.trigger(namespace)
+
+    async def run(self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+        """Run until ``stop_flag`` is set (or a signal)."""
+        await self._kopf.operator(registry=self.registry, standalone=True, namespaces=[self.cfg.namespace],
+                            clusterwide=False, stop_flag=stop_flag, ready_flag=ready_flag)
+
+
+__all__ = ["Operator", "Reconciler", "credentials"]

@@ -1,0 +1,110 @@
+"""The operator (kopf), first part: per Trench the ConfigMap ``meridio-configuration-<trench>`` the NSP
+reads, rewritten from every Meridio object of the trench, and a ``Ready`` condition on every object.
+
+Pure core: :func:`desired` (the namespace's objects → the ConfigMaps and each object's condition).
+Adapter: kopf event handlers for the seven kinds and for the operator's ConfigMaps, which re-read the
+namespace through :mod:`meridio.runtime.kubernetes.kubeapi` and server-side apply what differs, so a
+change of one object rewrites only its trench's ConfigMap, and a manual edit of a ConfigMap is reverted.
+The ConfigMap is owned by its Trench (owner reference): deleting the Trench lets the garbage collector
+delete it. The operator watches only its own namespace (``kopf run --namespace``), as Meridio's does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from meridio.api import configmap, resources
+from meridio.api import problems as pb
+from meridio.common import settings as settingsmod
+
+__all__ = ["FIELD_MANAGER", "MANAGED_BY", "Condition", "Desired", "OperatorSettings", "condition_patch",
+           "configmap_object", "desired"]
+
+FIELD_MANAGER = "meridio-operator"
+MANAGED_BY = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    """``meridio operator`` flags and ``MERIDIO_*`` variables."""
+
+    namespace: str = settingsmod.setting("", "the namespace the operator watches (its own)")
+    webhook_cert_dir: str = settingsmod.setting("", "serve the admission webhook with tls.crt/tls.key of this "
+                                                    "directory (empty: no webhook)")
+    webhook_host: str = settingsmod.setting("0.0.0.0", "address the webhook listens on")
+    webhook_port: int = settingsmod.setting(9443, "port the webhook listens on")
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    status: str
+    """``True``, ``False``."""
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    configmaps: Mapping[str, dict[str, Any]]
+    """Trench name → the ConfigMap object (without owner reference: see :func:`configmap_object`)."""
+    conditions: Mapping[tuple[str, str], Condition]
+    """(kind, name) → its Ready condition."""
+
+
+def desired(objs: Sequence[resources.Resource], namespace: str) -> Desired:
+    """What the namespace's Meridio objects ask for."""
+    mine = [o for o in objs if o.namespace == namespace]
+    trenches = {o.name for o in mine if isinstance(o, resources.Trench)}
+    cms: dict[str, dict[str, Any]] = {}
+    conditions: dict[tuple[str, str], Condition] = {}
+    for trench in sorted(trenches):
+        try:
+            data = configmap.render(mine, trench, namespace)
+        except pb.ProblemsError as exc:
+            message = "; ".join(str(p) for p in exc.problems)[:1024]
+            conditions[("Trench", trench)] = Condition("False", "ConfigurationInvalid", message)
+            continue
+        cms[trench] = {"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": configmap.configmap_name(trench), "namespace": namespace,
+                                    "labels": {**MANAGED_BY, "trench": trench}},
+                       "data": data}
+    for o in mine:
+        if o.KIND not in resources.MERIDIO_KINDS or (o.KIND, o.name) in conditions:
+            continue
+        label = o.trench
+        if label is None or label not in trenches:
+            conditions[(o.KIND, o.name)] = Condition(
+                "False", "TrenchNotFound", f"no Trench {label!r} in namespace {namespace!r}" if label
+                else "no trench label")
+        elif label in cms:
+            conditions[(o.KIND, o.name)] = Condition(
+                "True", "Configured", f"in ConfigMap {configmap.configmap_name(label)}")
+        else:
+            conditions[(o.KIND, o.name)] = Condition("False", "TrenchNotConfigured",
+                                                     f"the configuration of trench {label!r} is invalid")
+    return Desired(cms, conditions)
+
+
+def configmap_object(cm: Mapping[str, Any], trench_uid: str, trench: str) -> dict[str, Any]:
+    """The ConfigMap with its Trench as controlling owner (garbage-collected with it)."""
+    out = {**cm, "metadata": {**cm["metadata"], "ownerReferences": [{
+        "apiVersion": resources.API_VERSION, "kind": "Trench", "name": trench, "uid": trench_uid,
+        "controller": True, "blockOwnerDeletion": True}]}}
+    return out
+
+
+def condition_patch(current: Iterable[Mapping[str, Any]], new: Condition, generation: int,
+                    now: datetime.datetime) -> list[dict[str, Any]] | None:
+    """The ``status.conditions`` with ``Ready`` set to ``new``; ``None`` if nothing changes (the
+    transition time moves only when the status does)."""
+    conditions = [dict(c) for c in current]
+    old = next((c for c in conditions if c.get("type") == "Ready"), None)
+    wanted = {"type": "Ready", "status": new.status, "reason": new.reason, "message": new.message,
+              "observedGeneration": generation}
+    if old is not None and all(old.get(k) == v for k, v in wanted.items()):
+        return None
+    stamp = old.get("lastTransitionTime") if old is not None and old.get("status") == new.status else None
+    wanted["lastTransitionTime"] = stamp or now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [*(c for c in conditions if c.get("type") != "Ready"), wanted]
