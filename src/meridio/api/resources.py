@@ -277,6 +277,8 @@ _SPEC_TYPES: dict[str, type[Any]] = {
     "Attractor": AttractorSpec, "Gateway": GatewaySpec, "NetworkAttachmentDefinition": NadSpec,
 }
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
+STATUS_FIELDS = ("conditions", "observedGeneration")
+"""What a stored object's ``status`` may hold (written by the operator; never read as configuration)."""
 
 
 def _resolve_kind(doc: Mapping[str, Any]) -> tuple[type[Any] | None, str | None]:
@@ -321,7 +323,8 @@ def parse_object(doc: Any, *, where: str = "<object>") -> Resource:
     found.extend(problem(i.path, i.message) for i in md_issues)
     status = doc.get("status")
     if status is not None and status != {}:
-        bad = list(status) if isinstance(status, Mapping) else [""]
+        # The operator's Ready conditions (the CRDs' status schema); Meridio's own status is empty.
+        bad = [k for k in status if k not in STATUS_FIELDS] if isinstance(status, Mapping) else [""]
         found.extend(problem(f"status.{k}" if k else "status", pb.unknown_field(f"status.{k}" if k else "status"))
                      for k in bad)
     raw_spec = doc.get("spec")

@@ -86,10 +86,30 @@ class Reconciler:
                 if exc.status != 404:
                     raise
                 current = None
-            if current is None or current.get("data") != body["data"] or \
-                    current["metadata"].get("ownerReferences") != body["metadata"]["ownerReferences"]:
-                await self.api.apply(path, body, core.FIELD_MANAGER)
-                _log.info("configmap %s applied", cm["metadata"]["name"])
+            if current is None:
+                try:
+                    await self.api.create(f"/api/v1/namespaces/{namespace}/configmaps", body)
+                except kubeapi.ApiError as exc:
+                    if exc.status != 409:  # made meanwhile: its event brings the next round
+                        raise
+                    continue
+                _log.info("configmap %s created", cm["metadata"]["name"])
+            elif current.get("data") != body["data"] or \
+                    current["metadata"].get("ownerReferences") != body["metadata"]["ownerReferences"] or \
+                    any(current["metadata"].get("labels", {}).get(k) != v for k, v in body["metadata"]["labels"].items()):
+                # A whole replace, not an apply: a key someone added must go too (an apply leaves fields
+                # other managers own). The resourceVersion makes a concurrent edit fail (409) rather than
+                # be lost; its own event brings the next round.
+                replaced = {**body, "metadata": {**body["metadata"],
+                                                 "resourceVersion": current["metadata"]["resourceVersion"]}}
+                try:
+                    await self.api.replace(path, replaced)
+                except kubeapi.ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    _log.info("configmap %s changed meanwhile: next round", cm["metadata"]["name"])
+                    continue
+                _log.info("configmap %s rewritten", cm["metadata"]["name"])
         now = datetime.datetime.now(datetime.UTC)
         for (kind, name), condition in want.conditions.items():
             item = raw.get((kind, name))
@@ -134,6 +154,7 @@ class Operator:
     async def _startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # no Events: the conditions say it, and the Role needs no events verb
         settings.watching.server_timeout = 300
+        settings.scanning.disabled = True  # a namespaced Role: no cluster-wide CRD/namespace observation
         api = kubeapi.Client(self._creds or credentials())
         await api.__aenter__()
         self.reconciler = Reconciler(api)

@@ -133,7 +133,7 @@ class Client:
         async with self._session.request(method, self.creds.server + path, data=data, params=params,
                                          headers=self._headers(content_type),
                                          timeout=self._aiohttp.ClientTimeout(total=self._timeout)) as resp:
-            raw = await resp.content.read(_MAX_BODY)
+            raw = await _read_bounded(resp.content)
             if resp.status >= 400:
                 raise _error(resp.status, raw)
             return json.loads(raw) if raw else None
@@ -167,15 +167,34 @@ class Client:
         async with self._session.get(self.creds.server + path, params=params, headers=self._headers(),
                                      timeout=self._aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30)) as resp:
             if resp.status >= 400:
-                raise _error(resp.status, await resp.content.read(_MAX_BODY))
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise ApiError(int(status.get("code", 500)), str(status.get("message", "watch error")), status)
-                yield str(event.get("type")), event.get("object")
+                raise _error(resp.status, await _read_bounded(resp.content))
+            pending = b""  # events are JSON lines, some longer than aiohttp's line limit (a big ConfigMap)
+            async for chunk in resp.content.iter_any():
+                pending += chunk
+                if len(pending) > _MAX_BODY:
+                    raise ApiError(0, f"a watch event is larger than {_MAX_BODY} bytes")
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise ApiError(int(status.get("code", 500)), str(status.get("message", "watch error")),
+                                       status)
+                    yield str(event.get("type")), event.get("object")
+
+
+async def _read_bounded(content: Any) -> bytes:
+    """The whole body (a single read may return only part of it), at most ``_MAX_BODY`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise ApiError(0, f"the API server's answer is larger than {_MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error(status: int, raw: bytes) -> ApiError:

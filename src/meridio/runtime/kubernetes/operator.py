@@ -3,8 +3,9 @@ reads, rewritten from every Meridio object of the trench, and a ``Ready`` condit
 
 Pure core: :func:`desired` (the namespace's objects → the ConfigMaps and each object's condition).
 Adapter: kopf event handlers for the seven kinds and for the operator's ConfigMaps, which re-read the
-namespace through :mod:`meridio.runtime.kubernetes.kubeapi` and server-side apply what differs, so a
-change of one object rewrites only its trench's ConfigMap, and a manual edit of a ConfigMap is reverted.
+namespace through :mod:`meridio.runtime.kubernetes.kubeapi` and write what differs, so a change of one
+object rewrites only its trench's ConfigMap, and a manual edit of a ConfigMap (a changed or an added
+key) is reverted.
 The ConfigMap is owned by its Trench (owner reference): deleting the Trench lets the garbage collector
 delete it. The operator watches only its own namespace (``kopf run --namespace``), as Meridio's does.
 """
