@@ -45,6 +45,10 @@ shift || true
 case "$cmd" in
     setup) setup ;;
     demo)  setup; exec .venv/bin/meridio demo "$@" ;;
-    test)  setup; exec .venv/bin/python -m pytest -p no:cacheprovider "$@" ;;
+    test)  setup
+           # The kube tier's kube-apiserver, kube-controller-manager and kine, built from the Go module
+           # proxy once (minutes) and cached: built here, not inside a test's time limit.
+           scripts/kube-test-servers >/dev/null
+           exec .venv/bin/python -m pytest -p no:cacheprovider "$@" ;;
     *) echo "usage: ./run.sh demo|test|setup" >&2; exit 2 ;;
 esac

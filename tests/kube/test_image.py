@@ -12,7 +12,8 @@ import pytest
 
 from meridio import __version__
 
-pytestmark = pytest.mark.kube
+# The first build makes the Debian root filesystem (mmdebstrap: a few minutes on a slow mirror).
+pytestmark = [pytest.mark.kube, pytest.mark.timeout(1800)]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
