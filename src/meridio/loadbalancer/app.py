@@ -30,7 +30,7 @@ from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
-from meridio.kernel import localsock, netlink, nftables
+from meridio.kernel import bpf, localsock, netlink, nftables
 from meridio.loadbalancer import (
     announce,
     availability,
@@ -200,7 +200,11 @@ def _set_sysctls(log: logmod.Logger) -> None:
 
 
 def _fastpath(s: Settings, nl: netlink.Netlink, hostname: str, log: logmod.Logger) -> fastpath.FastPath | None:
-    if not s.fastpath:
+    if not s.fastpath:  # a program left attached by an earlier run would keep forwarding by stale maps
+        try:
+            fastpath.FastPath.detach_everywhere(nl, log=log)
+        except bpf.BpfError as exc:
+            log.warning("fastpathDetachFailed", error=str(exc))
         return None
     pins = pathlib.Path(s.fastpath_bpffs or f"/run/meridio/lb-bpf/{hostname}")
     interfaces = tuple(n.strip() for n in s.fastpath_interfaces.split(",") if n.strip())

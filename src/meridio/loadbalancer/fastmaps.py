@@ -15,6 +15,7 @@ beyond :data:`MAX_TARGETS`. :func:`jhash` and :func:`bucket` are nft's hash, for
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -291,9 +292,14 @@ def _stream(stream: StreamState, first_fwmark: int) -> StreamImage | None:
         return None
     if not ids:
         return StreamImage(stream.seed, stream.m, (0,) * stream.m)
-    table = maglev_table(ids, stream.m, stream.max_targets)
     base = stream.offset - first_fwmark + 1  # slot = offset + identifier - first + 1
-    return StreamImage(stream.seed, stream.m, tuple(base + i for i in table))
+    return StreamImage(stream.seed, stream.m, _slot_table(ids, stream.m, stream.max_targets, base))
+
+
+@functools.lru_cache(maxsize=8)
+def _slot_table(ids: tuple[int, ...], m: int, max_targets: int, base: int) -> tuple[int, ...]:
+    """The Maglev table as target slots (cached: a reconcile that changes nothing else costs no rebuild)."""
+    return tuple(base + i for i in maglev_table(ids, m, max_targets))
 
 
 def encode(config: LbConfig, *, first_fwmark: int, stream_slots: Mapping[str, int], flow_slots: Mapping[str, int],

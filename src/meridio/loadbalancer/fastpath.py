@@ -115,18 +115,22 @@ class FastPath:
                                   reason="notMountedByRuntime")
         try:
             self._loaded = bpf.open_pinned(self.pin_dir, MAPS)
-            self.reopened = True
+            self.reopened = self._compatible()
         except bpf.BpfError:
+            self.reopened = False
+        if not self.reopened:  # nothing pinned, or pins of another layout: a new program (attached on apply,
+            self.close()       # replacing the old one atomically)
             self._unpin()
             self._loaded = bpf.load_object(self._obj, PROGRAM, MAPS, self.pin_dir)
-            self.reopened = False
-        for name, size in _VALUE_SIZES.items():
-            if self._map(name).value_size != size:
-                raise bpf.BpfError(0, f"map {name}: the kernel's value is {self._map(name).value_size} bytes, "
-                                      f"fastmaps encodes {size} (bpf/fastpath.bpf.c and fastmaps.py differ)")
+            if not self._compatible():
+                raise bpf.BpfError(0, f"{self._obj}: map value sizes differ from what fastmaps.py encodes "
+                                      "(bpf/fastpath.bpf.c and fastmaps.py disagree)")
         self._read_back()
         self._log.info("fastpathStarted", pins=str(self.pin_dir), reopened=self.reopened,
                        program=self.loaded.program.id, streams=len(self._streams))
+
+    def _compatible(self) -> bool:
+        return all(self._map(name).value_size == size for name, size in _VALUE_SIZES.items())
 
     def _read_back(self) -> None:
         self._vips = {name: self._map(name).items() for name in _VIP_MAPS}
@@ -225,7 +229,7 @@ class FastPath:
             return 0
         spare = 1 - have.gen
         old = have.halves[spare]
-        changed = [b for b, (a, c) in enumerate(zip(old, want.table)) if a != c]
+        changed = [] if old == want.table else [b for b, (a, c) in enumerate(zip(old, want.table)) if a != c]
         if changed:
             base = spare * want.m
             keys = array.array("I", (base + b for b in changed))
@@ -306,6 +310,14 @@ class FastPath:
         for name in set(self._attached) - set(wanted):
             del self._attached[name]
         return tuple(sorted(self._attached))
+
+    @staticmethod
+    def detach_everywhere(nl: Netlink, *, netns: str | None = None, log: logmod.Logger = logmod.null) -> None:
+        """Take a fast path left by an earlier run off every interface (the daemon runs without one)."""
+        for link in nl.links():
+            if bpf.tc_attached(link.name, netns=netns):
+                bpf.tc_detach(link.name, netns=netns)
+                log.info("fastpathDetached", interface=link.name, reason="fastpathOff")
 
     def detach(self) -> None:
         """Take the program off every interface it serves (everything goes the slow path)."""

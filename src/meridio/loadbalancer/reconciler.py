@@ -9,9 +9,10 @@ makes the kernel match it, touching only what differs:
    retried on the next pass;
 3. nftables: the ruleset with the *active* targets, as one batch. A batch the kernel refuses is
    retried flow by flow: a flow nftables rejects is logged and left out, everything else applies;
-4. the eBPF fast path (when there is one, :mod:`fastpath`): the same config, the flows nftables took;
-   a fast path that cannot be written is taken off its interfaces (all traffic takes the nftables path)
-   and rewritten on the next pass;
+4. the eBPF fast path (when there is one, :mod:`fastpath`), written *before* the nftables batch of step 3
+   (it carries the traffic: a target change takes effect when its table switched), with the flows
+   nftables has not refused (again after the batch if it refused one); a fast path that cannot be written
+   is taken off its interfaces (all traffic takes the nftables path) and rewritten on the next pass;
 5. routes and rules of fwmarks no longer in use are removed (after nftables and the fast path stopped
    sending to them).
 
@@ -115,8 +116,13 @@ class Reconciler:
         states, active, pending = self._route_targets(streams)
         config = LbConfig(vips=desired.vips, streams=tuple(states), flows=desired.flows,
                           port_nats=desired.port_nats, target_interface_prefix=self.target_interface_prefix)
-        result = self._apply(config)
+        # The fast path first: it carries the traffic, so a target change takes effect as soon as its table
+        # has switched; the nftables batch (slow at large M) follows. Written again if nftables refused a flow.
+        refused_before = set(self._rejected)
         fast = self._apply_fast(config)
+        result = self._apply(config)
+        if set(self._rejected) != refused_before:
+            fast = self._apply_fast(config)
         self._remove_unused_routes({s.fwmark(t.identifier) for s in states for t in s.targets})
         self._restored_maps = {}
         rejected = tuple(sorted((f.stream, f.name, err) for f, err in self._rejected.items()
