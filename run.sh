@@ -7,7 +7,26 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(bird2 nftables libnftables1 iproute2 iptables iputils-ping iperf iperf3 socat tcpdump
-              conntrack ethtool netcat-openbsd procps python3-venv prometheus chromium mmdebstrap umoci)
+              conntrack ethtool netcat-openbsd procps python3-venv prometheus chromium mmdebstrap umoci
+              gcc clang libbpf1 libbpf-dev linux-libc-dev bpftool)
+
+NATIVE_SRC=src/meridio/kernel/native/maglev.c
+NATIVE_LIB=src/meridio/kernel/native/libmeridio_native.so
+BPF_SRC=src/meridio/loadbalancer/bpf/fastpath.bpf.c
+BPF_OBJ=src/meridio/loadbalancer/bpf/fastpath.bpf.o
+
+# The Maglev fill helper and the LB's eBPF fast path, built in the package directory (gitignored, but
+# package data: a wheel or an image built from this tree ships them). Rebuilt when the source is newer.
+build_native() {
+    if [ ! -f "$NATIVE_LIB" ] || [ "$NATIVE_SRC" -nt "$NATIVE_LIB" ]; then
+        echo "==> building $NATIVE_LIB"
+        cc -O2 -Wall -Werror -shared -fPIC -o "$NATIVE_LIB" "$NATIVE_SRC"
+    fi
+    if [ -f "$BPF_SRC" ] && { [ ! -f "$BPF_OBJ" ] || [ "$BPF_SRC" -nt "$BPF_OBJ" ]; }; then
+        echo "==> building $BPF_OBJ"
+        clang -O2 -g -Wall -Werror -target bpf -I/usr/include/x86_64-linux-gnu -c "$BPF_SRC" -o "$BPF_OBJ"
+    fi
+}
 
 need_root() {
     if [ "$(id -u)" != 0 ]; then
@@ -38,6 +57,7 @@ setup() {
         .venv/bin/python -m pip install -q -e '.[test]'
         touch .venv/.installed
     fi
+    build_native
 }
 
 cmd="${1:-demo}"

@@ -4,8 +4,11 @@ Real: the kernel (namespaces, veths, bridges, nftables, rules, routes) and the c
 ``conduit_env`` (from :mod:`tests.netns.conduit_support`) starts NSP, IPAM, LB pods, proxies and targets
 as real processes; its only fakes, named as such there, are FRONTEND/LOADBALANCER announcements where
 a test does not run the component that would make them.
+``bpffs`` mounts a private bpffs for the eBPF fast path's pins and unmounts it (pins and all) at teardown.
 """
+import dataclasses
 import pathlib
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -22,3 +25,21 @@ def fe_env(netns, procs, tmp_path: pathlib.Path) -> Iterator[FeEnv]:  # type: ig
         yield e
     finally:
         e.close()
+
+
+@dataclasses.dataclass
+class Bpffs:
+    path: pathlib.Path
+
+
+@pytest.fixture
+def bpffs() -> Iterator[Bpffs]:
+    """A bpffs of this test's own (not under /sys/fs/bpf: ``ip netns exec`` hides that one)."""
+    from meridio.kernel import bpf
+
+    path = pathlib.Path(tempfile.mkdtemp(prefix="meridio-bpffs-"))
+    bpf.mount_bpffs(path)
+    try:
+        yield Bpffs(path)
+    finally:
+        bpf.unmount_bpffs(path)

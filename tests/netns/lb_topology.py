@@ -19,10 +19,12 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import errno
+import pathlib
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterable
@@ -306,17 +308,32 @@ def read_probes(topo: LbTopology) -> dict[int, dict[str, int]]:
 class LbUnderTest:
     """The data path of one LB namespace driven by :class:`meridio.loadbalancer.reconciler.Reconciler`."""
 
-    def __init__(self, topo: LbTopology, *, offset_start: int = 5000, rule_priority: int = 90) -> None:
-        from meridio.kernel import nftables
+    def __init__(self, topo: LbTopology, *, offset_start: int = 5000, rule_priority: int = 90,
+                 fastpath: bool = True, pin_dir: pathlib.Path | None = None) -> None:
+        """``fastpath``: run the eBPF fast path (as the daemon does by default) from ``pin_dir``, a bpffs
+        the caller mounted, or from a private bpffs made here and unmounted by :meth:`close`;
+        False: nftables only."""
+        from meridio.kernel import bpf, nftables
         from meridio.loadbalancer import datapath, offsets, reconciler, routing
 
         self.topo = topo
         self.nft = nftables.Nft(netns=topo.lb)
         self.nl = Netlink(topo.lb)
         self.datapath = datapath.NftDataPath(self.nft)
+        self.fastpath = None
+        self._own_bpffs: pathlib.Path | None = None
+        if fastpath:
+            from meridio.loadbalancer.fastpath import FastPath
+
+            if pin_dir is None:
+                pin_dir = self._own_bpffs = pathlib.Path(tempfile.mkdtemp(prefix="meridio-bpffs-"))
+                bpf.mount_bpffs(pin_dir)
+            self.fastpath = FastPath(self.nl, pin_dir=pin_dir, first_fwmark=offset_start,
+                                     exclude_prefix=topo.target_prefix, netns=topo.lb)
         self.reconciler = reconciler.Reconciler(
             self.datapath, routing.TargetRouting(self.nl, rule_priority=rule_priority, first_table=offset_start),
-            offsets.OffsetAllocator(offset_start), target_interface_prefix=topo.target_prefix)
+            offsets.OffsetAllocator(offset_start), target_interface_prefix=topo.target_prefix,
+            fastpath=self.fastpath)
         self.reconciler.start()
 
     def target(self, i: int, identifier: int | None = None) -> Any:
@@ -342,9 +359,22 @@ class LbUnderTest:
         return self.reconciler.reconcile(desired)
 
     def counters(self) -> dict[str, int]:
-        return {name: c.packets for name, c in self.datapath.counters().items()}
+        """Packets per nft counter name, the fast path's forwarded packets added (as the LB reports them)."""
+        out = {name: c.packets for name, c in self.datapath.counters().items()}
+        for name, c in (self.fastpath.counters() if self.fastpath else {}).items():
+            out[name] = out.get(name, 0) + c.packets
+        return out
 
     def close(self) -> None:
+        """Close the handles; a fast path on a bpffs made here is removed with it (pins, attachment)."""
+        from meridio.kernel import bpf
+
+        if self.fastpath is not None:
+            if self._own_bpffs is not None:
+                self.fastpath.remove()
+                bpf.unmount_bpffs(self._own_bpffs)
+            else:
+                self.fastpath.close()
         self.nl.close()
         self.nft.close()
 

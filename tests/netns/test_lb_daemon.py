@@ -112,14 +112,17 @@ class Env:
     nsp: Nsp
     socket: str
     client: NspClient
+    bpffs: pathlib.Path
     lb: Any = None
 
     def start_lb(self, *extra: str) -> Any:
+        """The daemon with its fast path pinned on this test's bpffs (mounted outside its ``ip netns exec``,
+        as the runtime does, so a restarted daemon finds the pins)."""
         self.lb = self.procs.meridio(
             "run", "lb", "--nsp-service", self.nsp.address, "--conduit-name", "conduit-a", "--trench-name",
             "trench-a", "--socket", self.socket, "--hostname", HOST, "--target-interface-prefix",
             self.topo.target_prefix, "--check-interval", "200ms", "--log-level", "DEBUG", *extra,
-            ns=self.topo.lb, name="lb")
+            ns=self.topo.lb, name="lb", env={"NSM_FASTPATH_BPFFS": str(self.bpffs)})
         return self.lb
 
     def lb_log(self) -> list[dict[str, Any]]:
@@ -141,9 +144,14 @@ class Env:
             call.cancel()
             return [dict(t.context) for t in first.targets]
 
+    def fastpath_log(self) -> list[dict[str, Any]]:
+        return [e for e in self.lb_log() if e["message"] == "fastpathStarted"]
+
     def state(self) -> str:
-        """What the LB programmed (without counter values): nft table, fwmark rules, target routes."""
-        out = [netnsmod.run(self.topo.lb, ["nft", "-a", "-s", "list", "table", "inet", "meridio-lb"]).stdout]
+        """What the LB programmed (without counter values): nft table, fwmark rules, target routes, the fast
+        path's tc filter (its program id: the same program, not a reload)."""
+        out = [netnsmod.run(self.topo.lb, ["nft", "-a", "-s", "list", "table", "inet", "meridio-lb"]).stdout,
+               netnsmod.run(self.topo.lb, ["tc", "filter", "show", "dev", "ext0", "ingress"]).stdout]
         for family in ("-4", "-6"):
             out.append(netnsmod.run(self.topo.lb, ["ip", family, "rule", "show"]).stdout)
             out.append(netnsmod.run(self.topo.lb, ["ip", family, "route", "show", "table", "all"]).stdout)
@@ -163,13 +171,13 @@ FRONTEND = model.Target.make([HOST], {"identifier": HOST}, type=model.TargetType
 
 
 @pytest.fixture
-async def env(netns: Any, procs: Any, tmp_path: pathlib.Path) -> AsyncIterator[Env]:
+async def env(netns: Any, procs: Any, tmp_path: pathlib.Path, bpffs: Any) -> AsyncIterator[Env]:
     topo = lbt.build(netns, targets=3)
     lbt.start_responders(procs, topo, [5000, 7000], echo_ports=[4100])
     nsp = start_nsp(procs, tmp_path)
     client = NspClient(nsp.address)
     try:
-        yield Env(topo, procs, nsp, f"unix:{tmp_path / 'lb.sock'}", client)
+        yield Env(topo, procs, nsp, f"unix:{tmp_path / 'lb.sock'}", client, bpffs.path)
     finally:
         await client.close()
 
@@ -312,6 +320,8 @@ async def test_an_lb_killed_or_stopped_and_restarted_under_traffic_loses_no_conn
             await asyncio.sleep(1.0)
             first = env.programmed()[0]
             assert first["commands"] == 0 and first["active"] == {"stream-a": [1, 2, 3]}
+            assert first["fastpathBuckets"] == 0 and first["fastpathEntries"] == 0  # only the difference: none
+            assert [e["reopened"] for e in env.fastpath_log()] == [True]  # the pins, not a new program
     assert traffic.errors == []
     assert traffic.counts["connect"] > 50 and traffic.counts["echo"] > 300 and traffic.counts["udp"] > 50
     assert env.state() == before

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import pathlib
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from meridio.api import model
@@ -29,8 +30,18 @@ from meridio.common import metrics as metricsmod
 from meridio.common import settings as settingsmod
 from meridio.common import tls as tlsmod
 from meridio.common.settings import setting
-from meridio.kernel import localsock, netlink, nftables
-from meridio.loadbalancer import announce, availability, datapath, inputs, offsets, reconciler, routing, service
+from meridio.kernel import bpf, localsock, netlink, nftables
+from meridio.loadbalancer import (
+    announce,
+    availability,
+    datapath,
+    fastpath,
+    inputs,
+    offsets,
+    reconciler,
+    routing,
+    service,
+)
 from meridio.loadbalancer.metrics import LbMetrics
 
 __all__ = ["ENV_PREFIX", "Settings", "run", "serve", "SYSCTLS"]
@@ -78,6 +89,12 @@ class Settings:
                          "LOADBALANCER target ('' = this process's /run/netns name)")
     announce_refresh: float = setting(20.0, "the LOADBALANCER announcement is refreshed this often (below the "
                                       "NSP keepalive)", duration=True)
+    fastpath: bool = setting(True, "forward what it can decide with the eBPF fast path (tc ingress program, "
+                             "bpf_redirect_neigh); false = nftables and policy routing only")
+    fastpath_bpffs: str = setting("", "bpffs directory the fast path pins its program and maps on; mounted here "
+                                  "if it is not one ('' = /run/meridio/lb-bpf/<hostname>)")
+    fastpath_interfaces: str = setting("", "interfaces the fast path is attached on, comma-separated ('' = every "
+                                       "interface but lo and the target links)")
 
     @property
     def interface_prefix(self) -> str:
@@ -168,7 +185,7 @@ async def _watch_kernel(lb: service.LoadBalancer) -> None:
 async def _log_counters(lb: service.LoadBalancer, interval: float, log: logmod.Logger) -> None:
     while True:
         await asyncio.sleep(interval)
-        counters = await asyncio.to_thread(lb.reconciler.datapath.counters)
+        counters = await asyncio.to_thread(_counters(lb, lb.reconciler.datapath))
         log.info("counters", **{"counters": {n: [c.packets, c.bytes] for n, c in sorted(counters.items())}})
 
 
@@ -182,6 +199,19 @@ def _set_sysctls(log: logmod.Logger) -> None:
             log.warning("sysctlNotSet", sysctl=name, error=str(exc))
 
 
+def _fastpath(s: Settings, nl: netlink.Netlink, hostname: str, log: logmod.Logger) -> fastpath.FastPath | None:
+    if not s.fastpath:  # a program left attached by an earlier run would keep forwarding by stale maps
+        try:
+            fastpath.FastPath.detach_everywhere(nl, log=log)
+        except bpf.BpfError as exc:
+            log.warning("fastpathDetachFailed", error=str(exc))
+        return None
+    pins = pathlib.Path(s.fastpath_bpffs or f"/run/meridio/lb-bpf/{hostname}")
+    interfaces = tuple(n.strip() for n in s.fastpath_interfaces.split(",") if n.strip())
+    return fastpath.FastPath(nl, pin_dir=pins, first_fwmark=s.identifier_offset_start, interfaces=interfaces,
+                             exclude_prefix=s.interface_prefix, log=log)
+
+
 def _build(s: Settings, hostname: str, hc: healthmod.Health, log: logmod.Logger
            ) -> tuple[service.LoadBalancer, nftables.Nft, netlink.Netlink]:
     nft = nftables.Nft()
@@ -190,10 +220,20 @@ def _build(s: Settings, hostname: str, hc: healthmod.Health, log: logmod.Logger
         datapath.NftDataPath(nft, log=log),
         routing.TargetRouting(nl, rule_priority=s.fwmark_rule_priority, first_table=s.identifier_offset_start,
                               log=log),
-        offsets.OffsetAllocator(s.identifier_offset_start), target_interface_prefix=s.interface_prefix, log=log)
+        offsets.OffsetAllocator(s.identifier_offset_start), target_interface_prefix=s.interface_prefix,
+        fastpath=_fastpath(s, nl, hostname, log), log=log)
     lb = service.LoadBalancer(inputs.Inputs(hostname), rec, availability.Availability(hostname, log=log),
                               health=hc, check_interval=s.check_interval, log=log)
     return lb, nft, nl
+
+
+def _counters(lb: service.LoadBalancer, nft: datapath.NftDataPath) -> Callable[[], dict[str, datapath.CounterValue]]:
+    """The LB's counters as it reports them: what nftables counted plus what the fast path forwarded."""
+    def read() -> dict[str, datapath.CounterValue]:
+        fast = lb.reconciler.fastpath
+        return datapath.add_counters(nft.counters(), fast.counters() if fast is not None else {})
+
+    return read
 
 
 def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.Nft, s: Settings) -> LbMetrics:
@@ -203,7 +243,7 @@ def _lb_metrics(lb: service.LoadBalancer, nl: netlink.Netlink, reader: nftables.
     m = LbMetrics(trench=s.trench_name, conduit=s.conduit_name,
                   state=lambda: (lb.desired, lb.report, lb.availability.available),
                   offsets=lambda: {name: off for name, (off, _) in rec.offsets.reservations.items()},
-                  counters=datapath.NftDataPath(reader).counters, interfaces=nl.interface_stats,
+                  counters=_counters(lb, datapath.NftDataPath(reader)), interfaces=nl.interface_stats,
                   interface_prefix=s.interface_prefix)
     lb.on_reconciled = m.reconciled
     return m

@@ -16,13 +16,23 @@ from meridio.kernel import nftables
 from meridio.loadbalancer import plan as planmod
 from meridio.loadbalancer.nftobjects import FAMILY, TABLE, Ruleset
 
-__all__ = ["NftDataPath", "CounterValue", "ApplyResult", "moved_buckets"]
+__all__ = ["NftDataPath", "CounterValue", "ApplyResult", "moved_buckets", "add_counters"]
 
 
 @dataclasses.dataclass(frozen=True)
 class CounterValue:
     packets: int
     bytes: int
+
+
+def add_counters(*parts: Mapping[str, CounterValue]) -> dict[str, CounterValue]:
+    """Counters of the same name summed: the nftables path's and the fast path's counts of one flow or target."""
+    out: dict[str, CounterValue] = {}
+    for part in parts:
+        for name, c in part.items():
+            have = out.get(name)
+            out[name] = c if have is None else CounterValue(have.packets + c.packets, have.bytes + c.bytes)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,9 @@ Families (labels ``trench``, ``conduit`` on all; ``stream``, ``flow``, ``identif
 - ``meridio_lb_reconcile_duration_seconds`` and ``meridio_lb_nft_apply_duration_seconds`` histograms;
 - ``meridio_interface_*_total`` for the LB's links to the conduit's proxies.
 
-Counters come from the kernel in one ``list counters`` call per scrape, made off the event loop in
-:meth:`LbMetrics.refresh`; nothing is counted per packet in Python.
+Counters come from the kernel in one ``list counters`` call per scrape plus the eBPF fast path's per-CPU
+counters of the same flows and targets (added under the same names: a flow's count is what either path
+matched), read off the event loop in :meth:`LbMetrics.refresh`; nothing is counted per packet in Python.
 """
 from __future__ import annotations
 

@@ -9,7 +9,12 @@ makes the kernel match it, touching only what differs:
    retried on the next pass;
 3. nftables: the ruleset with the *active* targets, as one batch. A batch the kernel refuses is
    retried flow by flow: a flow nftables rejects is logged and left out, everything else applies;
-4. routes and rules of fwmarks no longer in use are removed (after nftables stopped marking for them).
+4. the eBPF fast path (when there is one, :mod:`fastpath`), written *before* the nftables batch of step 3
+   (it carries the traffic: a target change takes effect when its table switched), with the flows
+   nftables has not refused (again after the batch if it refused one); a fast path that cannot be written
+   is taken off its interfaces (all traffic takes the nftables path) and rewritten on the next pass;
+5. routes and rules of fwmarks no longer in use are removed (after nftables and the fast path stopped
+   sending to them).
 
 :meth:`Reconciler.start` reads back what a previous run left (nft table, rules, routes) without flushing
 anything, so a restarted daemon changes nothing that is still wanted. Synchronous: the daemon runs
@@ -21,9 +26,10 @@ import dataclasses
 from collections.abc import Iterable
 
 from meridio.common import log as logmod
-from meridio.kernel import nftables
+from meridio.kernel import bpf, nftables
 from meridio.loadbalancer import plan as planmod
 from meridio.loadbalancer.datapath import ApplyResult, NftDataPath
+from meridio.loadbalancer.fastpath import FastApplyResult, FastPath
 from meridio.loadbalancer.flows import FlowSpec, Network, PortNatSpec, TargetSpec
 from meridio.loadbalancer.offsets import OffsetAllocator
 from meridio.loadbalancer.routing import TargetRouting
@@ -57,6 +63,8 @@ class Report:
     rejected_flows: tuple[tuple[str, str, str], ...]
     """(stream, flow, nftables error) for flows left out."""
     apply: ApplyResult
+    fastpath: FastApplyResult | None = None
+    """What the fast path wrote (None: no fast path, or it failed and was detached)."""
 
     @property
     def has_targets(self) -> bool:
@@ -65,8 +73,10 @@ class Report:
 
 class Reconciler:
     def __init__(self, datapath: NftDataPath, routing: TargetRouting, offsets: OffsetAllocator, *,
-                 target_interface_prefix: str = "", log: logmod.Logger = logmod.null) -> None:
+                 target_interface_prefix: str = "", fastpath: FastPath | None = None,
+                 log: logmod.Logger = logmod.null) -> None:
         self.datapath = datapath
+        self.fastpath = fastpath
         self.routing = routing
         self.offsets = offsets
         self.target_interface_prefix = target_interface_prefix
@@ -83,6 +93,13 @@ class Reconciler:
         by_map = {name: planmod.stream_params(comment) for name, (comment, _) in installed.buckets.items()}
         self._restored_maps = {name: p for name, p in by_map.items() if {"offset", "max-targets"} <= set(p)}
         self._routes = self.routing.installed()
+        if self.fastpath is not None:
+            try:
+                self.fastpath.start()
+            except bpf.BpfError as exc:  # no libbpf, no object, no bpffs: nftables alone still forwards
+                self._log.error("fastpathUnavailable", reason="startFailed", error=str(exc))
+                self.fastpath.close()
+                self.fastpath = None
         self._log.info("stateLoaded", streams=len(self._restored_maps), chains=len(installed.chains),
                        routedFwmarks=len(self._routes))
 
@@ -99,12 +116,18 @@ class Reconciler:
         states, active, pending = self._route_targets(streams)
         config = LbConfig(vips=desired.vips, streams=tuple(states), flows=desired.flows,
                           port_nats=desired.port_nats, target_interface_prefix=self.target_interface_prefix)
+        # The fast path first: it carries the traffic, so a target change takes effect as soon as its table
+        # has switched; the nftables batch (slow at large M) follows. Written again if nftables refused a flow.
+        refused_before = set(self._rejected)
+        fast = self._apply_fast(config)
         result = self._apply(config)
+        if set(self._rejected) != refused_before:
+            fast = self._apply_fast(config)
         self._remove_unused_routes({s.fwmark(t.identifier) for s in states for t in s.targets})
         self._restored_maps = {}
         rejected = tuple(sorted((f.stream, f.name, err) for f, err in self._rejected.items()
                                 if f in set(desired.flows)))
-        return Report(active, pending, rejected, result)
+        return Report(active, pending, rejected, result, fast)
 
     def _offsets(self, streams: Iterable[StreamInput]) -> list[tuple[StreamInput, int]]:
         wanted = {s.name for s in streams}
@@ -149,6 +172,17 @@ class Reconciler:
             result = self._apply_flow_by_flow(config, flows)
         self._applied_flows = frozenset(flows) - set(self._rejected)
         return result
+
+    def _apply_fast(self, config: LbConfig) -> FastApplyResult | None:
+        if self.fastpath is None:
+            return None
+        accepted = tuple(f for f in config.flows if f not in self._rejected)
+        try:
+            return self.fastpath.apply(dataclasses.replace(config, flows=accepted))
+        except bpf.BpfError as exc:
+            self._log.error("fastpathFailed", reason="mapWriteFailed", error=str(exc))
+            self.fastpath.detach()
+            return None
 
     def _apply_flow_by_flow(self, config: LbConfig, flows: tuple[FlowSpec, ...]) -> ApplyResult:
         """Apply the previously accepted flows, then add each new flow in its own transaction."""

@@ -41,7 +41,8 @@ from meridio.loadbalancer.nftobjects import (
     safe_name,
 )
 
-__all__ = ["StreamState", "LbConfig", "render", "pieces", "flow_counter", "target_counter", "stream_map_name"]
+__all__ = ["StreamState", "LbConfig", "render", "pieces", "flow_counter", "target_counter", "stream_map_name",
+           "covers", "flow_order", "flow_protocols", "maglev_table"]
 
 PRIO_DEFRAG_SKIP = -500
 PRIO_RAW = -300
@@ -101,13 +102,13 @@ def _stream_chain(stream: str, kind: str, version: int) -> str:
 
 
 @functools.lru_cache(maxsize=128)
-def _table(identifiers: tuple[int, ...], m: int, max_targets: int) -> tuple[int, ...]:
+def maglev_table(identifiers: tuple[int, ...], m: int, max_targets: int) -> tuple[int, ...]:
     return maglev.populate(identifiers, m, max_targets)
 
 
 def _bucket_map(stream: StreamState) -> BucketMapObj:
     ids = tuple(sorted(t.identifier for t in stream.targets))
-    table = _table(ids, stream.m, stream.max_targets)
+    table = maglev_table(ids, stream.m, stream.max_targets)
     marks = tuple(stream.offset + i for i in table)
     return BucketMapObj(stream_map_name(stream.name), stream.m, stream.seed, stream.offset, stream.max_targets,
                         marks)
@@ -149,7 +150,7 @@ def _piece_chain(piece: Piece) -> str:
     return "vip-" + _piece_key(piece).replace(":", ".")
 
 
-def _covers(flow: FlowSpec, piece: Piece) -> bool:
+def covers(flow: FlowSpec, piece: Piece) -> bool:
     version, first, last = piece
     return any(n.version == version and int(n.network_address) <= first and last <= int(n.broadcast_address)
                for n in flow.vips)
@@ -174,7 +175,7 @@ def _hex_ranges(nets: Sequence[Network]) -> str:
     return _anon(items)
 
 
-def _protocols(flow: FlowSpec) -> tuple[Protocol, ...]:
+def flow_protocols(flow: FlowSpec) -> tuple[Protocol, ...]:
     """The protocols a flow can match: byte matches name a protocol and imply it (as in pcap syntax)."""
     named = {bm.protocol for bm in flow.byte_matches}
     if len(named) > 1:
@@ -185,7 +186,7 @@ def _protocols(flow: FlowSpec) -> tuple[Protocol, ...]:
 def _flow_rules(flow: FlowSpec, version: int) -> tuple[str, str, str] | None:
     """The flow's (L4, ICMP error, echo request) rules for one IP family; None if it cannot match."""
     sources = flow.sources_of(version)
-    protocols = _protocols(flow)
+    protocols = flow_protocols(flow)
     if sources is None or not protocols:
         return None
     ip = "ip" if version == 4 else "ip6"
@@ -310,20 +311,20 @@ def _base_chains(config: LbConfig, dispatch: dict[int, MapObj], nat_rules: list[
     return chains
 
 
-def _flow_order(flow: FlowSpec) -> tuple[int, str, str]:
+def flow_order(flow: FlowSpec) -> tuple[int, str, str]:
     return (-flow.priority, flow.stream, flow.name)
 
 
 def render(config: LbConfig) -> Ruleset:
     """The whole desired content of ``table inet meridio-lb`` for ``config``."""
     streams = {s.name: s for s in config.streams}
-    flows = sorted((f for f in config.flows if f.stream in streams), key=_flow_order)
+    flows = sorted((f for f in config.flows if f.stream in streams), key=flow_order)
     chains: list[ChainObj] = []
     dispatch_elements: dict[int, dict[str, str]] = {4: {}, 6: {}}
     for piece in pieces(config.vips, [v for f in flows for v in f.vips]):
         version = piece[0]
         name = _piece_chain(piece)
-        chains.append(ChainObj(name, _vip_chain_rules([f for f in flows if _covers(f, piece)], version)))
+        chains.append(ChainObj(name, _vip_chain_rules([f for f in flows if covers(f, piece)], version)))
         dispatch_elements[version][_piece_key(piece)] = f"goto {name}"
     dispatch = {v: MapObj(f"dispatch{v}", f"type ipv{v}_addr : verdict; flags interval;", dispatch_elements[v])
                 for v in (4, 6)}

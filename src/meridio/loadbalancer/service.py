@@ -116,9 +116,13 @@ class LoadBalancer:
         previous = self.report
         self._desired, self.report = desired, report
         if previous is None or previous.active != report.active or previous.pending != report.pending:
+            fast = report.fastpath
             self._log.info("targetsProgrammed", active={s: list(i) for s, i in report.active.items()},
                            pending={s: list(i) for s, i in report.pending.items() if i},
-                           commands=report.apply.commands, seconds=round(report.apply.seconds, 4))
+                           commands=report.apply.commands, seconds=round(report.apply.seconds, 4),
+                           fastpath=fast is not None, fastpathBuckets=fast.buckets_written if fast else 0,
+                           fastpathEntries=fast.entries_written if fast else 0,
+                           fastpathSeconds=round(fast.seconds, 4) if fast else 0.0)
         blocked = self.inputs.blocked()
         self.availability.set(report.has_targets and not blocked)
         if self.egress != (not blocked):

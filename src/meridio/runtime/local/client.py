@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
+from meridio.kernel import bpf
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local import protocol as proto
 from meridio.runtime.local import scrape, topology
@@ -235,6 +236,8 @@ def teardown(layout: StateLayout, prefix: str | None, *, timeout: float = 10.0) 
     gone: list[str] = []
     if prefix:
         gone = topology.remove_namespaces(Naming(prefix))
+    for mount in bpf.bpffs_under(layout.root):  # LB pods' pins (rmtree cannot remove a mount point)
+        bpf.unmount_bpffs(mount)
     shutil.rmtree(layout.root, ignore_errors=True)
     return gone
 

@@ -29,6 +29,7 @@ from meridio.api import configmap, resources, tapaclient, validation, yamlio
 from meridio.api.problems import ProblemsError
 from meridio.common import log as logmod
 from meridio.common import tasks
+from meridio.kernel import bpf
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
 from meridio.runtime.local import environment as envmod
@@ -305,6 +306,13 @@ class Controller:
         if spec.external is not None:
             topology.ensure_link(spec.external)
         self.layout.pod_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        if spec.kind is rc.Kind.FRONTEND_LB:
+            # the LB's fast path pins here; mounted in the runtime's mount namespace, so the pins outlive
+            # the LB process (``ip netns exec`` gives each process a mount namespace of its own)
+            try:
+                bpf.mount_bpffs(self.builder.lb_bpffs(spec.name))
+            except bpf.BpfError as exc:
+                self.log.warning("bpffsNotMounted", pod=spec.name, error=str(exc))
         self._ensure_certificates(spec.certificates)
 
     # ------------------------------------------------------------------ certificates
@@ -357,8 +365,10 @@ class Controller:
             await asyncio.to_thread(self._remove_pod, spec)
 
     def _remove_pod(self, spec: pods.PodSpec) -> None:
-        netnsmod.remove(spec.netns)
+        netnsmod.remove(spec.netns)  # the fast path's tc attachment goes with the namespace's links
         self.store.release(spec.name)
+        for mount in bpf.bpffs_under(self.layout.pod_dir(spec.name)):
+            bpf.unmount_bpffs(mount)
         shutil.rmtree(self.layout.pod_dir(spec.name), ignore_errors=True)
 
     def _remove_stray_pods(self) -> None:

@@ -154,6 +154,10 @@ class PodBuilder:
     def lb_socket(self, pod: str) -> pathlib.Path:
         return self.layout.pod_dir(pod) / "lb.sock"
 
+    def lb_bpffs(self, pod: str) -> pathlib.Path:
+        """The private bpffs the LB's fast path pins its program and maps on (mounted by the controller)."""
+        return self.layout.pod_dir(pod) / "bpf"
+
     def tls_dir(self, pod: str, component: str) -> pathlib.Path:
         return self.layout.pod_dir(pod) / "tls" / component
 
@@ -228,7 +232,7 @@ class PodBuilder:
             yield self._process(w, "lb", self._meridio("run", "lb"), {
                 "NSM_CONDUIT_NAME": w.param("conduit"), "NSM_TRENCH_NAME": t, "NSM_NAMESPACE": w.namespace,
                 "NSM_NSP_SERVICE": self.nsp_address(t), "NSM_SOCKET": lb_socket, "NSM_HOSTNAME": w.name,
-                "NSM_LOG_LEVEL": "INFO"})
+                "NSM_FASTPATH_BPFFS": str(self.lb_bpffs(w.name)), "NSM_LOG_LEVEL": "INFO"})
         yield self._process(w, "frontend", self._meridio("run", "frontend"), {
             "NFE_NSP_SERVICE": self.nsp_address(t), "NFE_TRENCH_NAME": t, "NFE_NAMESPACE": w.namespace,
             "NFE_ATTRACTOR_NAME": w.param("attractor"), "NFE_EXTERNAL_INTERFACE": w.param("interface"),
