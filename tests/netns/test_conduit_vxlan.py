@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -27,9 +28,10 @@ pytestmark = pytest.mark.netns
 
 
 class Cluster:
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, mtu: int | None = None) -> None:
         self.naming = Naming(prefix)
-        self.env = envmod.parse({"name": "vx", "nodes": ["node-1", "node-2"]})  # names: the bed's prefix
+        section = {"cluster": {"mtu": mtu}} if mtu else {}
+        self.env = envmod.parse({"name": "vx", "nodes": ["node-1", "node-2"], **section})  # names: the bed's prefix
         self.plan = cluster.plan(self.env)
 
     def wire(self, node: str, host: int) -> Callable[[str], None]:
@@ -49,8 +51,8 @@ class Cluster:
 
 
 @pytest.fixture
-def nodes(netns: NetnsFactory) -> Iterator[Cluster]:
-    c = Cluster(netns.prefix)
+def nodes(netns: NetnsFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    c = Cluster(netns.prefix, getattr(request, "param", None))
     try:
         topology.ensure_cluster(c.env, c.naming)
         yield c
@@ -87,3 +89,46 @@ def test_vip_traffic_reaches_a_target_on_another_node_through_a_vxlan_conduit(co
                                                              check=True, capture_output=True, text=True).stdout)[0][
         "addr_info"]}
     assert any(ipaddress.ip_address(a) in ipaddress.ip_network("172.16.0.0/16") for a in lb_end), lb_end
+
+
+def _mtu(ns: str, dev: str) -> int:
+    return int(json.loads(subprocess.run(["ip", "-j", "-n", ns, "link", "show", "dev", dev], check=True,
+                                         capture_output=True, text=True).stdout)[0]["mtu"])
+
+
+@pytest.mark.parametrize("nodes", [1500], indirect=True, ids=["underlay-1500"])
+def test_with_a_1500_underlay_every_conduit_interface_takes_the_vxlan_mtu_and_a_bulk_transfer_crosses(
+        conduit_env, nodes, procs) -> None:  # type: ignore[no-untyped-def]
+    mtu = nodes.env.cluster.effective_conduit_mtu
+    assert mtu == 1450  # 1500 - 50 (tunnels over IPv4)
+    env = conduit_env(tls=True)
+    lb = env.add_lb("lb-1", real=True, extra=("--host", "node-1", "--pod-ip", nodes.ips("node-1", 2)),
+                    before_start=nodes.wire("node-1", 2))
+    proxy = env.add_proxy("node-2", mtu=mtu, extra=("--pod-ip", nodes.ips("node-2", 2)),
+                          before_start=nodes.wire("node-2", 2))
+    target = env.add_target_pod("target-1", "node-2")
+    target.target("open", "stream-a-i")
+    _wait_streams(target, {"stream-a-i": "OPEN"})
+    _wait_reach(env, {"target-1"})
+    [end] = _vxlan(lb.ns)
+    [port] = _vxlan(proxy.ns)
+    target_if = next(n for n in json.loads(subprocess.run(["ip", "-j", "-n", target.ns, "link"], check=True,
+                                                           capture_output=True, text=True).stdout)
+                     if n["ifname"] not in ("lo",))["ifname"]
+    assert {_mtu(lb.ns, end), _mtu(proxy.ns, port), _mtu(proxy.ns, "bridge0"), _mtu(target.ns, target_if)} == {mtu}
+    env.procs.stop(target.example)  # port 4000 (the conduit's TCP flow) for iperf instead
+    for vip, family in (("203.0.113.1", []), ("2001:db8::1", ["-V"])):
+        server = procs.start(["iperf", "-s", *family, "-B", vip, "-p", "4000"], ns=target.ns, name="iperf-s")
+        try:
+            for _ in range(50):  # until it listens
+                out = subprocess.run(["ip", "netns", "exec", target.ns, "ss", "-ltnH", "sport", "= :4000"],
+                                     capture_output=True, text=True).stdout
+                if out.strip():
+                    break
+                time.sleep(0.1)
+            done = subprocess.run(["ip", "netns", "exec", env.client(), "iperf", *family, "-c", vip, "-p", "4000",
+                                   "-t", "2", "-y", "C"], capture_output=True, text=True, timeout=60)
+            sent = int(done.stdout.strip().splitlines()[-1].split(",")[-2])
+            assert sent > 20_000_000, (vip, done.stdout, done.stderr)  # full-size segments, not a stall
+        finally:
+            procs.stop(server)

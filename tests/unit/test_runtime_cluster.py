@@ -61,9 +61,12 @@ def test_the_default_cluster_ranges_collide_with_nothing_of_the_default_environm
     ({"underlay": {"ipv4": "198.18.0.0/30"}},
      "cluster.underlay.ipv4: 198.18.0.0/30 has no address for each of the 3 nodes"),
     ({"pod-network": {"ipv6": "10.0.0.0/8"}}, "cluster.pod-network.ipv6: '10.0.0.0/8' is not an IPv6 prefix"),
-    ({"overlay": {}}, "cluster.overlay: unknown field (allowed: pod-network, underlay, mtu)"),
+    ({"overlay": {}}, "cluster.overlay: unknown field (allowed: pod-network, underlay, mtu, conduit-mtu)"),
+    ({"mtu": 1500, "conduit-mtu": 1500},
+     "cluster.conduit-mtu: 1500 does not fit a VXLAN conduit over the pod network (at most mtu - 50 = 1450)"),
+    ({"mtu": 1300}, "cluster.mtu: 1300 leaves a conduit MTU below IPv6's 1280 (mtu must be at least 1330)"),
 ], ids=["pods-on-ipam", "underlay-in-pods", "too-small", "too-few-nodes", "underlay-full", "wrong-family",
-        "unknown-field"])
+        "unknown-field", "conduit-too-big", "underlay-too-small"])
 def test_a_bad_cluster_section_is_refused_naming_the_field_and_rule(cluster_section: dict[str, object],
                                                                    message: str) -> None:
     with pytest.raises(envmod.EnvironmentSpecError) as err:
@@ -80,3 +83,11 @@ def test_a_pods_hosts_file_names_itself_and_each_service() -> None:
         "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
         "10.244.1.5\ttarget-a-0", "fd00:10:244:1::5\ttarget-a-0",
         "10.244.1.3\tipam-service-t", "10.244.1.2\tnsp-service-t", "fd00:10:244:1::2\tnsp-service-t"]
+
+
+@pytest.mark.parametrize(("section", "conduit_mtu"), [
+    ({}, 1500), ({"mtu": 1500}, 1450), ({"mtu": 1500, "conduit-mtu": 1400}, 1400), ({"conduit-mtu": 8950}, 8950)],
+    ids=["jumbo-underlay", "1500-underlay-minus-vxlan", "set", "set-jumbo"])
+def test_the_conduit_mtu_is_1500_unless_set_or_a_vxlan_over_the_underlay_needs_less(
+        section: dict[str, object], conduit_mtu: int) -> None:
+    assert _env(cluster=section).cluster.effective_conduit_mtu == conduit_mtu

@@ -163,4 +163,5 @@ def test_the_lb_and_the_proxy_learn_their_pod_addresses_for_cross_node_tunnels(t
     assert "NSM_POD_IP" not in next(p for p in fe.processes if p.component == "frontend").env
     [proxy] = b.build(by_name["proxy-conduit-a-1-node-1"], pod_host=3).processes
     assert proxy.env["NSM_POD_IP"] == "10.244.1.3,fd00:10:244:1::3" and proxy.env["NSM_HOST"] == "node-1"
+    assert proxy.env["NSM_MTU"] == "1500"  # the conduit MTU: LB ends, bridge, target links follow it
     assert fe.network is not None and fe.network.mtu == 9000

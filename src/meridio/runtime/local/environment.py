@@ -30,6 +30,7 @@ YAML, parsed here once into frozen dataclasses; every error names the field path
       pod-network: {ipv4: 10.244.0.0/16, ipv6: "fd00:10:244::/48"}   # and 10.244.n.0/24 + fd00:10:244:n::/64
       underlay: {ipv4: 198.18.0.0/24, ipv6: "fd00:198:18::/64"}
       mtu: 9000              # of the pod network and underlay (a VXLAN conduit keeps 1500 inside)
+      conduit-mtu: 1500      # every conduit interface (CONDUIT_MTU); default min(1500, mtu - 50)
 
 Pure: no I/O except :func:`load` reading the file. YAML is read with :mod:`meridio.api.yamlio` (strict:
 duplicate keys are errors), as the resource files are.
@@ -206,6 +207,20 @@ class Cluster:
     mtu: int = 9000
     """MTU of the pod network and the underlay, in bytes. Jumbo frames, as many data-centre fabrics carry:
     a VXLAN conduit (50 bytes of headers over IPv4, 70 over IPv6) then keeps its 1500-byte inner MTU."""
+    conduit_mtu: int | None = None
+    """MTU of every conduit interface (LB ends, proxy bridge and ports, target links), Meridio's
+    ``CONDUIT_MTU`` / the proxy's ``NSM_MTU``; ``None``: 1500, or less when a VXLAN conduit over the
+    underlay could not carry it (:attr:`effective_conduit_mtu`)."""
+
+    @property
+    def effective_conduit_mtu(self) -> int:
+        """The conduit MTU in force: the setting, else ``min(1500, mtu - 50)`` (tunnels run over IPv4 when
+        both ends have it, as they do on this dual-stack pod network)."""
+        return self.conduit_mtu if self.conduit_mtu is not None else min(1500, self.mtu - VXLAN_OVERHEAD[4])
+
+
+VXLAN_OVERHEAD = {4: 50, 6: 70}
+"""Bytes VXLAN adds per packet: outer IP (20/40) + UDP 8 + VXLAN 8 + the inner Ethernet header 14."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,7 +476,7 @@ def _bool(raw: Any, path: str) -> bool:
 
 
 def _cluster(raw: Any, path: str) -> Cluster:
-    r = _Reader(raw, path, ("pod-network", "underlay", "mtu"))
+    r = _Reader(raw, path, ("pod-network", "underlay", "mtu", "conduit-mtu"))
     pods = _Reader(r.data.get("pod-network") or {}, r.at("pod-network"), ("ipv4", "ipv6"))
     under = _Reader(r.data.get("underlay") or {}, r.at("underlay"), ("ipv4", "ipv6"))
     d = Cluster()
@@ -469,7 +484,14 @@ def _cluster(raw: Any, path: str) -> Cluster:
                       pod_ipv6=pods.get("ipv6", _network(6), d.pod_ipv6),
                       underlay_ipv4=under.get("ipv4", _network(4), d.underlay_ipv4),
                       underlay_ipv6=under.get("ipv6", _network(6), d.underlay_ipv6),
-                      mtu=r.get("mtu", _int(1280, 65535), d.mtu))
+                      mtu=r.get("mtu", _int(1280, 65535), d.mtu), conduit_mtu=r.get("conduit-mtu", _int(1280, 65535), None))
+    if cluster.effective_conduit_mtu > cluster.mtu - VXLAN_OVERHEAD[4]:
+        raise EnvironmentSpecError(f"{r.at('conduit-mtu')}: {cluster.effective_conduit_mtu} does not fit a VXLAN conduit "
+                                   f"over the pod network (at most mtu - {VXLAN_OVERHEAD[4]} = "
+                                   f"{cluster.mtu - VXLAN_OVERHEAD[4]})")
+    if cluster.effective_conduit_mtu < 1280:
+        raise EnvironmentSpecError(f"{r.at('mtu')}: {cluster.mtu} leaves a conduit MTU below IPv6's 1280 "
+                                   f"(mtu must be at least {1280 + VXLAN_OVERHEAD[4]})")
     for reader, key, net, most in ((pods, "ipv4", cluster.pod_ipv4, 23), (pods, "ipv6", cluster.pod_ipv6, 63),
                                    (under, "ipv4", cluster.underlay_ipv4, 30), (under, "ipv6", cluster.underlay_ipv6, 126)):
         if net.prefixlen > most:

@@ -286,7 +286,7 @@ class PodBuilder:
         yield self._process(w, "proxy", self._meridio("run", "proxy"), {
             "NSM_CONDUIT": conduit, "NSM_TRENCH": t, "NSM_HOST": w.node, "NSM_NAMESPACE": w.namespace,
             "NSM_IPAM_SERVICE": self.ipam_address(t), "NSM_NSP_SERVICE": self.nsp_address(t),
-            "NSM_IP_FAMILY": w.param("ip-family", "dualstack"),
+            "NSM_IP_FAMILY": w.param("ip-family", "dualstack"), "NSM_MTU": str(self.env.cluster.effective_conduit_mtu),
             "NSM_LINK_SOCKET": str(self.layout.proxy_dir(t, conduit, w.node) / "link.sock"),
             "NSM_POD_NETNS": str(pathlib.PurePosixPath(netnsmod.NETNS_DIR, self.naming.pod_ns("{pod}"))),
             "NSM_LOG_LEVEL": "INFO"})
