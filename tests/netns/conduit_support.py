@@ -506,10 +506,14 @@ class ConduitEnv:
     def write_config(self, text: str) -> None:
         self.nsp.write_config(text)
 
-    def add_lb(self, name: str, *, real: bool = False, ifprefix: str | None = None, refresh: str = "5") -> LbPod:
+    def add_lb(self, name: str, *, real: bool = False, ifprefix: str | None = None, refresh: str = "5",
+               extra: tuple[str, ...] = (), before_start: Callable[[str], None] | None = None) -> LbPod:
         """An LB pod namespace. ``real``: the LB daemon runs in it (unblocked by a fake frontend
-        announcement) and gets an external link to the client namespace; else only a fake announcement."""
+        announcement) and gets an external link to the client namespace; else only a fake announcement.
+        ``before_start(ns)`` wires the namespace before the daemon starts; ``extra``: more LB arguments."""
         ns = self.netns(name)
+        if before_start is not None:
+            before_start(ns)
         prefix = ifprefix or self.conduit[:10]
         if not real:
             announcer = FakeLbAnnouncer(self.procs, self.nsp_address, identifier=name, netns=ns, ifprefix=prefix,
@@ -523,7 +527,7 @@ class ConduitEnv:
         self._external_link(pod, len(self.lbs) + 10)
         pod.lb_args = ["run", "lb", "--conduit-name", self.conduit, "--trench-name", self.trench,
                        "--nsp-service", self.nsp_address, "--socket", f"unix://{self.base}/lb-{name}.sock",
-                       "--hostname", name, "--target-interface-prefix", prefix, "--log-level", "DEBUG"]
+                       "--hostname", name, "--target-interface-prefix", prefix, "--log-level", "DEBUG", *extra]
         if _lb_announces_itself():
             pod.lb_args += ["--netns", ns]
         pod.lb_proc = self.procs.meridio(*pod.lb_args, ns=ns, name=f"lb-{name}",
@@ -593,8 +597,11 @@ class ConduitEnv:
         return json.loads(done.stdout)  # type: ignore[no-any-return]
 
     def add_proxy(self, node: str, *, release_delay: str = "20s", orphan_timeout: str = "30s",
-                  mtu: int = 1500, extra: tuple[str, ...] = ()) -> ProxyPod:
+                  mtu: int = 1500, extra: tuple[str, ...] = (),
+                  before_start: Callable[[str], None] | None = None) -> ProxyPod:
         ns = self.netns(f"px-{node}")
+        if before_start is not None:
+            before_start(ns)
         sock = str(self.base / "proxy" / self.conduit / node / "link.sock")
         args = ["run", "proxy", "--conduit", self.conduit, "--trench", self.trench, "--host", node,
                 "--nsp-service", self.nsp_address, "--ipam-service", self.ipam_address,

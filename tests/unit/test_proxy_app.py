@@ -58,3 +58,11 @@ def test_bad_settings_exit_with_status_2_without_starting(capsys: pytest.Capture
     s = settings.parse(app.Settings, app.ENV_PREFIX, [], {})
     assert app.run(s) == 2
     assert "NSM_CONDUIT: required" in capsys.readouterr().out
+
+
+def test_the_pod_addresses_turn_cross_node_tunnels_on_and_a_bad_one_is_named() -> None:
+    assert app.config_from(parse()).pod_ips == ()
+    assert app.config_from(parse(NSM_POD_IP="10.244.1.3, fd00:10:244:1::3")).pod_ips == ("10.244.1.3",
+                                                                                        "fd00:10:244:1::3")
+    with pytest.raises(settings.SettingsError, match="NSM_POD_IP: '10.244.1' is not an IP address"):
+        app.config_from(parse(NSM_POD_IP="10.244.1"))

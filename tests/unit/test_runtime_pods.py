@@ -57,17 +57,35 @@ def _builder(tmp: pathlib.Path) -> pods.PodBuilder:
     return pods.PodBuilder(env, StateLayout(tmp / "state"), Naming(env.prefix), python="/py")
 
 
-def test_trench_pods_listen_on_unix_sockets_in_the_state_dir(tmp_path: pathlib.Path) -> None:
+def test_trench_pods_listen_on_meridios_tcp_ports_and_are_reached_by_service_name(tmp_path: pathlib.Path) -> None:
     b = _builder(tmp_path)
-    nsp = b.build(rc.Workload("nsp-trench-a", rc.Kind.NSP, "node-1", "trench-a"))
+    nsp = b.build(rc.Workload("nsp-trench-a", rc.Kind.NSP, "node-1", "trench-a"), pod_host=2)
     [proc] = nsp.processes
     assert proc.argv == ("/py", "-m", "meridio.cli.main", "run", "nsp")
-    assert proc.env["NSP_LISTEN_ADDRESS"] == b.nsp_address("trench-a") == \
-        f"unix:{tmp_path}/state/trenches/trench-a/nsp.sock"
+    assert (proc.env["NSP_LISTEN_ADDRESS"], proc.env["NSP_PORT"]) == ("[::]", "7778")
+    assert b.nsp_address("trench-a") == "nsp-service-trench-a:7778"
+    assert b.nsp_forward("trench-a") == f"unix:{tmp_path}/state/trenches/trench-a/nsp.sock"
     assert proc.netns == "mdef-pod-nsp-trench-a" and nsp.sysctls == {}
+    assert nsp.network is not None and nsp.network.addresses == ("10.244.1.2/24", "fd00:10:244:1::2/64")
+    assert (nsp.network.ifname, nsp.network.peer_ns, nsp.network.peer_master) == ("eth0", "mdef-node-node-1", "cni0")
+    assert [str(g) for g in nsp.gateways] == ["10.244.1.1/24", "fd00:10:244:1::1/64"]
     ipam = b.build(rc.Workload("ipam-trench-a", rc.Kind.IPAM, "node-1", "trench-a", params=(("ip-family", "ipv6"),)))
+    assert (ipam.processes[0].env["IPAM_LISTEN_ADDRESS"], ipam.processes[0].env["IPAM_PORT"]) == ("[::]", "7777")
     assert ipam.processes[0].env["IPAM_NSP_SERVICE"] == b.nsp_address("trench-a")
     assert ipam.processes[0].env["IPAM_IP_FAMILY"] == "ipv6"
+    assert ipam.network is None  # no leased host index: no eth0
+
+
+def test_every_component_reaches_nsp_and_ipam_at_their_service_addresses(tmp_path: pathlib.Path) -> None:
+    b = _builder(tmp_path)
+    objs = resources.loads((pathlib.Path(envmod.EXAMPLES_E2E) / "init-trench-a.yaml").read_text())
+    by_name = rc.desired(objs, nodes=("node-1", "node-2")).by_name()
+    procs = {p.component: p for name in ("stateless-lb-frontend-attractor-a-1-0", "proxy-conduit-a-1-node-2")
+             for p in b.build(by_name[name]).processes}
+    nsp_vars = [procs["lb"].env["NSM_NSP_SERVICE"], procs["frontend"].env["NFE_NSP_SERVICE"],
+                procs["proxy"].env["NSM_NSP_SERVICE"]]
+    assert nsp_vars == ["nsp-service-trench-a:7778"] * 3
+    assert procs["proxy"].env["NSM_IPAM_SERVICE"] == "ipam-service-trench-a:7777"
 
 
 def test_a_fe_lb_pod_runs_an_lb_and_a_frontend_sharing_the_availability_socket(tmp_path: pathlib.Path) -> None:
@@ -133,3 +151,17 @@ def test_without_tls_no_certificate_is_issued_and_every_grpc_component_is_told_s
                               params=(("deployment", "target-a"),)))
     assert pod.certificates == () and b.runtime_tls is None
     assert pod.processes[1].env["MERIDIO_TLS_INSECURE"] == "true"
+
+
+def test_the_lb_and_the_proxy_learn_their_pod_addresses_for_cross_node_tunnels(tmp_path: pathlib.Path) -> None:
+    b = _builder(tmp_path)
+    objs = resources.loads((pathlib.Path(envmod.EXAMPLES_E2E) / "init-trench-a.yaml").read_text())
+    by_name = rc.desired(objs, nodes=("node-1", "node-2")).by_name()
+    fe = b.build(by_name["stateless-lb-frontend-attractor-a-1-1"], pod_host=4)
+    lb = next(p for p in fe.processes if p.component == "lb")
+    assert (lb.env["NSM_HOST"], lb.env["NSM_POD_IP"]) == ("node-2", "10.244.2.4,fd00:10:244:2::4")
+    assert "NSM_POD_IP" not in next(p for p in fe.processes if p.component == "frontend").env
+    [proxy] = b.build(by_name["proxy-conduit-a-1-node-1"], pod_host=3).processes
+    assert proxy.env["NSM_POD_IP"] == "10.244.1.3,fd00:10:244:1::3" and proxy.env["NSM_HOST"] == "node-1"
+    assert proxy.env["NSM_MTU"] == "1500"  # the conduit MTU: LB ends, bridge, target links follow it
+    assert fe.network is not None and fe.network.mtu == 9000

@@ -25,7 +25,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 from meridio.kernel import netns as netnsmod
 
 __all__ = ["Netlink", "NetlinkError", "RuleInfo", "RouteInfo", "LinkDetails", "InterfaceStats", "family_of", "set_sysctl",
-           "get_sysctl", "IFA_F_NODAD", "is_unreachable"]
+           "get_sysctl", "IFA_F_NODAD", "is_unreachable", "VXLAN_PORT", "VxlanInfo"]
+
+VXLAN_PORT = 4789
+"""IANA's VXLAN UDP port (RFC 7348), as NSM's cross-node interfaces use."""
 
 IFA_F_NODAD = 0x02
 """Address flag: skip IPv6 duplicate address detection (the address is usable at once)."""
@@ -54,6 +57,8 @@ class RuleInfo:
     fwmark: int | None = None
     src: str | None = None
     """``address/len`` or None."""
+    dst: str | None = None
+    """``address/len`` or None (``ip rule ... to DST``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,18 @@ class LinkDetails:
     master: int | None
     peer_index: int | None
     """``IFLA_LINK``: for a veth, the index of its other end (in that end's namespace)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VxlanInfo:
+    """A point-to-point VXLAN interface's tunnel parameters."""
+
+    vni: int
+    local: str
+    remote: str
+    port: int
+    mac: str
+    mtu: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +222,38 @@ class Netlink:
         there. ``NetlinkError`` EEXIST if either name is taken (nothing is created then)."""
         self._ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": peer_netns_fd})
         return int(self._ipr.get_links(self._index(name))[0].get_attr("IFLA_LINK"))
+
+    def add_vxlan(self, name: str, *, vni: int, local: str, remote: str, port: int = VXLAN_PORT,
+                  mac: str | None = None, mtu: int | None = None) -> None:
+        """Create a point-to-point VXLAN interface ``name`` (``vni``, UDP ``port``) from ``local`` to
+        ``remote`` (same family), without learning: every frame goes to ``remote``. The tunnel's UDP
+        packets are routed by this namespace's own tables. ``NetlinkError`` EEXIST when the name, or the
+        VNI on this port, is taken here (nothing is created then)."""
+        v6 = family_of(remote) == socket.AF_INET6
+        kwargs: dict[str, Any] = {"vxlan_id": vni, "vxlan_port": port, "vxlan_learning": 0,
+                                  ("vxlan_group6" if v6 else "vxlan_group"): remote,
+                                  ("vxlan_local6" if v6 else "vxlan_local"): local}
+        if mac is not None:
+            kwargs["address"] = mac
+        if mtu is not None:
+            kwargs["mtu"] = mtu
+        self._ipr.link("add", ifname=name, kind="vxlan", **kwargs)
+
+    def vxlan_info(self, name: str) -> VxlanInfo | None:
+        """The tunnel parameters of VXLAN interface ``name`` (``None``: no such interface, or not VXLAN)."""
+        index = self.link_index(name)
+        if index is None:
+            return None
+        link = self._ipr.get_links(index)[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        if info is None or info.get_attr("IFLA_INFO_KIND") != "vxlan":
+            return None
+        data = info.get_attr("IFLA_INFO_DATA")
+        remote = data.get_attr("IFLA_VXLAN_GROUP") or data.get_attr("IFLA_VXLAN_GROUP6") or ""
+        local = data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6") or ""
+        return VxlanInfo(int(data.get_attr("IFLA_VXLAN_ID")), str(local), str(remote),
+                         int(data.get_attr("IFLA_VXLAN_PORT")), str(link.get_attr("IFLA_ADDRESS")),
+                         int(link.get_attr("IFLA_MTU")))
 
     def set_alias(self, name: str, alias: str) -> None:
         self._ipr.link("set", index=self._index(name), ifalias=alias)
@@ -341,9 +390,9 @@ class Netlink:
     # --- rules -----------------------------------------------------------------------------
 
     def add_rule(self, *, priority: int, table: int, family: int, fwmark: int | None = None,
-                 src: str | None = None) -> None:
-        """``ip rule add [fwmark X] [from SRC] lookup TABLE priority P``; idempotent."""
-        wanted = RuleInfo(family, priority, table, fwmark, _prefix(src) if src else None)
+                 src: str | None = None, dst: str | None = None) -> None:
+        """``ip rule add [fwmark X] [from SRC] [to DST] lookup TABLE priority P``; idempotent."""
+        wanted = RuleInfo(family, priority, table, fwmark, _prefix(src) if src else None, _prefix(dst) if dst else None)
         if wanted in self.rules(family=family):
             return
         kwargs: dict[str, Any] = {"priority": priority, "table": table, "family": family}
@@ -352,6 +401,9 @@ class Netlink:
         if src is not None:
             net = ipaddress.ip_network(src, strict=False)
             kwargs["src"], kwargs["src_len"] = str(net.network_address), net.prefixlen
+        if dst is not None:
+            net = ipaddress.ip_network(dst, strict=False)
+            kwargs["dst"], kwargs["dst_len"] = str(net.network_address), net.prefixlen
         self._ipr.rule("add", **kwargs)
 
     def delete_rule(self, rule: RuleInfo) -> None:
@@ -361,6 +413,9 @@ class Netlink:
         if rule.src is not None:
             net = ipaddress.ip_network(rule.src)
             kwargs["src"], kwargs["src_len"] = str(net.network_address), net.prefixlen
+        if rule.dst is not None:
+            net = ipaddress.ip_network(rule.dst)
+            kwargs["dst"], kwargs["dst_len"] = str(net.network_address), net.prefixlen
         try:
             self._ipr.rule("del", **kwargs)
         except NetlinkError as exc:
@@ -371,10 +426,11 @@ class Netlink:
         out = []
         for fam in ([family] if family else [socket.AF_INET, socket.AF_INET6]):
             for r in self._ipr.get_rules(family=fam):
-                src = r.get_attr("FRA_SRC")
+                src, dst = r.get_attr("FRA_SRC"), r.get_attr("FRA_DST")
                 table = r.get_attr("FRA_TABLE") or r["table"]
                 out.append(RuleInfo(int(fam), int(r.get_attr("FRA_PRIORITY") or 0), int(table),
-                                    r.get_attr("FRA_FWMARK"), f"{src}/{r['src_len']}" if src else None))
+                                    r.get_attr("FRA_FWMARK"), f"{src}/{r['src_len']}" if src else None,
+                                    f"{dst}/{r['dst_len']}" if dst else None))
         return out
 
     # --- neighbours ------------------------------------------------------------------------

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["NETNS_DIR", "CommandTimeout", "exists", "create", "remove", "list_names", "name_of", "own_name", "pids_in",
+__all__ = ["NETNS_DIR", "NETNS_ETC_DIR", "CommandTimeout", "write_etc",
+           "exists", "create", "remove", "list_names", "name_of", "own_name", "pids_in",
            "exec_argv", "run", "entered", "entered_fd", "connect"]
 
 NETNS_DIR = "/run/netns"
+NETNS_ETC_DIR = "/etc/netns"
+"""``ip netns exec NAME`` bind-mounts each file of ``/etc/netns/NAME/`` over its namesake in ``/etc``."""
 
 
 def exists(name: str) -> bool:
@@ -31,9 +35,35 @@ def create(name: str, *, loopback_up: bool = True) -> None:
 
 
 def remove(name: str) -> None:
-    """Delete namespace ``name`` if it exists (its veth ends go with it)."""
+    """Delete namespace ``name`` if it exists (its veth ends go with it), and its ``/etc/netns/NAME``."""
     if exists(name):
         subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    etc = os.path.join(NETNS_ETC_DIR, name)
+    if os.path.isdir(etc):
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+def write_etc(name: str, filename: str, text: str) -> bool:
+    """Make ``/etc/netns/NAME/FILENAME`` hold ``text`` (what processes started by ``ip netns exec NAME``
+    see as ``/etc/FILENAME``); returns whether it changed.
+
+    Rewritten in place, not renamed: a running process sees the file through a bind mount of its inode,
+    so an update reaches it (a replaced file would not).
+    """
+    if "/" in name or "/" in filename or name in ("", ".", ".."):
+        raise ValueError(f"invalid namespace or file name: {name!r}/{filename!r}")
+    path = os.path.join(NETNS_ETC_DIR, name, filename)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as fh:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(text)
+    return True
 
 
 def list_names() -> list[str]:

@@ -5,10 +5,15 @@ registered (the lead's decision for issue 5; Meridio registers an NSM endpoint i
 
     Target{type: LOADBALANCER, status: ENABLED, ips: [],
            context: {"identifier": <pod name>, "netns": <namespace the proxies link into>,
-                     "ifprefix": <name prefix of the LB's target-side links>},
+                     "ifprefix": <name prefix of the LB's target-side links>,
+                     "node": <node>, "address": <pod addresses, comma-separated>,
+                     "link-port": <TCP port of meridio.loadbalancer.v1.ConduitLink>},
            stream: Stream{name: "", conduit: Conduit{<conduit>, Trench{<trench>}}}}
 
-Every proxy of the conduit watches these and links its bridge to each replica. The NSP stores a new
+Every proxy of the conduit watches these and links its bridge to each replica: a proxy on the same node
+(or when the replica announces no node) with a veth into ``netns``, a proxy on another node with a VXLAN
+tunnel to ``address`` whose LB end it asks for at ``address:link-port``
+(:mod:`meridio.loadbalancer.conduitlink`). The last three keys are present only with cross-node links on. The NSP stores a new
 target DISABLED, so the first registration is sent twice (DISABLED, then updated to ENABLED), as a TAPA
 does. It is refreshed every ``refresh`` seconds (before the NSP keepalive expires) and unregistered when
 the replica becomes blocked or stops, so the proxies drop it as an egress next hop.
@@ -31,10 +36,13 @@ from meridio.kernel import netns as netnsmod
 __all__ = ["Action", "Announcer", "Registry", "decide", "for_lb", "lb_target"]
 
 
-def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str) -> model.Target:
+def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str,
+              node: str = "", addresses: tuple[str, ...] = (), link_port: int = 0) -> model.Target:
+    context = {"identifier": identifier, "netns": netns, "ifprefix": ifprefix}
+    if node and addresses and link_port:
+        context |= {"node": node, "address": ",".join(addresses), "link-port": str(link_port)}
     return model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
-                             context={"identifier": identifier, "netns": netns, "ifprefix": ifprefix},
-                             stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
+                             context=context, stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
 
 
 class Action(enum.Enum):
@@ -130,7 +138,8 @@ class _Lb(Protocol):
 
 
 def for_lb(lb: _Lb, registry: Registry, *, identifier: str, netns: str, ifprefix: str, trench: str,
-           conduit: str, refresh: float, log: logmod.Logger = logmod.null) -> Announcer | None:
+           conduit: str, refresh: float, log: logmod.Logger = logmod.null, node: str = "",
+           addresses: tuple[str, ...] = (), link_port: int = 0) -> Announcer | None:
     """The announcer of the LB daemon ``lb`` (``meridio.loadbalancer.service.LoadBalancer``): announced
     while ``lb.egress`` (unblocked), woken on every egress change. ``netns`` '' = this process's named
     namespace; ``None`` (and a warning) when there is none, as proxies could not link to it."""
@@ -139,8 +148,9 @@ def for_lb(lb: _Lb, registry: Registry, *, identifier: str, netns: str, ifprefix
         log.warning("lbAnnounceDisabled", reason="noNamedNetns",
                     error="this process is in no /run/netns namespace and NSM_NETNS is not set")
         return None
-    announcer = Announcer(registry, lb_target(identifier=identifier, netns=netns, ifprefix=ifprefix, trench=trench,
-                                              conduit=conduit), lambda: bool(lb.egress), refresh=refresh, log=log)
+    target = lb_target(identifier=identifier, netns=netns, ifprefix=ifprefix, trench=trench, conduit=conduit,
+                       node=node, addresses=addresses, link_port=link_port)
+    announcer = Announcer(registry, target, lambda: bool(lb.egress), refresh=refresh, log=log)
     previous = lb.on_egress
 
     def on_egress(up: bool) -> None:

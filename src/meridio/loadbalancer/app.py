@@ -23,6 +23,7 @@ from typing import Any
 from meridio.api import model
 from meridio.api.nspclient import NspClient
 from meridio.api.pb.loadbalancer.v1 import stream_pb2_grpc
+from meridio.api.pb.meridio.loadbalancer.v1 import conduitlink_pb2_grpc
 from meridio.common import grpcutil, tasks
 from meridio.common import health as healthmod
 from meridio.common import log as logmod
@@ -34,6 +35,7 @@ from meridio.kernel import bpf, localsock, netlink, nftables
 from meridio.loadbalancer import (
     announce,
     availability,
+    conduitlink,
     datapath,
     fastpath,
     inputs,
@@ -87,6 +89,10 @@ class Settings:
     tls_insecure: bool = setting(False, tlsmod.INSECURE_HELP, env=tlsmod.INSECURE_ENV)
     netns: str = setting("", "namespace the conduit's proxies link into, announced in NSP with the "
                          "LOADBALANCER target ('' = this process's /run/netns name)")
+    host: str = setting("", "the node this replica runs on: with NSM_POD_IP, proxies on other nodes link over "
+                        "VXLAN ('' = every proxy links with a veth into NSM_NETNS)")
+    pod_ip: str = setting("", "this pod's addresses on the pod network, comma-separated (tunnel sources)")
+    link_port: int = setting(conduitlink.DEFAULT_PORT, "TCP port of the ConduitLink service (cross-node links)")
     announce_refresh: float = setting(20.0, "the LOADBALANCER announcement is refreshed this often (below the "
                                       "NSP keepalive)", duration=True)
     fastpath: bool = setting(True, "forward what it can decide with the eBPF fast path (tc ingress program, "
@@ -277,6 +283,22 @@ async def _serve_availability(lb: service.LoadBalancer, address: str, tls: tlsmo
     return server, guard
 
 
+async def _serve_links(s: Settings, hostname: str, pod_ips: tuple[str, ...], nl: netlink.Netlink,
+                       tls: tlsmod.Tls | None, log: logmod.Logger) -> Any:
+    """The ConduitLink server on ``[::]:link_port`` (the pod network), mutual TLS when ``tls`` is given."""
+    links = conduitlink.Links(conduitlink.NetlinkKernel(nl), identifier=hostname, trench=s.trench_name,
+                              conduit=s.conduit_name, ifprefix=s.interface_prefix, local=pod_ips, log=log)
+    server = grpcutil.create_server()
+    conduitlink_pb2_grpc.add_ConduitLinkServicer_to_server(conduitlink.Servicer(links, log=log), server)
+    try:
+        grpcutil.add_listener(server, grpcutil.listen_address("[::]", s.link_port), tls=tls, log=log)
+        await server.start()
+    except OSError as exc:
+        await server.stop(None)
+        raise grpcutil.ListenError(f"cannot serve [::]:{s.link_port}: {exc}") from None
+    return server
+
+
 async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
     """Run the LB until ``stop`` is set; returns the exit code."""
     hostname = s.hostname or socket.gethostname()
@@ -312,8 +334,17 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     ]
     if s.counters_interval > 0:
         loops.append(tasks.guard(_log_counters(lb, s.counters_interval, log), "countersLog", log))
+    links_server = None
+    pod_ips = tuple(a.strip() for a in s.pod_ip.split(",") if a.strip())
+    if s.host and pod_ips:
+        try:
+            links_server = await _serve_links(s, hostname, pod_ips, nl, tls, log)
+        except grpcutil.ListenError as exc:
+            log.error("conduitLinkServiceFailed", error=str(exc))  # proxies on other nodes cannot link
     announcer = announce.for_lb(lb, nsp, identifier=hostname, netns=s.netns, ifprefix=s.interface_prefix,
-                                trench=s.trench_name, conduit=s.conduit_name, refresh=s.announce_refresh, log=log)
+                                trench=s.trench_name, conduit=s.conduit_name, refresh=s.announce_refresh, log=log,
+                                node=s.host if links_server else "", addresses=pod_ips if links_server else (),
+                                link_port=s.link_port if links_server else 0)
     if announcer is not None:  # the conduit's proxies link to this replica while it is unblocked
         loops.append(tasks.guard(announcer.run(), "lbAnnounce", log))
     running = [asyncio.ensure_future(c) for c in loops]
@@ -331,6 +362,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     if guard is not None:
         await guard.close()
     await server.stop(2.0)
+    if links_server is not None:
+        await links_server.stop(2.0)
     if endpoint is not None:
         await endpoint.close()
     await nsp.close()

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from meridio.api import model
+from meridio.api import conduitlinkclient, model
 from meridio.api.nspclient import NspClient
 from meridio.common import grpcutil, health, tasks
 from meridio.common import log as logmod
@@ -66,6 +67,8 @@ class Settings:
                                "sockets, comma-separated (a peer under another uid also needs NSM_SOCKET_GROUP)")
     socket_group: str = setting("", "group of the link and credential sockets: they become 0660 instead of 0600 "
                                 "('' = owner only)")
+    pod_ip: str = setting("", "this pod's addresses on the pod network, comma-separated: LB replicas on other "
+                          "nodes are linked with VXLAN tunnels from them ('' = veths only)")
     pod_netns: str = setting("", "path of pod {pod}'s network namespace, e.g. /run/netns/{pod}: a link for pod P "
                              "is given only to a caller in that namespace ('' = not checked)")
     link_orphan_timeout: float = setting(30.0, "a target link whose owner process died is removed after this "
@@ -103,8 +106,14 @@ def config_from(s: Settings) -> Config:
             raise SettingsError(f"{ENV_PREFIX}POD_NETNS {s.pod_netns[:64]!r}: only {{pod}} may be used") from None
         if "{pod}" not in s.pod_netns or not s.pod_netns.startswith("/"):
             raise SettingsError(f"{ENV_PREFIX}POD_NETNS {s.pod_netns[:64]!r}: must be an absolute path with {{pod}}")
+    pod_ips = []
+    for text in (a.strip() for a in s.pod_ip.split(",") if a.strip()):
+        try:
+            pod_ips.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}POD_IP: {text[:64]!r} is not an IP address") from None
     return Config(s.trench, s.conduit, s.host, fams, s.mtu, s.ip_release_delay, s.link_orphan_timeout,
-                  s.pod_netns)
+                  tuple(pod_ips), s.pod_netns)
 
 
 def socket_access(s: Settings) -> localsock.Access:
@@ -173,6 +182,19 @@ def _watches(s: Settings, nsp: NspClient, fwd: Forwarder, log: logmod.Logger,
     ]
 
 
+class _LbLinks:
+    """The LB replicas' ConduitLink services, with this proxy's TLS."""
+
+    def __init__(self, tls: tlsmod.Tls | None) -> None:
+        self._tls = tls
+
+    async def connect(self, host: str, port: int, args: conduitlinkclient.ConnectArgs) -> conduitlinkclient.Reply:
+        return await conduitlinkclient.connect(host, port, args, tls=self._tls)
+
+    async def disconnect(self, host: str, port: int, *, trench: str, conduit: str, node: str) -> None:
+        await conduitlinkclient.disconnect(host, port, trench=trench, conduit=conduit, node=node, tls=self._tls)
+
+
 async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod.null) -> int:
     """Run the proxy until ``stop`` is set; returns the exit code."""
     cfg = config_from(s)
@@ -185,7 +207,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, log: logmod.Logger = logmod
     dp = dataplane.Dataplane(mtu=cfg.mtu, families=cfg.families)
     ipam = addressing.Ipam(ipam_address(s), trench=cfg.trench, conduit=cfg.conduit, node=cfg.node,
                            families=cfg.families, tls=tls)
-    fwd = Forwarder(Context(cfg, dp, ipam, deadlines.Deadlines(cfg.release_delay), time.monotonic, log))
+    fwd = Forwarder(Context(cfg, dp, ipam, deadlines.Deadlines(cfg.release_delay), time.monotonic, log,
+                            lb_links=_LbLinks(tls) if cfg.pod_ips else None))
     try:
         await fwd.start()
     except dataplane.KernelError as exc:

@@ -5,6 +5,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
+from meridio.api import conduitlinkclient
 from meridio.common import log as logmod
 from meridio.kernel import pins
 from meridio.proxy import dataplane, deadlines
@@ -23,6 +24,9 @@ class Config:
     """Seconds between a disconnect and the release of the addresses (Meridio ``NSM_IP_RELEASE_DELAY``)."""
     orphan_timeout: float = 30.0
     """Seconds a target link survives its owner process (a TAPA that died without Disconnect)."""
+    pod_ips: tuple[str, ...] = ()
+    """This proxy pod's addresses on the pod network: the local ends of cross-node tunnels (none: no
+    tunnels, every LB replica is linked with a veth)."""
     pod_netns: str = ""
     """Path template (``{pod}``) of a pod's network namespace: a link for pod P only for a caller in the
     namespace at that path ('' = the caller's namespace is not compared with the pod's)."""
@@ -32,6 +36,14 @@ class IpamPort(Protocol):
     async def allocate(self, name: str) -> tuple[str, ...]: ...
 
     async def release(self, name: str) -> None: ...
+
+
+class LbLinkPort(Protocol):
+    """An LB replica's ConduitLink service (:mod:`meridio.api.conduitlinkclient`; fakes in unit tests)."""
+
+    async def connect(self, host: str, port: int, args: conduitlinkclient.ConnectArgs) -> conduitlinkclient.Reply: ...
+
+    async def disconnect(self, host: str, port: int, *, trench: str, conduit: str, node: str) -> None: ...
 
 
 @dataclasses.dataclass
@@ -44,5 +56,7 @@ class Context:
     """IPAM child names waiting for their delayed release."""
     monotonic: Callable[[], float]
     log: logmod.Logger = logmod.null
+    lb_links: LbLinkPort | None = None
+    """How cross-node LB ends are asked for (``None``: no tunnels)."""
     namespace_at: Callable[[pins.PinnedNs, str], bool | None] = pins.is_namespace_at
     """Whether a pinned namespace is the one at a path (``None``: nothing there); see ``Config.pod_netns``."""

@@ -299,6 +299,32 @@ class Dataplane:
             far.set_link(far_name, mtu=self.mtu)
         return peer
 
+    async def create_tunnel(self, *, port: str, port_alias: str, vni: int, local: str, remote: str) -> None:
+        """A VXLAN ``port`` (bridge0 port, MTU, up) from ``local`` to ``remote``: this proxy's end of a
+        cross-node link. :class:`NameTaken` when another tunnel here has ``vni``."""
+        await self._call(self._create_tunnel, port, port_alias, vni, local, remote)
+
+    def _create_tunnel(self, port: str, port_alias: str, vni: int, local: str, remote: str) -> None:
+        with netlink.Netlink() as nl:
+            nl.delete_link(port)  # a stale port of the same name (callers remove what they replace)
+            try:
+                nl.add_vxlan(port, vni=vni, local=local, remote=remote, mtu=self.mtu)
+            except netlink.NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise NameTaken(f"vni {vni} is used by another tunnel in the proxy's namespace") from None
+                raise
+            nl.set_alias(port, port_alias)
+            nl.set_link(port, master=self.bridge)
+            nl.set_link(port, up=True)
+
+    async def tunnel(self, port: str) -> netlink.VxlanInfo | None:
+        """The tunnel parameters of ``port`` (``None``: absent, or not a tunnel)."""
+        return await self._call(self._tunnel, port)
+
+    def _tunnel(self, port: str) -> netlink.VxlanInfo | None:
+        with netlink.Netlink() as nl:
+            return nl.vxlan_info(port)
+
     async def set_port_alias(self, name: str, alias: str) -> None:
         await self._call(self._set_port_alias, name, alias)
 

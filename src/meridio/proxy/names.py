@@ -21,6 +21,8 @@ from meridio.common import bounds
 
 __all__ = [
     "IFNAMSIZ",
+    "MAX_VNI",
+    "vni",
     "Alias",
     "FarEndAlias",
     "InvalidName",
@@ -111,6 +113,20 @@ def is_lb_port(ifname: str) -> bool:
 
 def is_target_port(ifname: str) -> bool:
     return ifname.startswith(TARGET_PORT_PREFIX) and len(ifname) == 13
+
+
+MAX_VNI = 2**24 - 1
+
+
+def vni(*, trench: str, conduit: str, node: str, identifier: str, attempt: int = 0) -> int:
+    """The VNI of the cross-node link between this node's proxy and LB replica ``identifier``: derived
+    from the conduit and the two ends, in 1..2^24-1, the same on every run.
+
+    Collisions: a VNI must be unique among the VXLAN interfaces of one namespace (on one UDP port). When
+    the proxy's or the LB's namespace already has a tunnel with it, ``attempt`` 1, 2, ... derive the
+    next candidates; the proxy picks, the LB accepts or refuses, so both ends always agree."""
+    salt = f"vxlan/{trench}/{conduit}/{node}/{identifier}" + (f"#{attempt}" if attempt else "")
+    return int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16) % MAX_VNI + 1
 
 
 def lb_far_name(ifprefix: str, *, trench: str, conduit: str, node: str, attempt: int = 0) -> str:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from meridio.api import model
 from meridio.proxy import names
@@ -91,6 +92,16 @@ class LbPeer:
     identifier: str
     netns: str
     ifprefix: str
+    node: str = ""
+    """The replica's node ('' = not announced: linked with a veth into ``netns``, as on one node)."""
+    addresses: tuple[str, ...] = ()
+    """Its pod addresses (tunnel ends of a cross-node link)."""
+    link_port: int = 0
+    """The TCP port of its ConduitLink service."""
+
+    def remote_on(self, node: str) -> bool:
+        """Whether a proxy on ``node`` links to this replica with a tunnel (it is on another node)."""
+        return bool(self.node and self.addresses and self.link_port and self.node != node)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,12 +130,32 @@ def lb_peers(targets: Iterable[model.Target], *, trench: str, conduit: str
         try:
             peer = LbPeer(names.check_identifier(ident, "context.identifier"),
                           names.check_netns(ctx.get("netns", ""), "context.netns"),
-                          names.check_ifprefix(ctx.get("ifprefix", ""), "context.ifprefix"))
+                          names.check_ifprefix(ctx.get("ifprefix", ""), "context.ifprefix"),
+                          **_cross_node(ctx))
         except names.InvalidName as exc:
             problems.append(PeerProblem(ident, str(exc)))
             continue
         peers[peer.identifier] = peer
     return peers, tuple(problems)
+
+
+def _cross_node(ctx: Mapping[str, str]) -> dict[str, Any]:
+    """The optional cross-node keys of a LOADBALANCER context (all three or none)."""
+    node, address, port = ctx.get("node", ""), ctx.get("address", ""), ctx.get("link-port", "")
+    if not (node or address or port):
+        return {}
+    if not _NODE.match(node):
+        raise names.InvalidName(f"context.node: must be a node name (got {node[:64]!r})")
+    try:
+        addresses = tuple(str(ipaddress.ip_address(a)) for a in address.split(","))
+    except ValueError:
+        raise names.InvalidName(f"context.address: must be comma-separated IP addresses (got {address[:64]!r})") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise names.InvalidName(f"context.link-port: must be a TCP port (got {port[:16]!r})")
+    return {"node": node, "addresses": addresses, "link_port": int(port)}
+
+
+_NODE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 
 
 # --- egress --------------------------------------------------------------------------------------

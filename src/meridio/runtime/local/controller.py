@@ -12,7 +12,11 @@ their half-life on while the environment runs (the daemon calls it every
 :func:`~meridio.runtime.local.pki.check_interval`).
 
 Kernel work (namespaces, links, sysctls) runs in worker threads, pods in parallel. The external side
-(segments, gateway routers, traffic generators) is made once by ``up`` and repaired by every ``up``.
+(segments, gateway routers, traffic generators) and the cluster network (underlay, nodes) are made once
+by ``up`` and repaired by every ``up``. Each pod on a node gets ``eth0`` with a host index leased in its
+node's pod subnet (kept across restarts, released with the pod) and an ``/etc/hosts`` naming the
+trenches' NSP and IPAM services; the daemon reaches each NSP through a port-forward socket
+(:mod:`meridio.runtime.local.portforward`).
 """
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ from meridio.common import tasks
 from meridio.kernel import bpf
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
+from meridio.runtime.local import cluster, pki, pods, portforward, routers, topology
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import pki, pods, routers, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.store import Store
 from meridio.runtime.local.supervisor import ProcessSpec, Supervisor
@@ -80,6 +84,10 @@ class Controller:
         self._openers: dict[str, asyncio.Task[None]] = {}
         self.side_processes: list[ProcessSpec] = []
         """Processes beside the pods that ``up`` keeps running (the environment's Prometheus)."""
+        self._services: dict[str, tuple[cluster.Address, ...]] = {}
+        """Service name → the addresses of the pod serving it (every pod's ``/etc/hosts``)."""
+        self._forwards: dict[str, portforward.PortForward] = {}
+        """Per trench, the daemon's port-forward to its NSP."""
         self.awaiting_streams: dict[str, set[str]] = {}
         """Streams (``trench/conduit/stream``) a freshly started target pod opened and whose outcome (not
         PENDING) its TAPA has not shown yet; readiness waits for them once, then forgets them."""
@@ -94,6 +102,8 @@ class Controller:
         async with self.lock:
             progress(f"external side: {len(self.env.networks)} segments, {len(self.env.routers)} gateway routers")
             await asyncio.to_thread(topology.ensure_external, self.env, self.naming)
+            progress(f"cluster network: {len(self.env.nodes)} nodes on an underlay segment")
+            await asyncio.to_thread(topology.ensure_cluster, self.env, self.naming)
             self._start_routers()
             if self.builder.tls:
                 await asyncio.to_thread(self._ensure_certificates, [self.builder.runtime_certificate()])
@@ -133,6 +143,7 @@ class Controller:
                 task.cancel()
             await self._stop_pods_in_order(list(self.pods), remove=False)
             await self.sup.stop_all()
+            await self._close_forwards(set(self._forwards))
 
     async def down(self, progress: Progress) -> list[str]:
         """Stop everything, remove every namespace of the environment. The caller removes the state dir."""
@@ -142,6 +153,7 @@ class Controller:
             progress(f"stopping {len(self.sup.names())} processes")
             await self._stop_pods_in_order(list(self.pods), remove=False)
             await self.sup.stop_all()
+            await self._close_forwards(set(self._forwards))
             gone = await asyncio.to_thread(topology.remove_namespaces, self.naming)
             progress(f"removed {len(gone)} namespaces")
             return gone
@@ -211,12 +223,16 @@ class Controller:
             progress(f"stopping {len(step.stop)} pods")
             await self._stop_pods_in_order(list(step.stop))
         gone = {w.trench for w in (self.desired.workloads if self.desired else ()) if w.trench} - set(want.configmaps)
+        await self._close_forwards(gone)
         for trench in gone:
             await asyncio.to_thread(shutil.rmtree, self.layout.trench_dir(trench), True)
+        self._services = self._service_addresses(want)
         if step.start:
             progress(f"starting {len(step.start)} pods")
             specs = [s for s in (self._pod_spec(w) for w in step.start) if s is not None]
             await asyncio.gather(*(self._start_pod(s) for s in specs))
+        await asyncio.to_thread(self._write_all_hosts)
+        await self._open_forwards(set(want.configmaps))
         self.desired = want
         self._refresh_static_routers()
 
@@ -251,7 +267,49 @@ class Controller:
                 self.log.warning("podBlocked", pod=w.name, reason=external_or_reason)
                 return None
             external = external_or_reason
-        return self.builder.build(w, external=external)
+        return self.builder.build(w, external=external, pod_host=self._pod_host(w))
+
+    def _pod_host(self, w: rc.Workload) -> int | None:
+        """The host index of ``w``'s ``eth0`` in its node's pod subnet (leased: stable across restarts)."""
+        return self.store.lease(f"pods/{w.node}", w.name, cluster.POD_HOSTS) if w.node else None
+
+    def _service_addresses(self, want: rc.Desired) -> dict[str, tuple[cluster.Address, ...]]:
+        """Meridio's service names of every trench's NSP and IPAM, on the addresses of their pods."""
+        out: dict[str, tuple[cluster.Address, ...]] = {}
+        names = {rc.Kind.NSP: cluster.nsp_service, rc.Kind.IPAM: cluster.ipam_service}
+        for w in want.workloads:
+            host = self._pod_host(w) if w.kind in names else None
+            if host is not None:
+                addrs = self.builder.cluster.node(w.node).pod_addresses(host)
+                out[names[w.kind](w.trench)] = tuple(a.ip for a in addrs)
+        return out
+
+    def _write_hosts(self, spec: pods.PodSpec) -> None:
+        if spec.network is not None:
+            own = [cluster.interface(a) for a in spec.network.addresses]
+            netnsmod.write_etc(spec.netns, "hosts", cluster.hosts_file(spec.name, own, self._services))
+
+    def _write_all_hosts(self) -> None:
+        for spec in list(self.pods.values()):
+            if netnsmod.exists(spec.netns):
+                self._write_hosts(spec)
+
+    async def _open_forwards(self, trenches: set[str]) -> None:
+        for trench in sorted(trenches - set(self._forwards)):
+            fwd = portforward.PortForward(self.layout.nsp_socket(trench), self.naming.pod_ns(rc.nsp_pod_name(trench)),
+                                          "127.0.0.1", cluster.NSP_PORT, log=self.log)
+            try:
+                await fwd.start()
+            except OSError as exc:
+                self.log.error("portForwardFailed", trench=trench, error=str(exc))
+                continue
+            self._forwards[trench] = fwd
+
+    async def _close_forwards(self, trenches: set[str]) -> None:
+        for trench in trenches:
+            fwd = self._forwards.pop(trench, None)
+            if fwd is not None:
+                await fwd.close()
 
     def _external_link(self, w: rc.Workload) -> topology.LinkSpec | str:
         nad_ref = w.param("network-attachment")
@@ -303,6 +361,9 @@ class Controller:
 
     def _prepare_pod(self, spec: pods.PodSpec) -> None:
         topology.ensure_namespace(spec.netns, spec.sysctls)
+        if spec.network is not None:
+            topology.ensure_pod_network(spec.network, spec.gateways)
+            self._write_hosts(spec)  # before any process starts: `ip netns exec` mounts it at start
         if spec.external is not None:
             topology.ensure_link(spec.external)
         self.layout.pod_dir(spec.name).mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,11 @@ YAML, parsed here once into frozen dataclasses; every error names the field path
     monitoring: {port: 0, prometheus: false, prometheus-port: 0, scrape-interval: 5s}
                              # the runtime's HTTP endpoint on 127.0.0.1 (0 = a free port): its /metrics and
                              # every pod's through it; Debian's prometheus beside the environment (off)
+    cluster:                 # the cluster network (defaults shown): node n gets address n on the underlay
+      pod-network: {ipv4: 10.244.0.0/16, ipv6: "fd00:10:244::/48"}   # and 10.244.n.0/24 + fd00:10:244:n::/64
+      underlay: {ipv4: 198.18.0.0/24, ipv6: "fd00:198:18::/64"}
+      mtu: 9000              # of the pod network and underlay (a VXLAN conduit keeps 1500 inside)
+      conduit-mtu: 1500      # every conduit interface (CONDUIT_MTU); default min(1500, mtu - 50)
 
 Pure: no I/O except :func:`load` reading the file. YAML is read with :mod:`meridio.api.yamlio` (strict:
 duplicate keys are errors), as the resource files are.
@@ -49,6 +54,7 @@ __all__ = [
     "EXAMPLES_E2E",
     "Bfd",
     "Bgp",
+    "Cluster",
     "Deployment",
     "Environment",
     "EnvironmentSpecError",
@@ -182,6 +188,42 @@ class Monitoring:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cluster:
+    """The cluster network (a simple CNI in host-gw mode): node ``n`` (1-based, in ``nodes`` order) has
+    address ``n`` on the underlay segment and the ``n``-th /24 and /64 of the pod network as its pod subnet.
+
+    The defaults collide with nothing the project uses: IPAM's 172.16.0.0/16 and fd00::/48 (the conduit
+    subnets are carved from those), the external segments (169.254.x.0/24, 2001:db8::/32) and the
+    documentation ranges of traffic generators and VIPs. 198.18.0.0/15 is RFC 2544's benchmarking range.
+    """
+
+    pod_ipv4: ipaddress.IPv4Network = dataclasses.field(default_factory=lambda: ipaddress.IPv4Network("10.244.0.0/16"))
+    pod_ipv6: ipaddress.IPv6Network = dataclasses.field(
+        default_factory=lambda: ipaddress.IPv6Network("fd00:10:244::/48"))
+    underlay_ipv4: ipaddress.IPv4Network = dataclasses.field(
+        default_factory=lambda: ipaddress.IPv4Network("198.18.0.0/24"))
+    underlay_ipv6: ipaddress.IPv6Network = dataclasses.field(
+        default_factory=lambda: ipaddress.IPv6Network("fd00:198:18::/64"))
+    mtu: int = 9000
+    """MTU of the pod network and the underlay, in bytes. Jumbo frames, as many data-centre fabrics carry:
+    a VXLAN conduit (50 bytes of headers over IPv4, 70 over IPv6) then keeps its 1500-byte inner MTU."""
+    conduit_mtu: int | None = None
+    """MTU of every conduit interface (LB ends, proxy bridge and ports, target links), Meridio's
+    ``CONDUIT_MTU`` / the proxy's ``NSM_MTU``; ``None``: 1500, or less when a VXLAN conduit over the
+    underlay could not carry it (:attr:`effective_conduit_mtu`)."""
+
+    @property
+    def effective_conduit_mtu(self) -> int:
+        """The conduit MTU in force: the setting, else ``min(1500, mtu - 50)`` (tunnels run over IPv4 when
+        both ends have it, as they do on this dual-stack pod network)."""
+        return self.conduit_mtu if self.conduit_mtu is not None else min(1500, self.mtu - VXLAN_OVERHEAD[4])
+
+
+VXLAN_OVERHEAD = {4: 50, 6: 70}
+"""Bytes VXLAN adds per packet: outer IP (20/40) + UDP 8 + VXLAN 8 + the inner Ethernet header 14."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Environment:
     name: str
     prefix: str
@@ -195,6 +237,7 @@ class Environment:
     components: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     """Extra environment variables per component (``nsp``, ``ipam``, ``lb``, ``frontend``, ``proxy``, ``tapa``)."""
     monitoring: Monitoring = dataclasses.field(default_factory=Monitoring)
+    cluster: Cluster = dataclasses.field(default_factory=Cluster)
 
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -432,10 +475,35 @@ def _bool(raw: Any, path: str) -> bool:
     return raw
 
 
+def _cluster(raw: Any, path: str) -> Cluster:
+    r = _Reader(raw, path, ("pod-network", "underlay", "mtu", "conduit-mtu"))
+    pods = _Reader(r.data.get("pod-network") or {}, r.at("pod-network"), ("ipv4", "ipv6"))
+    under = _Reader(r.data.get("underlay") or {}, r.at("underlay"), ("ipv4", "ipv6"))
+    d = Cluster()
+    cluster = Cluster(pod_ipv4=pods.get("ipv4", _network(4), d.pod_ipv4),
+                      pod_ipv6=pods.get("ipv6", _network(6), d.pod_ipv6),
+                      underlay_ipv4=under.get("ipv4", _network(4), d.underlay_ipv4),
+                      underlay_ipv6=under.get("ipv6", _network(6), d.underlay_ipv6),
+                      mtu=r.get("mtu", _int(1280, 65535), d.mtu), conduit_mtu=r.get("conduit-mtu", _int(1280, 65535), None))
+    if cluster.effective_conduit_mtu > cluster.mtu - VXLAN_OVERHEAD[4]:
+        raise EnvironmentSpecError(f"{r.at('conduit-mtu')}: {cluster.effective_conduit_mtu} does not fit a VXLAN conduit "
+                                   f"over the pod network (at most mtu - {VXLAN_OVERHEAD[4]} = "
+                                   f"{cluster.mtu - VXLAN_OVERHEAD[4]})")
+    if cluster.effective_conduit_mtu < 1280:
+        raise EnvironmentSpecError(f"{r.at('mtu')}: {cluster.mtu} leaves a conduit MTU below IPv6's 1280 "
+                                   f"(mtu must be at least {1280 + VXLAN_OVERHEAD[4]})")
+    for reader, key, net, most in ((pods, "ipv4", cluster.pod_ipv4, 23), (pods, "ipv6", cluster.pod_ipv6, 63),
+                                   (under, "ipv4", cluster.underlay_ipv4, 30), (under, "ipv6", cluster.underlay_ipv6, 126)):
+        if net.prefixlen > most:
+            raise EnvironmentSpecError(
+                f"{reader.at(key)}: {net} is too small (the prefix length must be at most {most})")
+    return cluster
+
+
 def parse(data: Any, *, base_dir: pathlib.Path | None = None) -> Environment:
     """Parse an environment mapping; relative resource paths resolve against ``base_dir``."""
     r = _Reader(data, "", ("name", "prefix", "nodes", "ipam", "networks", "routers", "deployments",
-                           "resources", "components", "monitoring"))
+                           "resources", "components", "monitoring", "cluster"))
     name = r.need("name", _name)
     ipam = _Reader(r.data.get("ipam") or {}, "ipam", ("ipv4", "ipv6"))
     env = Environment(
@@ -447,7 +515,8 @@ def parse(data: Any, *, base_dir: pathlib.Path | None = None) -> Environment:
         ipam_ipv4=ipam.get("ipv4", _network(4), ipaddress.IPv4Network("172.16.0.0/16")),
         ipam_ipv6=ipam.get("ipv6", _network(6), ipaddress.IPv6Network("fd00::/48")),
         components=r.get("components", _components, {}),
-        monitoring=r.get("monitoring", _monitoring, Monitoring()))
+        monitoring=r.get("monitoring", _monitoring, Monitoring()),
+        cluster=r.get("cluster", _cluster, Cluster()))
     _check_consistency(env)
     return env
 
@@ -487,6 +556,44 @@ def _check_consistency(env: Environment) -> None:
     _unique([d.name for d in env.deployments], "deployments")
     for i, router in enumerate(env.routers):
         _check_router_addresses(env, router, f"routers[{i}]")
+    _check_cluster(env)
+
+
+def _check_cluster(env: Environment) -> None:
+    """The node count fits the pod network and the underlay; neither overlaps anything else of ``env``."""
+    c = env.cluster
+    nodes = len(env.nodes)
+    for field, net, per_node in (("cluster.pod-network.ipv4", c.pod_ipv4, 24),
+                                 ("cluster.pod-network.ipv6", c.pod_ipv6, 64)):
+        if nodes > 2 ** (per_node - net.prefixlen) - 1:
+            raise EnvironmentSpecError(f"{field}: {net} holds {2 ** (per_node - net.prefixlen) - 1} node subnets "
+                                       f"(/{per_node}), not {nodes}")
+    for field, net in (("cluster.underlay.ipv4", c.underlay_ipv4), ("cluster.underlay.ipv6", c.underlay_ipv6)):
+        if nodes > min(net.num_addresses - 2, 65535):
+            raise EnvironmentSpecError(f"{field}: {net} has no address for each of the {nodes} nodes")
+    others: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = [
+        ("ipam.ipv4", env.ipam_ipv4), ("ipam.ipv6", env.ipam_ipv6)]
+    for segment in env.networks:
+        others += [(f"networks[{segment.name}]", n) for n in (segment.ipv4, segment.ipv6) if n is not None]
+    for router in env.routers:
+        tg = router.traffic_generator
+        if tg is not None:
+            others += [(f"routers[{router.name}].traffic-generator", n) for n in (tg.ipv4, tg.ipv6) if n is not None]
+    mine: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = [
+        ("cluster.pod-network.ipv4", c.pod_ipv4), ("cluster.pod-network.ipv6", c.pod_ipv6),
+        ("cluster.underlay.ipv4", c.underlay_ipv4), ("cluster.underlay.ipv6", c.underlay_ipv6)]
+    for i, (field, net) in enumerate(mine):
+        for other_field, other in [*mine[i + 1:], *others]:
+            if _overlap(net, other):
+                raise EnvironmentSpecError(f"{field}: {net} overlaps {other_field} ({other})")
+
+
+def _overlap(a: ipaddress.IPv4Network | ipaddress.IPv6Network, b: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if isinstance(a, ipaddress.IPv4Network) and isinstance(b, ipaddress.IPv4Network):
+        return a.overlaps(b)
+    if isinstance(a, ipaddress.IPv6Network) and isinstance(b, ipaddress.IPv6Network):
+        return a.overlaps(b)
+    return False
 
 
 def _check_router_addresses(env: Environment, router: Router, path: str) -> None:

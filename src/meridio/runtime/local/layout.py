@@ -6,7 +6,9 @@ and several environments (different prefixes) never collide:
 - ``<prefix>-pod-<pod>``: a pod (``nsp-trench-a``, ``stateless-lb-frontend-attractor-a-1-0``,
   ``proxy-conduit-a-1-node-1``, ``target-a-0``);
 - ``<prefix>-net-<network>``: an external segment (bridge ``br0``);
-- ``<prefix>-rtr-<router>``: a gateway router (BIRD), ``<prefix>-tg-<router>``: its traffic generator.
+- ``<prefix>-rtr-<router>``: a gateway router (BIRD), ``<prefix>-tg-<router>``: its traffic generator;
+- ``<prefix>-node-<node>``: a node of the cluster network (its pods' bridge ``cni0``, its underlay leg
+  ``ul0``), ``<prefix>-underlay``: the underlay segment the nodes share (bridge ``br0``).
 
 The state directory (``/var/lib/meridio/<env>/`` unless ``MERIDIO_STATE_DIR``) holds the runtime
 socket and pid file, the resource store, per-trench NSP/IPAM files and sockets, per-pod sockets, the
@@ -54,6 +56,13 @@ class Naming:
 
     def tg_ns(self, router: str) -> str:
         return f"{self.prefix}-tg-{router}"
+
+    def node_ns(self, node: str) -> str:
+        return f"{self.prefix}-node-{node}"
+
+    @property
+    def underlay_ns(self) -> str:
+        return f"{self.prefix}-underlay"
 
     def owns(self, ns: str) -> bool:
         return ns.startswith(self.ns_prefix)
@@ -115,10 +124,8 @@ class StateLayout:
         return self.trench_dir(trench) / "configmap.yaml"
 
     def nsp_socket(self, trench: str) -> pathlib.Path:
+        """The runtime's port-forward to the trench's NSP (the components reach it over TCP)."""
         return self.trench_dir(trench) / "nsp.sock"
-
-    def ipam_socket(self, trench: str) -> pathlib.Path:
-        return self.trench_dir(trench) / "ipam.sock"
 
     def nsp_db(self, trench: str) -> pathlib.Path:
         return self.trench_dir(trench) / "nsp.db"

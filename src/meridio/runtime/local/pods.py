@@ -3,9 +3,13 @@
 :class:`PodBuilder` turns a :class:`~meridio.runtime.reconcile.Workload` into a :class:`PodSpec`: the
 namespace and its sysctls (Meridio's ``sysctl-init``), the FE's external link onto its segment, and
 one :class:`ProcessSpec` per container with the settings Meridio's operator would give it as
-environment variables, pointed at the environment's unix sockets:
+environment variables:
 
-- NSP and IPAM listen on ``unix:<state>/trenches/<trench>/nsp.sock`` and ``.../ipam.sock``;
+- every pod has ``eth0`` on its node's pod subnet (:mod:`meridio.runtime.local.cluster`;
+  :attr:`PodSpec.network`), and an ``/etc/hosts`` naming the services;
+- NSP and IPAM listen on TCP ``[::]:7778`` and ``[::]:7777`` in their pods; every component reaches them
+  over the pod network at Meridio's service addresses ``nsp-service-<trench>:7778`` and
+  ``ipam-service-<trench>:7777`` (node-local sockets below stay files, as hostPath sockets would);
 - the LB serves its availability socket in the pod directory, the FE reads it;
 - proxies serve the link service at ``<state>/proxies/<trench>/<conduit>/<node>/link.sock``, which the
   TAPA's ``MERIDIO_PROXY_SOCKET`` template points to, and link pod P only to a caller in P's namespace
@@ -36,8 +40,8 @@ from meridio.common import identity as identitymod
 from meridio.common import tls as tlsmod
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
+from meridio.runtime.local import cluster, pki, scrape, topology
 from meridio.runtime.local import environment as envmod
-from meridio.runtime.local import pki, scrape, topology
 from meridio.runtime.local.layout import Naming, StateLayout
 from meridio.runtime.local.supervisor import ProcessSpec
 
@@ -57,6 +61,10 @@ class PodSpec:
     node: str = ""
     certificates: tuple[pki.CertSpec, ...] = ()
     """Certificates of the pod's components, issued before the processes start."""
+    network: topology.LinkSpec | None = None
+    """The pod's ``eth0`` onto its node's bridge (``None``: a pod of no node, with loopback only)."""
+    gateways: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+    """Default routes of the pod (via its node)."""
 
 
 _COMPONENTS = {"nsp": identitymod.Component.NSP, "ipam": identitymod.Component.IPAM, "lb": identitymod.Component.LB,
@@ -65,6 +73,23 @@ _COMPONENTS = {"nsp": identitymod.Component.NSP, "ipam": identitymod.Component.I
 """The processes that talk gRPC to other components, and the identity component each has."""
 _NODE_BOUND = frozenset({identitymod.Component.PROXY, identitymod.Component.TAPA, identitymod.Component.LB,
                          identitymod.Component.FRONTEND})
+
+
+def _with_pod_ip(proc: ProcessSpec, node: str,
+                 own: Sequence[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> ProcessSpec:
+    """The pod's addresses (the downward API's ``status.podIPs``) for the LB and the proxy: the ends of
+    cross-node conduit tunnels. The LB also learns its node (the proxy has it as ``NSM_HOST`` already)."""
+    if proc.component not in ("lb", "proxy"):
+        return proc
+    extra = {"NSM_POD_IP": ",".join(str(a.ip) for a in own)}
+    if proc.component == "lb":
+        extra["NSM_HOST"] = node
+    return dataclasses.replace(proc, env={**extra, **proc.env})
+
+
+_RESOLVER_ENV = {"GRPC_DNS_RESOLVER": "native"}
+"""Service names resolve through the pod's ``/etc/hosts`` (getaddrinfo). gRPC's default c-ares resolver
+asks the host's DNS servers first, which a pod cannot reach: it would wait for their timeouts."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,19 +159,25 @@ class PodBuilder:
     def __init__(self, env: envmod.Environment, layout: StateLayout, naming: Naming, *,
                  python: str = sys.executable, tls: bool = True) -> None:
         self.env, self.layout, self.naming, self.python = env, layout, naming, python
+        self.cluster = cluster.plan(env)
         self.tls = tls
         """Mutual TLS between the components (off only for compatibility tests)."""
 
     # ----------------------------------------------------------------- addresses
 
     def nsp_address(self, trench: str) -> str:
-        return f"unix:{self.layout.nsp_socket(trench)}"
+        """Where the components reach the trench's NSP (over the pod network)."""
+        return f"{cluster.nsp_service(trench)}:{cluster.NSP_PORT}"
 
     def ipam_address(self, trench: str) -> str:
-        return f"unix:{self.layout.ipam_socket(trench)}"
+        return f"{cluster.ipam_service(trench)}:{cluster.IPAM_PORT}"
 
     def nsp_template(self) -> str:
-        return f"unix:{self.layout.nsp_socket('{trench}')}"
+        return f"{cluster.nsp_service('{trench}')}:{cluster.NSP_PORT}"
+
+    def nsp_forward(self, trench: str) -> str:
+        """The runtime's own way to the trench's NSP (a port-forward socket: it is not on the pod network)."""
+        return f"unix:{self.layout.nsp_socket(trench)}"
 
     def tapa_socket(self, pod: str) -> pathlib.Path:
         return self.layout.pod_dir(pod) / "ambassador.sock"
@@ -188,20 +219,32 @@ class PodBuilder:
 
     # ----------------------------------------------------------------- pods
 
-    def build(self, w: rc.Workload, *, external: topology.LinkSpec | None = None) -> PodSpec:
+    def build(self, w: rc.Workload, *, external: topology.LinkSpec | None = None,
+              pod_host: int | None = None) -> PodSpec:
+        """The pod of ``w``; ``pod_host``: its leased host index in its node's pod subnet (no ``eth0``
+        without one)."""
         build = {rc.Kind.NSP: self._nsp, rc.Kind.IPAM: self._ipam, rc.Kind.FRONTEND_LB: self._fe_lb,
                  rc.Kind.PROXY: self._proxy, rc.Kind.TARGET: self._target}[w.kind]
         processes = tuple(build(w))
         sysctls = topology.POD_SYSCTLS if w.kind in (rc.Kind.FRONTEND_LB, rc.Kind.PROXY) else {}
         certs = tuple(pki.CertSpec(self.tls_dir(w.name, p.component), self.identity(w, p.component))
                       for p in processes if self.tls and p.component in _COMPONENTS)
+        network: topology.LinkSpec | None = None
+        gateways: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+        if pod_host is not None and w.node:
+            node = self.cluster.node(w.node)
+            own = node.pod_addresses(pod_host)
+            network = topology.pod_link(self.naming, w.node, self.naming.pod_ns(w.name), own,
+                                        mtu=self.env.cluster.mtu)
+            gateways = node.gateways
+            processes = tuple(_with_pod_ip(p, w.node, own) for p in processes)
         return PodSpec(name=w.name, kind=w.kind, netns=self.naming.pod_ns(w.name), spec_hash=w.spec_hash,
                        sysctls=sysctls, processes=processes, external=external, trench=w.trench, node=w.node,
-                       certificates=certs)
+                       certificates=certs, network=network, gateways=gateways)
 
     def _process(self, w: rc.Workload, component: str, argv: Sequence[str], env: Mapping[str, str],
                  extra: str | None = None, *, stop_timeout_s: float = 10.0) -> ProcessSpec:
-        merged = {**env, **self._tls_env(w, component), **scrape.metrics_env(component),
+        merged = {**env, **self._tls_env(w, component), **scrape.metrics_env(component), **_RESOLVER_ENV,
                   **self.env.components.get(extra or component, {})}
         return ProcessSpec(pod=w.name, component=component, argv=tuple(argv), netns=self.naming.pod_ns(w.name),
                            env=merged, log_path=self.layout.log(w.name, component), stop_timeout_s=stop_timeout_s)
@@ -212,14 +255,14 @@ class PodBuilder:
     def _nsp(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t = w.trench
         yield self._process(w, "nsp", self._meridio("run", "nsp"), {
-            "NSP_LISTEN_ADDRESS": self.nsp_address(t), "NSP_TRENCH_NAME": t,
+            "NSP_LISTEN_ADDRESS": "[::]", "NSP_PORT": str(cluster.NSP_PORT), "NSP_TRENCH_NAME": t,
             "NSP_CONFIG_FILE": str(self.layout.configmap(t)), "NSP_DATASOURCE": str(self.layout.nsp_db(t)),
             "NSP_LOG_LEVEL": "INFO"})
 
     def _ipam(self, w: rc.Workload) -> Iterator[ProcessSpec]:
         t = w.trench
         yield self._process(w, "ipam", self._meridio("run", "ipam"), {
-            "IPAM_LISTEN_ADDRESS": self.ipam_address(t), "IPAM_TRENCH_NAME": t,
+            "IPAM_LISTEN_ADDRESS": "[::]", "IPAM_PORT": str(cluster.IPAM_PORT), "IPAM_TRENCH_NAME": t,
             "IPAM_NSP_SERVICE": self.nsp_address(t), "IPAM_PREFIX_IPV4": str(self.env.ipam_ipv4),
             "IPAM_PREFIX_IPV6": str(self.env.ipam_ipv6), "IPAM_IP_FAMILY": w.param("ip-family", "dualstack"),
             "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_NODES": ",".join(self.env.nodes),
@@ -247,7 +290,7 @@ class PodBuilder:
         yield self._process(w, "proxy", self._meridio("run", "proxy"), {
             "NSM_CONDUIT": conduit, "NSM_TRENCH": t, "NSM_HOST": w.node, "NSM_NAMESPACE": w.namespace,
             "NSM_IPAM_SERVICE": self.ipam_address(t), "NSM_NSP_SERVICE": self.nsp_address(t),
-            "NSM_IP_FAMILY": w.param("ip-family", "dualstack"),
+            "NSM_IP_FAMILY": w.param("ip-family", "dualstack"), "NSM_MTU": str(self.env.cluster.effective_conduit_mtu),
             "NSM_LINK_SOCKET": str(self.layout.proxy_dir(t, conduit, w.node) / "link.sock"),
             "NSM_POD_NETNS": str(pathlib.PurePosixPath(netnsmod.NETNS_DIR, self.naming.pod_ns("{pod}"))),
             "NSM_LOG_LEVEL": "INFO"})

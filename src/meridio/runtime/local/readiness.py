@@ -107,7 +107,7 @@ async def _targets(ctl: Live) -> dict[str, tuple[proto.StreamStatus, ...] | None
 
 async def _streams(ctl: Live) -> dict[str, tuple[proto.RegisteredTarget, ...] | None]:
     trenches = sorted((ctl.desired.configmaps if ctl.desired else {}).keys())
-    found = await asyncio.gather(*(_nsp_targets(ctl.builder.nsp_address(t), ctl.builder.runtime_tls)
+    found = await asyncio.gather(*(_nsp_targets(ctl.builder.nsp_forward(t), ctl.builder.runtime_tls)
                                    for t in trenches))
     return dict(zip(trenches, found))
 

@@ -6,6 +6,11 @@ generator namespace (``eth0``, default routes via the router). Frontend pods get
 interface (the attractor's interface name, e.g. ``ext-vlan0``) as a veth whose other end is a port of
 the segment's bridge.
 
+The cluster network (:mod:`meridio.runtime.local.cluster`): the underlay segment (bridge ``br0`` in
+``<prefix>-underlay``), per node a namespace with ``ul0`` on it, a bridge ``cni0`` for its pods and routes
+to the other nodes' pod subnets; each pod's ``eth0`` is a veth onto its node's ``cni0``
+(:func:`pod_link`), with default routes via the node (:func:`ensure_pod_network`).
+
 Everything is idempotent and repairs what is half-built: a link whose ends or addresses are not as
 wanted is deleted and made again; what is already right is left alone (so ``meridio up`` on a running
 environment changes nothing). Kernel changes go through ``ip -batch`` (one process per namespace and
@@ -21,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from meridio.kernel import iproute
 from meridio.kernel import netns as netnsmod
+from meridio.runtime.local import cluster as clustermod
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming, port_name
 
@@ -33,8 +39,12 @@ __all__ = [
     "TG_IF",
     "LinkSpec",
     "TopologyError",
+    "NODE_SYSCTLS",
     "ensure_bridge",
+    "ensure_cluster",
     "ensure_external",
+    "ensure_pod_network",
+    "pod_link",
     "ensure_link",
     "ensure_namespace",
     "external_link",
@@ -65,6 +75,14 @@ POD_SYSCTLS = {
 """Meridio's ``sysctl-init`` init container of the FE/LB and proxy pods."""
 
 
+NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
+}
+"""A node routes between its pods and the other nodes (a CNI's host-gw mode)."""
+
+
 class TopologyError(RuntimeError):
     """A kernel operation failed; the message carries the command's own error."""
 
@@ -80,6 +98,8 @@ class LinkSpec:
     addresses: tuple[str, ...] = ()
     peer_master: str | None = None
     peer_addresses: tuple[str, ...] = ()
+    mtu: int | None = None
+    """MTU of both ends (``None``: the kernel's default, 1500)."""
 
 
 # --------------------------------------------------------------------------- kernel steps (through kernel.iproute)
@@ -143,7 +163,8 @@ def ensure_link(spec: LinkSpec) -> bool:
     iproute.delete_link(spec.ns, spec.ifname)
     iproute.delete_link(spec.peer_ns, spec.peer_ifname)
     _create_veth(spec)
-    peer_lines = [f"link set {spec.peer_ifname} address {stable_mac(spec.peer_ns, spec.peer_ifname)}"]
+    mtu = f" mtu {spec.mtu}" if spec.mtu else ""
+    peer_lines = [f"link set {spec.peer_ifname} address {stable_mac(spec.peer_ns, spec.peer_ifname)}{mtu}"]
     if spec.peer_master:
         peer_lines.append(f"link set {spec.peer_ifname} master {spec.peer_master}")
     peer_lines += [_addr_line(spec.peer_ifname, a) for a in spec.peer_addresses]
@@ -151,7 +172,7 @@ def ensure_link(spec: LinkSpec) -> bool:
     _batch(spec.peer_ns, peer_lines)
     _sysctl(spec.ns, {f"net.ipv6.conf.{spec.ifname}.keep_addr_on_down": "1",
                       f"net.ipv6.conf.{spec.ifname}.accept_dad": "0"})
-    _batch(spec.ns, [f"link set {spec.ifname} address {stable_mac(spec.ns, spec.ifname)}",
+    _batch(spec.ns, [f"link set {spec.ifname} address {stable_mac(spec.ns, spec.ifname)}{mtu}",
                      *(_addr_line(spec.ifname, a) for a in spec.addresses), f"link set {spec.ifname} up"])
     return True
 
@@ -231,6 +252,48 @@ def external_link(naming: Naming, net: envmod.Network, pod_ns: str, ifname: str,
     """The veth of a frontend pod onto its segment."""
     return LinkSpec(ns=pod_ns, ifname=ifname, peer_ns=naming.network_ns(net.name),
                     peer_ifname=port_name(pod_ns), peer_master=BRIDGE, addresses=tuple(addresses))
+
+
+# --------------------------------------------------------------------------- the cluster network
+
+
+def ensure_cluster(env: envmod.Environment, naming: Naming) -> None:
+    """The underlay segment and every node of ``env`` (idempotent)."""
+    plan = clustermod.plan(env)
+    ensure_namespace(naming.underlay_ns)
+    ensure_bridge(naming.underlay_ns)
+    for node in plan.nodes:
+        _ensure_node(plan, node, naming, env.cluster.mtu)
+
+
+def _ensure_node(plan: clustermod.Plan, node: clustermod.Node, naming: Naming, mtu: int) -> None:
+    ns = naming.node_ns(node.name)
+    ensure_namespace(ns, NODE_SYSCTLS)
+    ensure_link(LinkSpec(ns=ns, ifname=clustermod.UNDERLAY_IF, peer_ns=naming.underlay_ns,
+                         peer_ifname=port_name(ns, "n"), peer_master=BRIDGE,
+                         addresses=tuple(str(a) for a in node.underlay), mtu=mtu))
+    ensure_bridge(ns, clustermod.POD_BRIDGE)
+    _sysctl(ns, {f"net.ipv6.conf.{clustermod.POD_BRIDGE}.keep_addr_on_down": "1"})
+    _batch(ns, [_addr_line(clustermod.POD_BRIDGE, str(a)) for a in node.gateways])
+    for subnet, via in plan.routes(node.name):
+        fam = ["-6"] if subnet.version == 6 else []
+        _run(["ip", "-n", ns, *fam, "route", "replace", str(subnet), "via", str(via),
+              "dev", clustermod.UNDERLAY_IF])
+
+
+def pod_link(naming: Naming, node: str, pod_ns: str,
+             addresses: Sequence[ipaddress.IPv4Interface | ipaddress.IPv6Interface], *, mtu: int | None = None) -> LinkSpec:
+    """A pod's ``eth0``: a veth onto its node's ``cni0``."""
+    return LinkSpec(ns=pod_ns, ifname=clustermod.POD_IF, peer_ns=naming.node_ns(node),
+                    peer_ifname=port_name(pod_ns, "c"), peer_master=clustermod.POD_BRIDGE,
+                    addresses=tuple(str(a) for a in addresses), mtu=mtu)
+
+
+def ensure_pod_network(link: LinkSpec, gateways: Sequence[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> None:
+    """The pod's ``eth0`` (made again if not as wanted) and its default routes via the node, in the main
+    table only: the components' own routing (fwmark and source rules, tables of their own) is untouched."""
+    ensure_link(link)
+    _routes(link.ns, gateways)
 
 
 def remove_namespaces(naming: Naming) -> list[str]:
