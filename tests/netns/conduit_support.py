@@ -47,6 +47,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meridio.common import identity as idm
 from meridio.common import tls as tlsmod
+from meridio.kernel import bpf
 from meridio.kernel import netns as netnsmod
 from meridio.runtime.local import pki
 from tests.conftest import NetnsFactory, Procs, wait_for
@@ -530,8 +531,11 @@ class ConduitEnv:
                        "--hostname", name, "--target-interface-prefix", prefix, "--log-level", "DEBUG", *extra]
         if _lb_announces_itself():
             pod.lb_args += ["--netns", ns]
+        pins = self.base / f"bpf-{name}"  # the fast path's pins, on a bpffs outside the daemon's mount namespace
+        bpf.mount_bpffs(pins)
         pod.lb_proc = self.procs.meridio(*pod.lb_args, ns=ns, name=f"lb-{name}",
-                                         env=self.tls_env(idm.Component.LB, name))
+                                         env={**(self.tls_env(idm.Component.LB, name) or {}),
+                                              "NSM_FASTPATH_BPFFS": str(pins)})
         pod.announcer.start()
         if not _lb_announces_itself():  # until the LB daemon announces itself: its stand-in
             FakeLbAnnouncer(self.procs, self.nsp_address, identifier=name, netns=ns, ifprefix=prefix,
@@ -621,6 +625,8 @@ class ConduitEnv:
 
     def close(self) -> None:
         self.procs.cleanup()
+        for mount in bpf.bpffs_under(self.base):
+            bpf.unmount_bpffs(mount)
         shutil.rmtree(self.base, ignore_errors=True)
 
 

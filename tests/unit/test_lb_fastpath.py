@@ -195,3 +195,9 @@ def test_slots_are_kept_for_names_that_stay_and_freed_ones_reused() -> None:
     assert held == {"b": 1, "c": 0, "d": 2} and new == [0, 2]
     held, new = slots.assign(["b", "c", "d", "e"])  # no room: e is left out (its packets go the slow path)
     assert "e" not in held and new == []
+
+
+def test_a_byte_match_beyond_what_an_entry_encodes_hands_its_flow_to_the_slow_path() -> None:
+    far = ByteMatch(Protocol.TCP, 70000, 1, 0x02)  # nftables refuses it; the fast path must not choke on it
+    entries = flows_of(encode([spec("far", matches=(far,))]).vip4[V4.network_address.packed])
+    assert [e[3] for e in entries] == [fastmaps.FLOW_SLOW]

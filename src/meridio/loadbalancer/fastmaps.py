@@ -216,7 +216,8 @@ def _flow(flow: FlowSpec, version: int, stream: int, counter: int | None, slow: 
     if sources is None or not protocols:
         return None
     too_big = (len(sources) > MAX_SRCS or len(flow.source_ports) > MAX_PORTS
-               or len(flow.destination_ports) > MAX_PORTS or len(flow.byte_matches) > MAX_BMS)
+               or len(flow.destination_ports) > MAX_PORTS or len(flow.byte_matches) > MAX_BMS
+               or any(not 0 <= bm.offset <= 0xFFFF or bm.length not in (1, 2, 4) for bm in flow.byte_matches))
     if slow or too_big or counter is None:
         return _HEAD.pack(0, 0, 0, FLOW_SLOW, 0, 0, 0, 0, 0).ljust(FLOW, b"\0")
     bits = sum(_PROTO_BIT[p] for p in protocols)

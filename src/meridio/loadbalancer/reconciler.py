@@ -23,6 +23,7 @@ it in a worker thread; it is the only writer of the kernel state it owns.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Iterable
 
 from meridio.common import log as logmod
@@ -179,7 +180,7 @@ class Reconciler:
         accepted = tuple(f for f in config.flows if f not in self._rejected)
         try:
             return self.fastpath.apply(dataclasses.replace(config, flows=accepted))
-        except bpf.BpfError as exc:
+        except (bpf.BpfError, struct.error, ValueError) as exc:  # never the slow path's problem: it forwards
             self._log.error("fastpathFailed", reason="mapWriteFailed", error=str(exc))
             self.fastpath.detach()
             return None
