@@ -9,6 +9,11 @@
 2. **Close -> no new flows**: from the ``Close`` call returning to the last new flow that still reached
    the target (new flows sent later are all dropped by the LB).
 
+With ``--cross-node``, a second bed runs beside the first, cycles alternating between them: the LB on
+node-1 and the proxy and target on node-2 of a cluster network, joined by a VXLAN conduit (what
+``tests/netns/test_conduit_vxlan.py`` builds), so the figures of a same-node and a cross-node target are
+measured side by side.
+
 Goal (issue 5): p99 <= 500 ms for both. Everything is real: NSP, IPAM, LB, proxy, TAPA and example
 target processes in namespaces (``tests/netns/conduit_support.py``); only the frontend's FRONTEND
 registration is faked (it just unblocks the LB). The prober runs in a thread of this process switched
@@ -40,8 +45,10 @@ import grpc
 
 from meridio.api.pb.ambassador.v1 import tap_pb2, tap_pb2_grpc
 from meridio.kernel import netns as netnsmod
+from meridio.runtime.local import topology
 from tests.conftest import NetnsFactory, Procs
 from tests.netns.conduit_support import VIP4, ConduitEnv
+from tests.netns.test_conduit_vxlan import Cluster
 
 UDP_PORT, STREAM = 4003, "stream-a-ii"  # flow-a-udp of the default CONFIG
 TARGET = "target-1"
@@ -146,40 +153,73 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=50)
     ap.add_argument("--interval-ms", type=float, default=2.0)
+    ap.add_argument("--cross-node", action="store_true", help="also a bed with a VXLAN conduit, side by side")
     args = ap.parse_args()
     netns, procs = NetnsFactory(), Procs(pathlib.Path(tempfile.mkdtemp(prefix="conduit-bench-")))
-    env = ConduitEnv(netns, procs, pathlib.Path(tempfile.mkdtemp(prefix="conduit-bench-tmp-")))
+    beds: dict[str, tuple[Any, Any]] = {}
+    nodes = None
+    envs = []
     try:
+        env = ConduitEnv(netns, procs, pathlib.Path(tempfile.mkdtemp(prefix="conduit-bench-tmp-")))
+        envs.append(env)
         env.add_lb("lb-1", real=True)
         env.add_proxy("node-1")
-        pod = env.add_target_pod(TARGET, "node-1")
-        prober = Prober(env.client(), VIP4.split("/")[0], UDP_PORT, args.interval_ms / 1000)
-        prober.start()
-        cycle(pod, prober, 0.3)  # warm-up: links made, watches established
-        opens, closes, failed = [], [], 0
+        beds["same_node"] = (env.add_target_pod(TARGET, "node-1"),
+                             Prober(env.client(), VIP4.split("/")[0], UDP_PORT, args.interval_ms / 1000))
+        if args.cross_node:
+            nodes = Cluster(netns.prefix)
+            topology.ensure_cluster(nodes.env, nodes.naming)
+            cross = ConduitEnv(netns, procs, pathlib.Path(tempfile.mkdtemp(prefix="conduit-bench-tmp-")),
+                               trench="trench-a")
+            envs.append(cross)
+            cross.netns = lambda name: netns(f"x-{name}")  # its own namespaces beside the first bed's
+            cross.add_lb("lb-1", real=True, extra=("--host", "node-1", "--pod-ip", nodes.ips("node-1", 2)),
+                         before_start=nodes.wire("node-1", 2))
+            cross.add_proxy("node-2", extra=("--pod-ip", nodes.ips("node-2", 2)), before_start=nodes.wire("node-2", 2))
+            beds["cross_node"] = (cross.add_target_pod(TARGET, "node-2"),
+                                  Prober(cross.client(), VIP4.split("/")[0], UDP_PORT, args.interval_ms / 1000))
+        for pod, prober in beds.values():
+            prober.start()
+            cycle(pod, prober, 0.3)  # warm-up: links made, watches established
+        opens: dict[str, list[float]] = {k: [] for k in beds}
+        closes: dict[str, list[float]] = {k: [] for k in beds}
+        failed = 0
         for i in range(args.cycles):
-            first, last = cycle(pod, prober, 0.3)
-            if first is None or last is None:
-                failed += 1
-                continue
-            opens.append(first)
-            closes.append(last)
-            print(f"cycle {i + 1:3d}: open->first packet {first:7.1f} ms   close->no new flows {last:7.1f} ms",
-                  flush=True)
-        prober.stop.set()
+            order = list(beds) if i % 2 == 0 else list(reversed(beds))
+            for key in order:
+                pod, prober = beds[key]
+                first, last = cycle(pod, prober, 0.3)
+                if first is None or last is None:
+                    failed += 1
+                    continue
+                opens[key].append(first)
+                closes[key].append(last)
+                print(f"cycle {i + 1:3d} {key:10s}: open->first packet {first:7.1f} ms   close->no new flows "
+                      f"{last:7.1f} ms", flush=True)
+        for _, prober in beds.values():
+            prober.stop.set()
         result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                   "machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "kernel": platform.release()},
                   "probe_interval_ms": args.interval_ms, "cycles": args.cycles, "failed_cycles": failed,
-                  "open_to_first_packet": summary(opens), "close_to_no_new_flows": summary(closes),
-                  "goal_p99_ms": 500, "probes_sent": prober.sent}
+                  "open_to_first_packet": summary(opens["same_node"]),
+                  "close_to_no_new_flows": summary(closes["same_node"]),
+                  "goal_p99_ms": 500, "probes_sent": sum(p.sent for _, p in beds.values())}
+        if "cross_node" in beds:
+            result["cross_node"] = {"open_to_first_packet": summary(opens["cross_node"]),
+                                    "close_to_no_new_flows": summary(closes["cross_node"])}
     finally:
-        env.close()
+        for e in envs:
+            e.close()
+        if nodes is not None:
+            topology.remove_namespaces(nodes.naming)
         netns.cleanup()
     print()
-    print(f"{'':28}{'p50 ms':>9}{'p99 ms':>9}{'min':>8}{'max':>8}   (n={len(opens)}, goal p99 <= 500 ms)")
+    print(f"{'':40}{'p50 ms':>9}{'p99 ms':>9}{'min':>8}{'max':>8}   (n={len(opens['same_node'])} per bed, goal p99 <= 500 ms)")
     for key in ("open_to_first_packet", "close_to_no_new_flows"):
-        r = result[key]
-        print(f"{key:28}{r['p50_ms']:9.1f}{r['p99_ms']:9.1f}{r['min_ms']:8.1f}{r['max_ms']:8.1f}")
+        for label, part in (("", result), ("cross-node ", result.get("cross_node"))):
+            if part:
+                r = part[key]
+                print(f"{label + key:40}{r['p50_ms']:9.1f}{r['p99_ms']:9.1f}{r['min_ms']:8.1f}{r['max_ms']:8.1f}")
     out = ROOT / "bench" / "results" / "conduit_timings.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

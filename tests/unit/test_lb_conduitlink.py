@@ -2,11 +2,14 @@
 checks naming the field, who may ask, names/MACs, idempotent Connect, Disconnect by alias."""
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Sequence
 
+import grpc
+import grpc.aio
 import pytest
 
-from meridio.api.pb.meridio.loadbalancer.v1 import conduitlink_pb2
+from meridio.api.pb.meridio.loadbalancer.v1 import conduitlink_pb2, conduitlink_pb2_grpc
 from meridio.common import grpcutil
 from meridio.common import identity as idm
 from meridio.kernel import netlink
@@ -135,3 +138,33 @@ async def test_a_remote_of_a_family_this_pod_lacks_is_a_failed_precondition() ->
     req = conduitlink.request_from_pb(_req(remote="fd00:10:244:2::5"), trench="trench-a", conduit="conduit-a-1")
     with pytest.raises(grpcutil.FailedPrecondition, match="no IPv6 pod address"):
         await links.connect(req)
+
+
+async def _serve_and_connect(tmp_path: pathlib.Path, *, check_identity: bool) -> tuple[str, FakeKernel]:
+    """The servicer on an in-process gRPC server (plain, unix socket) and one Connect through the client."""
+    kernel = FakeKernel()
+    server = grpcutil.create_server()
+    conduitlink_pb2_grpc.add_ConduitLinkServicer_to_server(
+        conduitlink.Servicer(_links(kernel), check_identity=check_identity), server)
+    grpcutil.add_listener(server, f"unix:{tmp_path}/cl.sock")
+    await server.start()
+    try:
+        async with grpcutil.insecure_channel(f"unix:{tmp_path}/cl.sock") as ch:
+            try:
+                reply = await conduitlink_pb2_grpc.ConduitLinkStub(ch).Connect(_req(), timeout=5)
+                return f"OK {reply.interface_name} {reply.local}", kernel
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name, kernel
+    finally:
+        await server.stop(None)
+
+
+async def test_a_caller_without_a_verified_identity_is_refused_and_nothing_is_made(tmp_path: pathlib.Path) -> None:
+    answer, kernel = await _serve_and_connect(tmp_path, check_identity=True)
+    assert answer == "UNAUTHENTICATED" and kernel.links == {}
+
+
+async def test_in_insecure_mode_there_is_no_identity_to_check(tmp_path: pathlib.Path) -> None:
+    answer, kernel = await _serve_and_connect(tmp_path, check_identity=False)
+    name = conduitlink.end_name("cond-a", trench="trench-a", conduit="conduit-a-1", node="node-2")
+    assert answer == f"OK {name} 10.244.1.4" and list(kernel.links) == [name]

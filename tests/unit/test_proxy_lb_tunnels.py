@@ -61,10 +61,11 @@ class FakeLbLinks:
         self.disconnects.append((host, node))
 
 
-def lb_target(ident: str, node: str, address: str = "10.244.1.4,fd00:10:244:1::4") -> model.Target:
+def lb_target(ident: str, node: str, address: str = "10.244.1.4,fd00:10:244:1::4",
+              netns_id: str = "4026532001") -> model.Target:
     return model.Target.make(type=model.TargetType.LOADBALANCER, stream=model.Stream("", CONDUIT), context={
         "identifier": ident, "netns": ident, "ifprefix": "cond-a", "node": node, "address": address,
-        "link-port": "7779"})
+        "link-port": "7779", "netns-id": netns_id})
 
 
 class Bed:
@@ -156,3 +157,12 @@ def test_the_vni_is_stable_in_range_and_differs_per_attempt_and_end() -> None:
     assert names.vni(**kw) == names.vni(**kw)
     values = {names.vni(**kw, attempt=a) for a in range(16)} | {names.vni(**{**kw, "node": "node-1"})}
     assert len(values) == 17 and all(1 <= v <= 2**24 - 1 for v in values)
+
+
+async def test_a_replica_whose_namespace_was_made_again_gets_its_tunnel_made_again() -> None:
+    bed = await _started()
+    await bed.fwd.set_lb_targets([lb_target("lb-1", "node-1")])
+    await bed.fwd.set_lb_targets([lb_target("lb-1", "node-1")])  # a refresh changes nothing
+    assert len(bed.links.connects) == 1
+    await bed.fwd.set_lb_targets([lb_target("lb-1", "node-1", netns_id="4026532999")])
+    assert len(bed.links.connects) == 2 and bed.fwd.lb.links["lb-1"].peer.netns_id == "4026532999"

@@ -80,6 +80,8 @@ async def connect(host: str, port: int, args: ConnectArgs, *, tls: tlsmod.Tls | 
 
 
 async def disconnect(host: str, port: int, *, trench: str, conduit: str, node: str, tls: tlsmod.Tls | None,
-                     timeout: float = 5.0) -> None:
+                     timeout: float = 1.5) -> None:
+    """Best effort on the caller's side: short, since a replica that went away cannot answer (the proxy
+    holds its state lock meanwhile)."""
     await _call(host, port, "Disconnect", conduitlink_pb2.DisconnectRequest(trench=trench, conduit=conduit, node=node),
                 tls=tls, timeout=timeout)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["NETNS_DIR", "NETNS_ETC_DIR", "CommandTimeout", "write_etc",
-           "exists", "create", "remove", "list_names", "name_of", "own_name", "pids_in",
+           "exists", "create", "remove", "list_names", "name_of", "own_name", "own_inode", "pids_in",
            "exec_argv", "run", "entered", "entered_fd", "connect"]
 
 NETNS_DIR = "/run/netns"
@@ -86,6 +86,12 @@ def name_of(inode: int, run_dir: str = NETNS_DIR) -> str | None:
         except OSError:
             continue
     return None
+
+
+def own_inode() -> int:
+    """The inode of this process's network namespace (changes when a namespace of the same name is made
+    again)."""
+    return os.stat("/proc/self/ns/net").st_ino
 
 
 def own_name(run_dir: str = NETNS_DIR) -> str:

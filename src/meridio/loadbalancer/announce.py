@@ -7,13 +7,16 @@ registered (the lead's decision for issue 5; Meridio registers an NSM endpoint i
            context: {"identifier": <pod name>, "netns": <namespace the proxies link into>,
                      "ifprefix": <name prefix of the LB's target-side links>,
                      "node": <node>, "address": <pod addresses, comma-separated>,
-                     "link-port": <TCP port of meridio.loadbalancer.v1.ConduitLink>},
+                     "link-port": <TCP port of meridio.loadbalancer.v1.ConduitLink>,
+                     "netns-id": <inode of the LB's namespace>},
            stream: Stream{name: "", conduit: Conduit{<conduit>, Trench{<trench>}}}}
 
 Every proxy of the conduit watches these and links its bridge to each replica: a proxy on the same node
 (or when the replica announces no node) with a veth into ``netns``, a proxy on another node with a VXLAN
 tunnel to ``address`` whose LB end it asks for at ``address:link-port``
-(:mod:`meridio.loadbalancer.conduitlink`). The last three keys are present only with cross-node links on. The NSP stores a new
+(:mod:`meridio.loadbalancer.conduitlink`). The last four keys are present only with cross-node links on;
+``netns-id`` changes when the replica's namespace is made again (its link ends are gone with the old one),
+so the proxies make their links again. The NSP stores a new
 target DISABLED, so the first registration is sent twice (DISABLED, then updated to ENABLED), as a TAPA
 does. It is refreshed every ``refresh`` seconds (before the NSP keepalive expires) and unregistered when
 the replica becomes blocked or stops, so the proxies drop it as an egress next hop.
@@ -37,10 +40,13 @@ __all__ = ["Action", "Announcer", "Registry", "decide", "for_lb", "lb_target"]
 
 
 def lb_target(*, identifier: str, netns: str, ifprefix: str, trench: str, conduit: str,
-              node: str = "", addresses: tuple[str, ...] = (), link_port: int = 0) -> model.Target:
+              node: str = "", addresses: tuple[str, ...] = (), link_port: int = 0,
+              netns_id: int = 0) -> model.Target:
     context = {"identifier": identifier, "netns": netns, "ifprefix": ifprefix}
     if node and addresses and link_port:
         context |= {"node": node, "address": ",".join(addresses), "link-port": str(link_port)}
+        if netns_id:
+            context["netns-id"] = str(netns_id)
     return model.Target.make(type=model.TargetType.LOADBALANCER, status=model.TargetStatus.ENABLED,
                              context=context, stream=model.Stream("", model.Conduit(conduit, model.Trench(trench))))
 
@@ -149,7 +155,8 @@ def for_lb(lb: _Lb, registry: Registry, *, identifier: str, netns: str, ifprefix
                     error="this process is in no /run/netns namespace and NSM_NETNS is not set")
         return None
     target = lb_target(identifier=identifier, netns=netns, ifprefix=ifprefix, trench=trench, conduit=conduit,
-                       node=node, addresses=addresses, link_port=link_port)
+                       node=node, addresses=addresses, link_port=link_port,
+                       netns_id=netnsmod.own_inode() if node else 0)
     announcer = Announcer(registry, target, lambda: bool(lb.egress), refresh=refresh, log=log)
     previous = lb.on_egress
 

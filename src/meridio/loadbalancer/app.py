@@ -289,7 +289,8 @@ async def _serve_links(s: Settings, hostname: str, pod_ips: tuple[str, ...], nl:
     links = conduitlink.Links(conduitlink.NetlinkKernel(nl), identifier=hostname, trench=s.trench_name,
                               conduit=s.conduit_name, ifprefix=s.interface_prefix, local=pod_ips, log=log)
     server = grpcutil.create_server()
-    conduitlink_pb2_grpc.add_ConduitLinkServicer_to_server(conduitlink.Servicer(links, log=log), server)
+    servicer = conduitlink.Servicer(links, log=log, check_identity=tls is not None)
+    conduitlink_pb2_grpc.add_ConduitLinkServicer_to_server(servicer, server)
     try:
         grpcutil.add_listener(server, grpcutil.listen_address("[::]", s.link_port), tls=tls, log=log)
         await server.start()

@@ -247,8 +247,11 @@ class LbLinks:
         changed = False
         for link in list(self.links.values()):
             addresses = await self._ctx.ipam.allocate(addressing.lb_child(link.peer.identifier))
-            if link.tunnel is not None:  # ask again: repairs an end the replica lost (a restart of its pod)
-                await self._connect(link.peer, link.tunnel[0], link.tunnel[1], addresses)
+            if link.tunnel is not None:  # ask again: repairs an end the replica lost
+                try:
+                    await self._connect(link.peer, link.tunnel[0], link.tunnel[1], addresses)
+                except (TemporaryError, PermanentError) as exc:  # one replica must not stop the others' renewal
+                    self._log.warning("lbTunnelRenewFailed", lb=link.peer.identifier, error=str(exc))
             if addresses != link.addresses and link.tunnel is None:
                 await self._ctx.dp.configure_lb_end(dataplane.netns_path(link.peer.netns), link.far_name,
                                                     addresses)

@@ -98,6 +98,8 @@ class LbPeer:
     """Its pod addresses (tunnel ends of a cross-node link)."""
     link_port: int = 0
     """The TCP port of its ConduitLink service."""
+    netns_id: str = ""
+    """Identity of its namespace: a new one (made again) means the old link ends are gone."""
 
     def remote_on(self, node: str) -> bool:
         """Whether a proxy on ``node`` links to this replica with a tunnel (it is on another node)."""
@@ -152,7 +154,10 @@ def _cross_node(ctx: Mapping[str, str]) -> dict[str, Any]:
         raise names.InvalidName(f"context.address: must be comma-separated IP addresses (got {address[:64]!r})") from None
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise names.InvalidName(f"context.link-port: must be a TCP port (got {port[:16]!r})")
-    return {"node": node, "addresses": addresses, "link_port": int(port)}
+    netns_id = ctx.get("netns-id", "")
+    if netns_id and not netns_id.isdigit():
+        raise names.InvalidName(f"context.netns-id: must be digits (got {netns_id[:32]!r})")
+    return {"node": node, "addresses": addresses, "link_port": int(port), "netns_id": netns_id}
 
 
 _NODE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")

@@ -5,11 +5,14 @@ The daemon lives in the host's namespace, off the pod network, yet reads each tr
 connection is relayed byte for byte to ``host:port`` as seen from inside the pod's namespace
 (:func:`meridio.kernel.netns.connect`). It carries the TLS session unchanged: the NSP checks the
 runtime's certificate and the runtime checks the NSP's, end to end. One task owns the server; the relays
-are its children and end with it.
+are its children and end with it. Connections are opened by a thread of the forward's own (not the
+loop's default executor, which metrics scrapes and kernel work keep busy: a status read must not queue
+behind them).
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import pathlib
 
@@ -29,6 +32,7 @@ class PortForward:
         self._log = log.bind(forward=str(path), netns=netns_name)
         self._server: asyncio.AbstractServer | None = None
         self._relays: set[asyncio.Task[None]] = set()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="port-forward")
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +51,7 @@ class PortForward:
         await asyncio.gather(*self._relays, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -59,7 +64,8 @@ class PortForward:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            sock = await asyncio.to_thread(netns.connect, self.netns_name, self.host, self.port, _CONNECT_TIMEOUT_S)
+            sock = await asyncio.get_running_loop().run_in_executor(
+                self._pool, netns.connect, self.netns_name, self.host, self.port, _CONNECT_TIMEOUT_S)
         except OSError as exc:
             self._log.debug("portForwardConnectFailed", error=str(exc))
             writer.close()
