@@ -38,8 +38,8 @@ def e2e_docs() -> list[dict[str, Any]]:
 
 
 class RunningOperator:
-    def __init__(self, creds: kubeapi.Credentials, namespace: str) -> None:
-        self.operator = handlers.Operator(core.OperatorSettings(namespace=namespace), creds)
+    def __init__(self, creds: kubeapi.Credentials, namespace: str, cfg: core.OperatorSettings | None = None) -> None:
+        self.operator = handlers.Operator(cfg or core.OperatorSettings(namespace=namespace), creds)
         self.loop = asyncio.new_event_loop()
         self.stop_flag: asyncio.Event | None = None
         self.ready = threading.Event()

@@ -17,17 +17,20 @@ import dataclasses
 import datetime
 import logging
 import os
+import pathlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from meridio.api import problems as pb
 from meridio.api import resources
-from meridio.runtime.kubernetes import crds, kubeapi, webhook
+from meridio.runtime.kubernetes import crds, kubeapi, manifests, webhook, webhookcerts
 from meridio.runtime.kubernetes import operator as core
 
 if TYPE_CHECKING:
     import kopf
 
 _log = logging.getLogger("meridio.operator")
+_CERT_CHECK_S = 3600.0
 
 
 def credentials() -> kubeapi.Credentials:
@@ -138,6 +141,7 @@ class Operator:
         self._creds = creds
         self.reconciler: Reconciler | None = None
         self.webhook: webhook.WebhookServer | None = None
+        self._certs_task: asyncio.Task[None] | None = None
         import kopf  # here, not at the top: every meridio command would pay for importing it
 
         self._kopf = kopf
@@ -159,13 +163,31 @@ class Operator:
         await api.__aenter__()
         self.reconciler = Reconciler(api)
         if self.cfg.webhook_cert_dir:
+            if self.cfg.webhook_certs == "operator":
+                await self._ensure_certs(api)
+                self._certs_task = asyncio.create_task(self._refresh_certs(api))
             self.webhook = webhook.WebhookServer(
                 webhook.api_lister(api), cert_file=os.path.join(self.cfg.webhook_cert_dir, "tls.crt"),
                 key_file=os.path.join(self.cfg.webhook_cert_dir, "tls.key"), host=self.cfg.webhook_host,
                 port=self.cfg.webhook_port)
             await self.webhook.start()
 
+    async def _ensure_certs(self, api: kubeapi.Client) -> None:
+        if await webhookcerts.ensure(api, self.cfg.namespace, pathlib.Path(self.cfg.webhook_cert_dir),
+                                     now=time.time(), url=self.cfg.webhook_url):
+            _log.info("webhook certificate issued (Secret %s)", manifests.WEBHOOK_SECRET)
+
+    async def _refresh_certs(self, api: kubeapi.Client) -> None:
+        while True:
+            await asyncio.sleep(_CERT_CHECK_S)
+            try:
+                await self._ensure_certs(api)
+            except kubeapi.ApiError as exc:  # a 409 (written meanwhile) or the API away: next round
+                _log.warning("webhook certificate check failed: %s", exc)
+
     async def _cleanup(self, **_: Any) -> None:
+        if self._certs_task is not None:
+            self._certs_task.cancel()
         if self.webhook is not None:
             await self.webhook.stop()
         if self.reconciler is not None:

@@ -36,6 +36,12 @@ class OperatorSettings:
                                                     "directory (empty: no webhook)")
     webhook_host: str = settingsmod.setting("0.0.0.0", "address the webhook listens on")
     webhook_port: int = settingsmod.setting(9443, "port the webhook listens on")
+    webhook_certs: str = settingsmod.setting("operator", "who provides the webhook's certificate and caBundle: "
+                                                         "the operator (a Secret of its own) or external "
+                                                         "(cert-manager, a Secret of yours)",
+                                             choices=("operator", "external"))
+    webhook_url: str = settingsmod.setting("", "the URL the API server calls the webhook at, for an operator run "
+                                               "outside the cluster (empty: through the Service)")
 
 
 @dataclasses.dataclass(frozen=True)
