@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -25,6 +27,7 @@ from meridio.api import problems as pb
 from meridio.api import resources
 from meridio.runtime.kubernetes import crds, kubeapi, manifests, webhook, webhookcerts
 from meridio.runtime.kubernetes import operator as core
+from meridio.runtime.kubernetes import workloads as kubeworkloads
 
 if TYPE_CHECKING:
     import kopf
@@ -44,9 +47,22 @@ class _Namespace:
     dirty: bool = False
 
 
+_API_BASES = {"StatefulSet": "/apis/apps/v1", "Deployment": "/apis/apps/v1", "DaemonSet": "/apis/apps/v1",
+              "PodDisruptionBudget": "/apis/policy/v1", "Service": "/api/v1"}
+
+
+def _object_path(obj: dict[str, Any]) -> str:
+    plural = {"StatefulSet": "statefulsets", "Deployment": "deployments", "DaemonSet": "daemonsets",
+              "PodDisruptionBudget": "poddisruptionbudgets", "Service": "services"}[obj["kind"]]
+    md = obj["metadata"]
+    return f"{_API_BASES[obj['kind']]}/namespaces/{md['namespace']}/{plural}/{md['name']}"
+
+
 class Reconciler:
-    def __init__(self, api: kubeapi.Client) -> None:
+    def __init__(self, api: kubeapi.Client, image: str = kubeworkloads.IMAGE_DEFAULT) -> None:
         self.api = api
+        self.image = image
+        self._applied: dict[str, str] = {}
         self._namespaces: dict[str, _Namespace] = {}
         self.runs = 0
 
@@ -59,6 +75,27 @@ class Reconciler:
             while state.dirty:
                 state.dirty = False
                 await self.reconcile(namespace)
+
+    async def _apply_workloads(self, namespace: str, objs: list[resources.Resource],
+                               raw: dict[tuple[str, str], Any]) -> None:
+        """Server-side apply of every workload object; one whose body is what this operator applied last
+        is not sent again (an unchanged apply would be a no-op anyway: nothing else is touched)."""
+        uids = {key: item["metadata"]["uid"] for key, item in raw.items()}
+        for obj in kubeworkloads.objects(objs, namespace, uids, image=self.image):
+            path = _object_path(obj)
+            digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+            if self._applied.get(path) == digest:
+                continue
+            try:
+                await self.api.apply(path, obj, core.FIELD_MANAGER)
+            except kubeapi.ApiError as exc:
+                if exc.status < 400 or exc.status >= 500:
+                    raise  # the API away: kopf retries the handler
+                # refused (a cluster policy, a quota): the others go on; the next event tries again
+                _log.warning("%s %s refused: %s", obj["kind"], obj["metadata"]["name"], exc)
+                continue
+            self._applied[path] = digest
+            _log.info("%s %s applied", obj["kind"], obj["metadata"]["name"])
 
     async def _objects(self, namespace: str) -> tuple[list[resources.Resource], dict[tuple[str, str], Any]]:
         objs: list[resources.Resource] = []
@@ -113,6 +150,7 @@ class Reconciler:
                     _log.info("configmap %s changed meanwhile: next round", cm["metadata"]["name"])
                     continue
                 _log.info("configmap %s rewritten", cm["metadata"]["name"])
+        await self._apply_workloads(namespace, objs, raw)
         now = datetime.datetime.now(datetime.UTC)
         for (kind, name), condition in want.conditions.items():
             item = raw.get((kind, name))
@@ -161,7 +199,7 @@ class Operator:
         settings.scanning.disabled = True  # a namespaced Role: no cluster-wide CRD/namespace observation
         api = kubeapi.Client(self._creds or credentials())
         await api.__aenter__()
-        self.reconciler = Reconciler(api)
+        self.reconciler = Reconciler(api, self.cfg.image)
         if self.cfg.webhook_cert_dir:
             if self.cfg.webhook_certs == "operator":
                 await self._ensure_certs(api)

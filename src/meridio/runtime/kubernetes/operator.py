@@ -40,6 +40,7 @@ class OperatorSettings:
                                                          "the operator (a Secret of its own) or external "
                                                          "(cert-manager, a Secret of yours)",
                                              choices=("operator", "external"))
+    image: str = settingsmod.setting("meridio:0.1.0", "the image of the workloads the operator creates")
     webhook_url: str = settingsmod.setting("", "the URL the API server calls the webhook at, for an operator run "
                                                "outside the cluster (empty: through the Service)")
 
