@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from meridio.api import resources
-from meridio.runtime.kubernetes import crds, kubeapi, manifests, rbac, webhookcerts
+from meridio.api import kubeapi, resources
+from meridio.runtime.kubernetes import crds, manifests, rbac, webhookcerts
 from meridio.runtime.kubernetes import operator as core
 from tests.kube.test_operator import RunningOperator
 from tests.support.kube import ControlPlane, KubeError, free_port, wait_until

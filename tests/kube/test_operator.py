@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from meridio.api import configmap, resources
-from meridio.runtime.kubernetes import crds, handlers, kubeapi, rbac
+from meridio.api import configmap, kubeapi, resources
+from meridio.runtime.kubernetes import crds, handlers, rbac
 from meridio.runtime.kubernetes import operator as core
 from tests.support.kube import Client, ControlPlane, KubeError, wait_until
 

@@ -147,6 +147,7 @@ class ControlPlane:
         token = uuid.uuid4().hex
         (wd / "tokens.csv").write_text(f"{token},{ADMIN_TOKEN_USER},{ADMIN_TOKEN_USER},system:masters\n")
         self._start("kine", [str(self.bindir / "kine"), "--listen-address", f"127.0.0.1:{etcd_port}",
+                             "--metrics-bind-address", "0",  # its default :8080 on every address: two runs would clash
                              "--endpoint", f"sqlite://{wd}/state.db?_journal=WAL&cache=shared"])
         self._start("kube-apiserver", [
             str(self.bindir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",

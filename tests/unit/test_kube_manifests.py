@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_every_object_of_an_install_is_a_valid_kubernetes_1_37_object() -> None:
     objects = manifests.install("red", "registry.example/meridio:1")
     assert [o["kind"] for o in objects] == ["Namespace", *["CustomResourceDefinition"] * 7, "ServiceAccount", "Role",
-                                            "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
+                                            "RoleBinding", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
     for obj in [*objects, manifests.webhook_configuration("red", b"ca"),
                 manifests.webhook_configuration("red", b"ca", url="https://127.0.0.1:9443")]:
         kubernetes_validate.validate(obj, "1.37", strict=True)

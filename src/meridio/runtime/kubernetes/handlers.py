@@ -23,9 +23,9 @@ import pathlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from meridio.api import kubeapi, resources
 from meridio.api import problems as pb
-from meridio.api import resources
-from meridio.runtime.kubernetes import crds, kubeapi, manifests, webhook, webhookcerts
+from meridio.runtime.kubernetes import crds, manifests, webhook, webhookcerts
 from meridio.runtime.kubernetes import operator as core
 from meridio.runtime.kubernetes import workloads as kubeworkloads
 

@@ -118,6 +118,7 @@ def install(namespace: str, image: str = IMAGE) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         *crds.crds(),
         rbac.service_account(namespace), rbac.operator_role(namespace), rbac.operator_role_binding(namespace),
+        rbac.nsp_service_account(namespace), rbac.nsp_role(namespace), rbac.nsp_role_binding(namespace),
         webhook_cluster_role(namespace), webhook_cluster_role_binding(namespace),
         webhook_service(namespace), operator_deployment(namespace, image),
     ]

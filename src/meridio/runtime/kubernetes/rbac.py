@@ -13,10 +13,12 @@ from typing import Any
 from meridio.api import resources
 from meridio.runtime.kubernetes import crds
 
-__all__ = ["SERVICE_ACCOUNT", "WEBHOOK_SECRET", "operator_role", "operator_role_binding", "service_account"]
+__all__ = ["NSP_SERVICE_ACCOUNT", "SERVICE_ACCOUNT", "WEBHOOK_SECRET", "nsp_role", "nsp_role_binding",
+           "nsp_service_account", "operator_role", "operator_role_binding", "service_account"]
 
 SERVICE_ACCOUNT = "meridio-operator"
 WEBHOOK_SECRET = "meridio-webhook-tls"
+NSP_SERVICE_ACCOUNT = "meridio-nsp"
 _CRUD = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
@@ -51,3 +53,22 @@ def operator_role_binding(namespace: str) -> dict[str, Any]:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_ACCOUNT},
         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
     }
+
+
+def nsp_role(namespace: str) -> dict[str, Any]:
+    """The NSPs read their trench's ConfigMap through the API: get/list/watch ConfigMaps, nothing else."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": NSP_SERVICE_ACCOUNT, "namespace": namespace},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]}
+
+
+def nsp_role_binding(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": NSP_SERVICE_ACCOUNT, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NSP_SERVICE_ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": NSP_SERVICE_ACCOUNT, "namespace": namespace}]}
+
+
+def nsp_service_account(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": NSP_SERVICE_ACCOUNT, "namespace": namespace}}

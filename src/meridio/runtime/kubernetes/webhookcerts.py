@@ -20,8 +20,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from meridio.api import kubeapi
 from meridio.common import tls as tlsmod
-from meridio.runtime.kubernetes import kubeapi, manifests
+from meridio.runtime.kubernetes import manifests
 from meridio.runtime.local import pki
 
 __all__ = ["LIFETIME_S", "ensure", "server_names"]

@@ -27,6 +27,7 @@ from typing import Any
 from meridio.api import configmap, resources
 from meridio.runtime import reconcile as rc
 from meridio.runtime import workloads as wl
+from meridio.runtime.kubernetes import rbac
 
 __all__ = ["KubeSite", "objects", "IMAGE_DEFAULT"]
 
@@ -158,7 +159,8 @@ def _meta(name: str, namespace: str, owner: resources.Resource, uid: str, trench
 
 
 def _statefulset(name: str, service: str, w: rc.Workload, site: KubeSite, image: str, owner: resources.Trench,
-                 uid: str, data_dir: str, claim: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+                 uid: str, data_dir: str, claim: str, extra_env: dict[str, str] | None = None,
+                 service_account: str | None = None) -> dict[str, Any]:
     labels = {"app": name}
     (c,) = wl.containers(w, site)
     return {"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -168,7 +170,8 @@ def _statefulset(name: str, service: str, w: rc.Workload, site: KubeSite, image:
                                   "spec": {"containers": [_container(c, image, [{"name": claim, "mountPath": data_dir}],
                                                                      extra_env)],
                                            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                                               "fsGroup": 65532}}},
+                                                               "fsGroup": 65532},
+                                           **({"serviceAccountName": service_account} if service_account else {})}},
                      "volumeClaimTemplates": [{"metadata": {"name": claim}, "spec": {
                          "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
                      "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"}}}
@@ -249,7 +252,7 @@ def objects(objs: Sequence[resources.Resource], namespace: str, uids: dict[tuple
         by_kind = {w.kind: w for w in want.workloads}
         nsp_env = {"NSP_CONFIG_MAP_NAME": configmap.configmap_name(t), "NSP_NAMESPACE": f"$({_POD_NAMESPACE})"}
         out += [_statefulset(f"nsp-{t}", f"nsp-service-{t}", by_kind[rc.Kind.NSP], site, image, trench, uid,
-                             "/run/nsp/data", "nsp-data", nsp_env),
+                             "/run/nsp/data", "nsp-data", nsp_env, rbac.NSP_SERVICE_ACCOUNT),
                 _service(f"nsp-service-{t}", f"nsp-{t}", wl.NSP_PORT, trench, uid),
                 _statefulset(f"ipam-{t}", f"ipam-service-{t}", by_kind[rc.Kind.IPAM], site, image, trench, uid,
                              "/run/ipam/data", "ipam-data"),
