@@ -104,3 +104,17 @@ def test_a_network_attachment_gets_the_multus_annotation_and_the_resource_templa
     networks = json.loads(fe["spec"]["template"]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"])
     assert networks == [{"name": "vlan-100", "namespace": "red", "interface": "ext0"}]
     assert fe["metadata"].get("annotations", {}).get("resource-template") == template
+
+
+def test_the_example_target_runs_the_local_target_pods_containers_with_the_tapa_sidecar() -> None:
+    dep = workloads.example_target("red", replicas=2)
+    kubernetes_validate.validate(dep, "1.37", strict=True)
+    app, tapa = dep["spec"]["template"]["spec"]["containers"]
+    assert app["args"][:3] == ["example-target", "--name", "$(MERIDIO_POD_NAME)"]
+    env = {e["name"]: e.get("value") for e in tapa["env"]}
+    assert env["MERIDIO_NAME"] == "$(MERIDIO_POD_NAME)" and env["MERIDIO_NODE"] == "$(MERIDIO_POD_NODE)"
+    assert env["MERIDIO_NSP_SERVICE"] == "nsp-service-{trench}:7778"
+    assert env["MERIDIO_PROXY_SOCKET"] == "/var/lib/meridio/proxies/{trench}/{conduit}/{node}/link.sock"
+    local = pods.PodBuilder(envmod.load_default(), StateLayout(pathlib.Path("/tmp/s")), Naming("x"))
+    w = rc.Workload("t-0", rc.Kind.TARGET, "node-1")
+    assert [k for k, _ in wl.containers(w, local)[1].env] == [k for k in env if not k.startswith("MERIDIO_POD_")]

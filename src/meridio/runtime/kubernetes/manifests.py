@@ -14,6 +14,7 @@ from typing import Any
 from meridio import __version__
 from meridio.api import resources
 from meridio.runtime.kubernetes import admission, crds, rbac
+from meridio.runtime.kubernetes import workloads as kubeworkloads
 
 __all__ = ["IMAGE", "WEBHOOK_PORT", "WEBHOOK_SECRET", "WEBHOOK_SERVICE", "install", "operator_deployment",
            "webhook_cluster_role", "webhook_cluster_role_binding", "webhook_configuration",
@@ -152,4 +153,5 @@ def packaging_files(dump: Any) -> dict[str, str]:
         "helm/meridio/values.yaml": dump([{"image": IMAGE}]),
         "helm/meridio/crds/meridio.nordix.org.yaml": dump(crds.crds()),
         "helm/meridio/templates/operator.yaml": templated,
+        "kubernetes/examples/target-a.yaml": dump([kubeworkloads.example_target("red")]),
     }

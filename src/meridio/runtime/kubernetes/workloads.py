@@ -29,7 +29,7 @@ from meridio.runtime import reconcile as rc
 from meridio.runtime import workloads as wl
 from meridio.runtime.kubernetes import rbac
 
-__all__ = ["KubeSite", "objects", "IMAGE_DEFAULT"]
+__all__ = ["KubeSite", "example_target", "objects", "IMAGE_DEFAULT"]
 
 IMAGE_DEFAULT = "meridio:0.1.0"
 _MANAGED = {"app.kubernetes.io/managed-by": "meridio-operator", "app.kubernetes.io/part-of": "meridio"}
@@ -267,3 +267,25 @@ def objects(objs: Sequence[resources.Resource], namespace: str, uids: dict[tuple
                 if ("Conduit", conduit.name) in uids:
                     out.append(_proxy(conduit, w, site, image, uids[("Conduit", conduit.name)]))
     return out
+
+
+def example_target(namespace: str, name: str = "target-a", *, replicas: int = 4, image: str = IMAGE_DEFAULT,
+                   site: KubeSite | None = None) -> dict[str, Any]:
+    """The example application with its TAPA sidecar, as Meridio's examples ship it: the same two
+    containers the local runtime runs per target pod, the TAPA's identity from the downward API, its
+    socket on an emptyDir the application shares, the proxies' link sockets from the node."""
+    site = site or KubeSite()
+    w = rc.Workload(name, rc.Kind.TARGET, "", namespace=namespace)
+    app, tapa = wl.containers(w, site)
+    labels = {"app": name}
+    socket_mount = {"name": "tapa-socket", "mountPath": _RUN}
+    links = {"name": "link-sockets", "mountPath": f"{_RUN}/proxies", "readOnly": True}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "meridio"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "containers": [_container(app, image, [socket_mount]),
+                                        _container(tapa, image, [socket_mount, links])],
+                         "volumes": [{"name": "tapa-socket", "emptyDir": {}},
+                                     {"name": "link-sockets", "hostPath": {"path": f"{_RUN}/proxies",
+                                                                           "type": "DirectoryOrCreate"}}]}}}}
