@@ -38,14 +38,16 @@ def e2e_docs() -> list[dict[str, Any]]:
 
 
 class RunningOperator:
-    def __init__(self, creds: kubeapi.Credentials, namespace: str, cfg: core.OperatorSettings | None = None) -> None:
+    def __init__(self, creds: kubeapi.Credentials, namespace: str, cfg: core.OperatorSettings | None = None, *,
+                 wait_ready: bool = True) -> None:
         self.operator = handlers.Operator(cfg or core.OperatorSettings(namespace=namespace), creds)
         self.loop = asyncio.new_event_loop()
         self.stop_flag: asyncio.Event | None = None
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
         self.thread.start()
-        assert self.ready.wait(60), "the operator did not start"
+        if wait_ready:
+            assert self.ready.wait(60), "the operator did not start"
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -54,8 +56,11 @@ class RunningOperator:
             self.stop_flag = asyncio.Event()
             ready = asyncio.Event()
             task = asyncio.create_task(self.operator.run(stop_flag=self.stop_flag, ready_flag=ready))
-            await ready.wait()
-            self.ready.set()
+            readied = asyncio.ensure_future(ready.wait())
+            await asyncio.wait([task, readied], return_when=asyncio.FIRST_COMPLETED)  # a standby may never be
+            if ready.is_set():
+                self.ready.set()
+            readied.cancel()
             await task
         self.loop.run_until_complete(main())
 

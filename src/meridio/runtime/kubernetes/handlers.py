@@ -20,12 +20,14 @@ import json
 import logging
 import os
 import pathlib
+import socket
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from meridio.api import kubeapi, resources
 from meridio.api import problems as pb
-from meridio.runtime.kubernetes import crds, manifests, webhook, webhookcerts
+from meridio.runtime.kubernetes import crds, leader, manifests, webhook, webhookcerts
 from meridio.runtime.kubernetes import operator as core
 from meridio.runtime.kubernetes import workloads as kubeworkloads
 
@@ -180,6 +182,9 @@ class Operator:
         self.reconciler: Reconciler | None = None
         self.webhook: webhook.WebhookServer | None = None
         self._certs_task: asyncio.Task[None] | None = None
+        self.identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        """This candidate's name in the leader Lease (the pod name, and a suffix for restarts)."""
+        self.leading = False
         import kopf  # here, not at the top: every meridio command would pay for importing it
 
         self._kopf = kopf
@@ -242,9 +247,36 @@ class Operator:
             await self.reconciler.trigger(namespace)
 
     async def run(self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
-        """Run until ``stop_flag`` is set (or a signal)."""
+        """Run until ``stop_flag`` is set (or a signal); with leader election (the default), reconcile only
+        while holding the Lease, and return when it is lost (the Deployment restarts the pod)."""
+        stop = stop_flag or asyncio.Event()
+        if not self.cfg.leader_election:
+            await self._operate(stop, ready_flag)
+            return
+        async with kubeapi.Client(self._creds or credentials()) as api:
+            elector = leader.Elector(api, self.cfg.namespace, self.identity)
+            acquiring = asyncio.ensure_future(elector.acquire())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([acquiring, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not acquiring.done():
+                acquiring.cancel()
+                return
+            self.leading = True
+            inner = asyncio.Event()
+            operating = asyncio.ensure_future(self._operate(inner, ready_flag))
+            holding = asyncio.ensure_future(elector.hold())
+            await asyncio.wait([operating, holding, stopping], return_when=asyncio.FIRST_COMPLETED)
+            inner.set()
+            holding.cancel()
+            await asyncio.gather(operating, return_exceptions=True)
+            self.leading = False
+            if stopping.done():
+                await elector.release()
+            stopping.cancel()
+
+    async def _operate(self, stop: asyncio.Event, ready_flag: asyncio.Event | None) -> None:
         await self._kopf.operator(registry=self.registry, standalone=True, namespaces=[self.cfg.namespace],
-                            clusterwide=False, stop_flag=stop_flag, ready_flag=ready_flag)
+                                  clusterwide=False, stop_flag=stop, ready_flag=ready_flag)
 
 
 __all__ = ["Operator", "Reconciler", "credentials"]

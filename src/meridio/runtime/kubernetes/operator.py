@@ -40,6 +40,8 @@ class OperatorSettings:
                                                          "the operator (a Secret of its own) or external "
                                                          "(cert-manager, a Secret of yours)",
                                              choices=("operator", "external"))
+    leader_election: bool = settingsmod.setting(True, "reconcile only while holding the Lease meridio-operator "
+                                                      "(a standby replica takes over when the leader goes)")
     image: str = settingsmod.setting("meridio:0.1.0", "the image of the workloads the operator creates")
     webhook_url: str = settingsmod.setting("", "the URL the API server calls the webhook at, for an operator run "
                                                "outside the cluster (empty: through the Service)")
