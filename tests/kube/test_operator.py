@@ -132,14 +132,27 @@ def test_the_operator_writes_each_trenchs_configmap_owned_by_the_trench_and_mark
             "apiVersion": resources.API_VERSION, "kind": "Trench", "name": trench,
             "uid": trench_obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
 
-    def all_ready() -> bool:
-        for plural in crds.PLURALS.values():
+    def conditions() -> dict[tuple[str, str], dict[str, Any]]:
+        out = {}
+        for kind, plural in crds.PLURALS.items():
             for item in kube.admin.get(f"/apis/{resources.GROUP}/v1/namespaces/{ns}/{plural}")["items"]:  # type: ignore[union-attr]
                 conds = {c["type"]: c for c in item.get("status", {}).get("conditions", [])}
-                if conds.get("Ready", {}).get("status") != "True":
-                    return False
-        return True
-    wait_until(all_ready, 60, message="every object Ready")
+                out[(kind, item["metadata"]["name"])] = conds.get("Ready", {})
+        return out
+
+    def settled() -> bool:
+        got = conditions()
+        return all(c.get("reason") in ("Configured", "WorkloadsNotReady") for c in got.values())
+    wait_until(settled, 60, message="every object's Ready condition")
+    got = conditions()
+    # Objects without workloads of their own are Ready once configured; the others wait for their Pods,
+    # which never run here (no kubelet), and say which.
+    for (kind, name), cond in got.items():
+        if kind in core.WORKLOADS_OF:
+            assert (cond["status"], cond["reason"]) == ("False", "WorkloadsNotReady"), (kind, name, cond)
+        else:
+            assert (cond["status"], cond["reason"]) == ("True", "Configured"), (kind, name, cond)
+    assert got[("Trench", "trench-a")]["message"] == "nsp-trench-a: 0/1 ready; ipam-trench-a: 0/1 ready"
 
 
 def test_a_manual_edit_of_a_configmap_is_reverted(operated: tuple[ControlPlane, str, str]) -> None:

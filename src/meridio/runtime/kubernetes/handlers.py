@@ -99,6 +99,16 @@ class Reconciler:
             self._applied[path] = digest
             _log.info("%s %s applied", obj["kind"], obj["metadata"]["name"])
 
+    async def _workloads(self, namespace: str) -> dict[tuple[str, str], Any]:
+        """The namespace's operator-made workloads as stored (with their status)."""
+        out: dict[tuple[str, str], Any] = {}
+        for plural in ("statefulsets", "deployments", "daemonsets"):
+            listed = await self.api.get(f"/apis/apps/v1/namespaces/{namespace}/{plural}",
+                                        labelSelector="app.kubernetes.io/managed-by=meridio-operator")
+            for item in listed.get("items", []):
+                out[(plural, item["metadata"]["name"])] = item
+        return out
+
     async def _objects(self, namespace: str) -> tuple[list[resources.Resource], dict[tuple[str, str], Any]]:
         objs: list[resources.Resource] = []
         raw: dict[tuple[str, str], Any] = {}
@@ -153,8 +163,10 @@ class Reconciler:
                     continue
                 _log.info("configmap %s rewritten", cm["metadata"]["name"])
         await self._apply_workloads(namespace, objs, raw)
+        stored = await self._workloads(namespace)
         now = datetime.datetime.now(datetime.UTC)
-        for (kind, name), condition in want.conditions.items():
+        for (kind, name), configured in want.conditions.items():
+            condition = core.readiness(kind, name, configured, stored)
             item = raw.get((kind, name))
             if item is None:
                 continue
@@ -197,6 +209,9 @@ class Operator:
             on.event(resources.GROUP, "v1", plural, registry=self.registry, id=f"meridio-{plural}")(self._on_event)
         on.event("", "v1", "configmaps", labels=core.MANAGED_BY, registry=self.registry,
                  id="meridio-configmaps")(self._on_event)
+        for plural in ("statefulsets", "deployments", "daemonsets"):  # their status: the Ready conditions
+            on.event("apps", "v1", plural, labels=core.MANAGED_BY, registry=self.registry,
+                     id=f"meridio-{plural}")(self._on_event)
 
     async def _startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # no Events: the conditions say it, and the Role needs no events verb
