@@ -62,6 +62,10 @@ def test_meridio_bird_and_nft_run_from_the_images_root_filesystem(rootfs: pathli
     assert nft.returncode == 0 and nft.stdout.startswith("nftables v1.0."), nft
     ip = in_image(rootfs, "ip", "-V")
     assert ip.returncode == 0 and "iproute2" in ip.stdout, ip
+    site = rootfs / "opt" / "meridio" / "site" / "meridio"
+    # the LB's eBPF program and the Maglev helper, compiled at set-up, are in the image
+    assert (site / "loadbalancer" / "bpf" / "fastpath.bpf.o").stat().st_size > 0
+    assert (site / "kernel" / "native" / "libmeridio_native.so").stat().st_size > 0
 
 
 def test_the_image_renders_what_the_operator_installs(rootfs: pathlib.Path) -> None:

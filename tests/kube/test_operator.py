@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from meridio.api import configmap, resources
-from meridio.runtime.kubernetes import crds, handlers, kubeapi, rbac
+from meridio.api import configmap, kubeapi, resources
+from meridio.runtime.kubernetes import crds, handlers, rbac
 from meridio.runtime.kubernetes import operator as core
 from tests.support.kube import Client, ControlPlane, KubeError, wait_until
 
@@ -38,14 +38,16 @@ def e2e_docs() -> list[dict[str, Any]]:
 
 
 class RunningOperator:
-    def __init__(self, creds: kubeapi.Credentials, namespace: str) -> None:
-        self.operator = handlers.Operator(core.OperatorSettings(namespace=namespace), creds)
+    def __init__(self, creds: kubeapi.Credentials, namespace: str, cfg: core.OperatorSettings | None = None, *,
+                 wait_ready: bool = True) -> None:
+        self.operator = handlers.Operator(cfg or core.OperatorSettings(namespace=namespace), creds)
         self.loop = asyncio.new_event_loop()
         self.stop_flag: asyncio.Event | None = None
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
         self.thread.start()
-        assert self.ready.wait(60), "the operator did not start"
+        if wait_ready:
+            assert self.ready.wait(60), "the operator did not start"
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -54,8 +56,11 @@ class RunningOperator:
             self.stop_flag = asyncio.Event()
             ready = asyncio.Event()
             task = asyncio.create_task(self.operator.run(stop_flag=self.stop_flag, ready_flag=ready))
-            await ready.wait()
-            self.ready.set()
+            readied = asyncio.ensure_future(ready.wait())
+            await asyncio.wait([task, readied], return_when=asyncio.FIRST_COMPLETED)  # a standby may never be
+            if ready.is_set():
+                self.ready.set()
+            readied.cancel()
             await task
         self.loop.run_until_complete(main())
 
@@ -127,14 +132,27 @@ def test_the_operator_writes_each_trenchs_configmap_owned_by_the_trench_and_mark
             "apiVersion": resources.API_VERSION, "kind": "Trench", "name": trench,
             "uid": trench_obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
 
-    def all_ready() -> bool:
-        for plural in crds.PLURALS.values():
+    def conditions() -> dict[tuple[str, str], dict[str, Any]]:
+        out = {}
+        for kind, plural in crds.PLURALS.items():
             for item in kube.admin.get(f"/apis/{resources.GROUP}/v1/namespaces/{ns}/{plural}")["items"]:  # type: ignore[union-attr]
                 conds = {c["type"]: c for c in item.get("status", {}).get("conditions", [])}
-                if conds.get("Ready", {}).get("status") != "True":
-                    return False
-        return True
-    wait_until(all_ready, 60, message="every object Ready")
+                out[(kind, item["metadata"]["name"])] = conds.get("Ready", {})
+        return out
+
+    def settled() -> bool:
+        got = conditions()
+        return all(c.get("reason") in ("Configured", "WorkloadsNotReady") for c in got.values())
+    wait_until(settled, 60, message="every object's Ready condition")
+    got = conditions()
+    # Objects without workloads of their own are Ready once configured; the others wait for their Pods,
+    # which never run here (no kubelet), and say which.
+    for (kind, name), cond in got.items():
+        if kind in core.WORKLOADS_OF:
+            assert (cond["status"], cond["reason"]) == ("False", "WorkloadsNotReady"), (kind, name, cond)
+        else:
+            assert (cond["status"], cond["reason"]) == ("True", "Configured"), (kind, name, cond)
+    assert got[("Trench", "trench-a")]["message"] == "nsp-trench-a: 0/1 ready; ipam-trench-a: 0/1 ready"
 
 
 def test_a_manual_edit_of_a_configmap_is_reverted(operated: tuple[ControlPlane, str, str]) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from meridio.api import resources
-from meridio.runtime.kubernetes import admission, crds, kubeapi, webhook
+from meridio.api import kubeapi, resources
+from meridio.runtime.kubernetes import admission, crds, webhook
 from tests.support.kube import ControlPlane, KubeError, serving_cert
 
 pytestmark = pytest.mark.kube

@@ -147,6 +147,7 @@ class ControlPlane:
         token = uuid.uuid4().hex
         (wd / "tokens.csv").write_text(f"{token},{ADMIN_TOKEN_USER},{ADMIN_TOKEN_USER},system:masters\n")
         self._start("kine", [str(self.bindir / "kine"), "--listen-address", f"127.0.0.1:{etcd_port}",
+                             "--metrics-bind-address", "0",  # its default :8080 on every address: two runs would clash
                              "--endpoint", f"sqlite://{wd}/state.db?_journal=WAL&cache=shared"])
         self._start("kube-apiserver", [
             str(self.bindir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
@@ -156,6 +157,7 @@ class ControlPlane:
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
             f"--token-auth-file={wd / 'tokens.csv'}", "--authorization-mode=RBAC",
             "--service-cluster-ip-range=10.0.0.0/24", "--enable-priority-and-fairness=false",
+            "--allow-privileged=true",  # as kubeadm and every CNI-running cluster set it: Meridio's init containers
         ])
         self.admin = Client(f"https://127.0.0.1:{api_port}", token, str(crt))
         self._wait_ready(timeout)
@@ -231,6 +233,25 @@ class ControlPlane:
         self.admin.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                  "metadata": {"name": name}})
         return name
+
+
+    def register_node(self, name: str) -> None:
+        """A Node as a kubelet would register it and the node lifecycle controller would clear it once
+        Ready. A stand-in (named as one): no kubelet runs here. The API server's TaintNodesByCondition
+        admission puts ``node.kubernetes.io/not-ready:NoSchedule`` on a new Node, which DaemonSet pods do
+        not tolerate; the status and the cleared taint are what the real pair would write."""
+        assert self.admin is not None
+        self.admin.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": name, "labels": {"kubernetes.io/hostname": name}}})
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.admin.request("PATCH", f"/api/v1/nodes/{name}/status", {"status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "stand-in",
+                            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
+            "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+            "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}},
+            content_type="application/merge-patch+json")
+        self.admin.request("PATCH", f"/api/v1/nodes/{name}", {"spec": {"taints": None}},
+                           content_type="application/merge-patch+json")
 
 
 @contextlib.contextmanager

@@ -63,3 +63,23 @@ def test_the_ready_condition_changes_only_when_something_changed() -> None:
     other = [{"type": "Other", "status": "True"}, *first]
     kept = core.condition_patch(other, core.Condition("False", "TrenchNotFound", "x"), 2, T0)
     assert kept is not None and kept[0] == {"type": "Other", "status": "True"}
+
+
+def test_ready_reports_the_workloads_and_says_which_are_not_ready() -> None:
+    configured = core.Condition("True", "Configured", "in ConfigMap meridio-configuration-trench-a")
+    sts = lambda ready: {"spec": {"replicas": 1}, "status": {"readyReplicas": ready}}  # noqa: E731
+    assert core.readiness("Trench", "trench-a", configured, {}) == core.Condition(
+        "False", "WorkloadsMissing", "not created yet: nsp-trench-a, ipam-trench-a")
+    waiting = core.readiness("Trench", "trench-a", configured, {("statefulsets", "nsp-trench-a"): sts(1),
+                                                                 ("statefulsets", "ipam-trench-a"): sts(0)})
+    assert waiting == core.Condition("False", "WorkloadsNotReady", "ipam-trench-a: 0/1 ready")
+    ready = core.readiness("Trench", "trench-a", configured, {("statefulsets", "nsp-trench-a"): sts(1),
+                                                               ("statefulsets", "ipam-trench-a"): sts(1)})
+    assert ready == core.Condition("True", "Ready", configured.message)
+    fe = {("deployments", "stateless-lb-frontend-a1"): {"spec": {"replicas": 2}, "status": {"availableReplicas": 1}}}
+    assert core.readiness("Attractor", "a1", configured, fe).message == "stateless-lb-frontend-a1: 1/2 ready"
+    ds = {("daemonsets", "proxy-c1"): {"spec": {}, "status": {"numberReady": 0, "desiredNumberScheduled": 0}}}
+    assert core.readiness("Conduit", "c1", configured, ds).message == "proxy-c1: 0/0 ready"  # no node to run on
+    assert core.readiness("Stream", "s", configured, {}) is configured  # no workloads of its own
+    broken = core.Condition("False", "TrenchNotFound", "x")
+    assert core.readiness("Attractor", "a1", broken, fe) is broken

@@ -61,7 +61,7 @@ def subdomain_error(value: str) -> str | None:
     return None
 
 
-def _rfc1123_label_error(value: str) -> str | None:
+def rfc1123_label_error(value: str) -> str | None:
     if len(value) > 63:
         return "must be no more than 63 characters"
     if not re.fullmatch(RFC1123_LABEL, value):
@@ -135,7 +135,7 @@ def decode_metadata(raw: Any) -> tuple[Metadata | None, list[Issue]]:
         namespace = "default"
     if not isinstance(namespace, str):
         issues.append(Issue("metadata.namespace", pb.invalid(namespace, "metadata.namespace in body must be of type string")))
-    elif (err := _rfc1123_label_error(namespace)) is not None:
+    elif (err := rfc1123_label_error(namespace)) is not None:
         issues.append(Issue("metadata.namespace", pb.invalid(namespace, err)))
     labels = _decode_map(raw.get("labels"), "metadata.labels", issues, labels=True)
     annotations = _decode_map(raw.get("annotations"), "metadata.annotations", issues, labels=False)

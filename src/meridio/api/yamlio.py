@@ -70,7 +70,11 @@ def load_one(text: str, source: str) -> Any:
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block style; lists not indented under their key (as Go's yaml.v2 writes them)."""
+    """Block style; lists not indented under their key (as Go's yaml.v2 writes them); a value used twice
+    is written twice (no ``&id001`` anchors: kubectl users read these files)."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from meridio.api import configmap, problems, resources, validation, yamlio
+from meridio.api import configmap, meta, problems, resources, validation, yamlio
 from meridio.cli.common import CliError
-from meridio.runtime.kubernetes import crds
+from meridio.runtime.kubernetes import crds, manifests
 
 __all__ = ["register", "load_inputs"]
 
@@ -43,6 +43,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     crd = what.add_parser("crds", help="the CustomResourceDefinitions of meridio.nordix.org",
                           description="Print the CRDs of every Meridio kind as YAML (for kubectl apply -f -).")
     crd.set_defaults(func=_render_crds)
+    inst = what.add_parser("install", help="every object of a cluster install (CRDs, RBAC, operator, webhook)",
+                           description="Print the namespace, CRDs, RBAC, operator Deployment and webhook Service "
+                                       "of a cluster install as YAML (for kubectl apply -f -).")
+    inst.add_argument("-n", "--namespace", default="meridio", help="the operator's namespace (default: meridio)")
+    inst.add_argument("--image", default=manifests.IMAGE, help=f"the image (default: {manifests.IMAGE})")
+    inst.set_defaults(func=_render_install)
+    dep = what.add_parser("deploy", help="write the kustomize base and the Helm chart under DIR (deploy/)",
+                          description="Write deploy/kubernetes/{crds,base} and deploy/helm/meridio from the code.")
+    dep.add_argument("directory", help="where to write (the repository's deploy/)")
+    dep.set_defaults(func=_render_deploy)
 
 
 def _add_files(p: argparse.ArgumentParser) -> None:
@@ -117,4 +127,21 @@ def _render_configmap(args: argparse.Namespace) -> int:
 
 def _render_crds(_args: argparse.Namespace) -> int:
     sys.stdout.write(yamlio.dump_all(crds.crds()))
+    return 0
+
+
+def _render_install(args: argparse.Namespace) -> int:
+    problem = meta.rfc1123_label_error(args.namespace)
+    if problem:
+        raise CliError(f"--namespace: {problem}", code=2)
+    sys.stdout.write(yamlio.dump_all(manifests.install(args.namespace, args.image)))
+    return 0
+
+
+def _render_deploy(args: argparse.Namespace) -> int:
+    for rel, text in manifests.packaging_files(yamlio.dump_all).items():
+        path = pathlib.Path(args.directory) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(path)
     return 0

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from collections.abc import Coroutine
 from typing import Any
 
+from meridio.api import kubeapi
 from meridio.common import clock, grpcutil, health, tasks
 from meridio.common import identity as identitymod
 from meridio.common import log as logmod
@@ -42,6 +44,9 @@ class Settings:
     trench_name: str = setting("", "the trench this NSP serves: a configuration file naming another trench is "
                                "rejected ('' = accept any)")
     config_poll_interval: float = setting(0.2, "how often the configuration file is checked", duration=True)
+    config_map_name: str = setting("", "read the configuration from this ConfigMap through the Kubernetes API "
+                                       "(watched; the pod's ServiceAccount or KUBECONFIG) instead of the file")
+    namespace: str = setting("", "the ConfigMap's namespace (the pod's own)")
     datasource: str = setting(store.DEFAULT_PATH, "sqlite file of the target registry (parents created)")
     entry_timeout: float = setting(registry.DEFAULT_TIMEOUT,
                                    "a target not re-registered within this time is removed", duration=True)
@@ -136,15 +141,27 @@ async def serve(settings: Settings, stop: asyncio.Event, *, log: logmod.Logger =
         return 1
     files = source.FileSource(settings.config_file, parse=source.parser_for(settings.trench_name),
                               interval=settings.config_poll_interval, log=log)
-    first = files.poll()  # serve the file's configuration from the very first watch
-    if first is not None:
-        parts.manager.update(first)
+    config_source: source.FileSource | source.ConfigMapSource = files
+    if settings.config_map_name:
+        try:
+            creds = kubeapi.from_kubeconfig(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") \
+                else kubeapi.in_cluster()
+        except (kubeapi.ApiError, OSError, KeyError, ValueError) as exc:
+            log.critical("nspStartFailed", error=f"NSP_CONFIG_MAP_NAME: no Kubernetes API credentials: {exc}")
+            await _shutdown(parts, log)
+            return 1
+        config_source = source.ConfigMapSource(creds, settings.namespace or creds.namespace, settings.config_map_name,
+                                               parse=source.parser_for(settings.trench_name), log=log)
+    else:
+        first = files.poll()  # serve the file's configuration from the very first watch
+        if first is not None:
+            parts.manager.update(first)
     endpoint = None
     if settings.metrics_enabled:
-        m = nspmetrics.NspMetrics(parts.manager, parts.targets, files)
+        m = nspmetrics.NspMetrics(parts.manager, parts.targets, config_source)
         endpoint = await metricsmod.serve_or_log(m.metrics, settings.metrics_port, log)
     loops: list[Coroutine[Any, Any, Any]] = [
-        tasks.guard(files.run(_applier(parts.manager, log)), "configSource", log),
+        tasks.guard(config_source.run(_applier(parts.manager, log)), "configSource", log),
         tasks.guard(parts.targets.run_expiry(), "targetExpiry", log),
     ]
     running = [asyncio.ensure_future(c) for c in loops]

@@ -63,7 +63,7 @@ class NspMetrics:
     """The NSP's registry: one collector reading the ConfigurationManager, the registry and the file source."""
 
     def __init__(self, manager: config.ConfigurationManager, registry_: targets.Targets,
-                 files: source.FileSource) -> None:
+                 files: source.FileSource | source.ConfigMapSource) -> None:
         self.metrics = metrics.Metrics()
         self._manager, self._targets, self._files = manager, registry_, files
         self.metrics.collect(self._families)

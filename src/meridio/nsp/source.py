@@ -1,4 +1,5 @@
-"""Where the NSP's configuration comes from: a ConfigMap-format YAML file (local runtime).
+"""Where the NSP's configuration comes from: a ConfigMap-format YAML file (local runtime), or the
+ConfigMap itself through the Kubernetes API (:class:`ConfigMapSource`, in a cluster).
 
 A source is anything with ``async run(apply)`` that calls ``apply(configuration)`` whenever a new
 valid configuration is available (:class:`ConfigSource`); the Kubernetes operator work can add a
@@ -22,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Protocol
 
-from meridio.api import configmap, model
+from meridio.api import configmap, kubeapi, model
 from meridio.common import log as logmod
 
-__all__ = ["ConfigSource", "FileSource", "LoadResult", "Parser", "default_parser", "parser_for"]
+__all__ = ["ConfigMapSource", "ConfigSource", "FileSource", "LoadResult", "Parser", "default_parser", "parser_for"]
 
 Parser = Callable[[str, str], model.Configuration]
 """``parse(text, source_name) -> Configuration``; raises on invalid input."""
@@ -121,3 +123,75 @@ class FileSource:
             if config is not None:
                 apply(config)
             await asyncio.sleep(self.interval)
+
+
+class ConfigMapSource:
+    """The trench's ConfigMap through the Kubernetes API: listed, then watched from that version on (a
+    watch the server ends is resumed from the last version seen; a 410 Gone lists again). The same
+    rules as :class:`FileSource`: a changed valid ``data`` is applied, an invalid one keeps the last good
+    configuration (one ``configInvalid`` line), a deleted ConfigMap keeps it too (``configMapMissing``).
+    The NSP's ServiceAccount needs only get/list/watch on ConfigMaps."""
+
+    def __init__(self, creds: kubeapi.Credentials, namespace: str, name: str, *, parse: Parser = default_parser,
+                 retry_s: float = 2.0, log: logmod.Logger = logmod.null) -> None:
+        self.creds, self.namespace, self.name = creds, namespace, name
+        self._parse = parse
+        self._retry_s = retry_s
+        self._log = log.bind(configMap=f"{namespace}/{name}")
+        self._seen: str | None = None
+        self.loaded = False
+        self.loads: dict[LoadResult, int] = dict.fromkeys(LoadResult, 0)
+
+    def consider(self, obj: dict[str, object] | None) -> model.Configuration | None:
+        """The configuration to serve for this state of the ConfigMap (None: nothing new to serve)."""
+        if obj is None:
+            if self._seen != _MISSING:
+                self._seen = _MISSING
+                self._log.warning("configMapMissing", reason="keepingLastGoodConfiguration"
+                                  if self.loaded else "servingEmptyConfiguration")
+            return None
+        text = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "data": obj.get("data") or {}}, sort_keys=True) + "\n"
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self._seen:
+            return None
+        self._seen = digest
+        try:
+            config = self._parse(text, f"configmap {self.namespace}/{self.name}")
+        except Exception as exc:  # noqa: BLE001 - any parse failure keeps the last good configuration
+            self.loads[LoadResult.REJECTED] += 1
+            self._log.error("configInvalid", error=str(exc)[:1024], reason="keepingLastGoodConfiguration"
+                            if self.loaded else "servingEmptyConfiguration")
+            return None
+        self.loaded = True
+        self.loads[LoadResult.APPLIED] += 1
+        self._log.info("configLoaded", trench=config.trench.name if config.trench else None,
+                       conduits=len(config.conduits), streams=len(config.streams), flows=len(config.flows))
+        return config
+
+    async def run(self, apply: Callable[[model.Configuration], None]) -> None:
+        path = f"/api/v1/namespaces/{self.namespace}/configmaps"
+        selector = {"fieldSelector": f"metadata.name={self.name}"}
+        while True:
+            try:
+                async with kubeapi.Client(self.creds) as api:
+                    listed = await api.get(path, **selector)
+                    items = listed.get("items") or []
+                    self._emit(items[0] if items else None, apply)
+                    version = str(listed["metadata"]["resourceVersion"])
+                    while True:
+                        async for kind, obj in api.watch(path, version, params=selector):
+                            version = str(obj.get("metadata", {}).get("resourceVersion", version))
+                            if kind != "BOOKMARK":
+                                self._emit(None if kind == "DELETED" else obj, apply)
+            except kubeapi.ApiError as exc:
+                if exc.status != 410:
+                    self._log.warning("configMapWatchFailed", error=str(exc)[:512])
+                    await asyncio.sleep(self._retry_s)
+            except (TimeoutError, OSError, ValueError) as exc:
+                self._log.warning("configMapWatchFailed", error=str(exc)[:512])
+                await asyncio.sleep(self._retry_s)
+
+    def _emit(self, obj: dict[str, object] | None, apply: Callable[[model.Configuration], None]) -> None:
+        config = self.consider(obj)
+        if config is not None:
+            apply(config)

@@ -15,19 +15,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import hashlib
+import json
 import logging
 import os
+import pathlib
+import socket
+import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
+from meridio.api import kubeapi, resources
 from meridio.api import problems as pb
-from meridio.api import resources
-from meridio.runtime.kubernetes import crds, kubeapi, webhook
+from meridio.runtime.kubernetes import crds, leader, manifests, webhook, webhookcerts
 from meridio.runtime.kubernetes import operator as core
+from meridio.runtime.kubernetes import workloads as kubeworkloads
 
 if TYPE_CHECKING:
     import kopf
 
 _log = logging.getLogger("meridio.operator")
+_CERT_CHECK_S = 3600.0
 
 
 def credentials() -> kubeapi.Credentials:
@@ -41,9 +49,22 @@ class _Namespace:
     dirty: bool = False
 
 
+_API_BASES = {"StatefulSet": "/apis/apps/v1", "Deployment": "/apis/apps/v1", "DaemonSet": "/apis/apps/v1",
+              "PodDisruptionBudget": "/apis/policy/v1", "Service": "/api/v1"}
+
+
+def _object_path(obj: dict[str, Any]) -> str:
+    plural = {"StatefulSet": "statefulsets", "Deployment": "deployments", "DaemonSet": "daemonsets",
+              "PodDisruptionBudget": "poddisruptionbudgets", "Service": "services"}[obj["kind"]]
+    md = obj["metadata"]
+    return f"{_API_BASES[obj['kind']]}/namespaces/{md['namespace']}/{plural}/{md['name']}"
+
+
 class Reconciler:
-    def __init__(self, api: kubeapi.Client) -> None:
+    def __init__(self, api: kubeapi.Client, image: str = kubeworkloads.IMAGE_DEFAULT) -> None:
         self.api = api
+        self.image = image
+        self._applied: dict[str, str] = {}
         self._namespaces: dict[str, _Namespace] = {}
         self.runs = 0
 
@@ -56,6 +77,37 @@ class Reconciler:
             while state.dirty:
                 state.dirty = False
                 await self.reconcile(namespace)
+
+    async def _apply_workloads(self, namespace: str, objs: list[resources.Resource],
+                               raw: dict[tuple[str, str], Any]) -> None:
+        """Server-side apply of every workload object; one whose body is what this operator applied last
+        is not sent again (an unchanged apply would be a no-op anyway: nothing else is touched)."""
+        uids = {key: item["metadata"]["uid"] for key, item in raw.items()}
+        for obj in kubeworkloads.objects(objs, namespace, uids, image=self.image):
+            path = _object_path(obj)
+            digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+            if self._applied.get(path) == digest:
+                continue
+            try:
+                await self.api.apply(path, obj, core.FIELD_MANAGER)
+            except kubeapi.ApiError as exc:
+                if exc.status < 400 or exc.status >= 500:
+                    raise  # the API away: kopf retries the handler
+                # refused (a cluster policy, a quota): the others go on; the next event tries again
+                _log.warning("%s %s refused: %s", obj["kind"], obj["metadata"]["name"], exc)
+                continue
+            self._applied[path] = digest
+            _log.info("%s %s applied", obj["kind"], obj["metadata"]["name"])
+
+    async def _workloads(self, namespace: str) -> dict[tuple[str, str], Any]:
+        """The namespace's operator-made workloads as stored (with their status)."""
+        out: dict[tuple[str, str], Any] = {}
+        for plural in ("statefulsets", "deployments", "daemonsets"):
+            listed = await self.api.get(f"/apis/apps/v1/namespaces/{namespace}/{plural}",
+                                        labelSelector="app.kubernetes.io/managed-by=meridio-operator")
+            for item in listed.get("items", []):
+                out[(plural, item["metadata"]["name"])] = item
+        return out
 
     async def _objects(self, namespace: str) -> tuple[list[resources.Resource], dict[tuple[str, str], Any]]:
         objs: list[resources.Resource] = []
@@ -110,8 +162,11 @@ class Reconciler:
                     _log.info("configmap %s changed meanwhile: next round", cm["metadata"]["name"])
                     continue
                 _log.info("configmap %s rewritten", cm["metadata"]["name"])
+        await self._apply_workloads(namespace, objs, raw)
+        stored = await self._workloads(namespace)
         now = datetime.datetime.now(datetime.UTC)
-        for (kind, name), condition in want.conditions.items():
+        for (kind, name), configured in want.conditions.items():
+            condition = core.readiness(kind, name, configured, stored)
             item = raw.get((kind, name))
             if item is None:
                 continue
@@ -138,6 +193,10 @@ class Operator:
         self._creds = creds
         self.reconciler: Reconciler | None = None
         self.webhook: webhook.WebhookServer | None = None
+        self._certs_task: asyncio.Task[None] | None = None
+        self.identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        """This candidate's name in the leader Lease (the pod name, and a suffix for restarts)."""
+        self.leading = False
         import kopf  # here, not at the top: every meridio command would pay for importing it
 
         self._kopf = kopf
@@ -150,6 +209,9 @@ class Operator:
             on.event(resources.GROUP, "v1", plural, registry=self.registry, id=f"meridio-{plural}")(self._on_event)
         on.event("", "v1", "configmaps", labels=core.MANAGED_BY, registry=self.registry,
                  id="meridio-configmaps")(self._on_event)
+        for plural in ("statefulsets", "deployments", "daemonsets"):  # their status: the Ready conditions
+            on.event("apps", "v1", plural, labels=core.MANAGED_BY, registry=self.registry,
+                     id=f"meridio-{plural}")(self._on_event)
 
     async def _startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # no Events: the conditions say it, and the Role needs no events verb
@@ -157,15 +219,33 @@ class Operator:
         settings.scanning.disabled = True  # a namespaced Role: no cluster-wide CRD/namespace observation
         api = kubeapi.Client(self._creds or credentials())
         await api.__aenter__()
-        self.reconciler = Reconciler(api)
+        self.reconciler = Reconciler(api, self.cfg.image)
         if self.cfg.webhook_cert_dir:
+            if self.cfg.webhook_certs == "operator":
+                await self._ensure_certs(api)
+                self._certs_task = asyncio.create_task(self._refresh_certs(api))
             self.webhook = webhook.WebhookServer(
                 webhook.api_lister(api), cert_file=os.path.join(self.cfg.webhook_cert_dir, "tls.crt"),
                 key_file=os.path.join(self.cfg.webhook_cert_dir, "tls.key"), host=self.cfg.webhook_host,
                 port=self.cfg.webhook_port)
             await self.webhook.start()
 
+    async def _ensure_certs(self, api: kubeapi.Client) -> None:
+        if await webhookcerts.ensure(api, self.cfg.namespace, pathlib.Path(self.cfg.webhook_cert_dir),
+                                     now=time.time(), url=self.cfg.webhook_url):
+            _log.info("webhook certificate issued (Secret %s)", manifests.WEBHOOK_SECRET)
+
+    async def _refresh_certs(self, api: kubeapi.Client) -> None:
+        while True:
+            await asyncio.sleep(_CERT_CHECK_S)
+            try:
+                await self._ensure_certs(api)
+            except kubeapi.ApiError as exc:  # a 409 (written meanwhile) or the API away: next round
+                _log.warning("webhook certificate check failed: %s", exc)
+
     async def _cleanup(self, **_: Any) -> None:
+        if self._certs_task is not None:
+            self._certs_task.cancel()
         if self.webhook is not None:
             await self.webhook.stop()
         if self.reconciler is not None:
@@ -182,9 +262,36 @@ class Operator:
             await self.reconciler.trigger(namespace)
 
     async def run(self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
-        """Run until ``stop_flag`` is set (or a signal)."""
+        """Run until ``stop_flag`` is set (or a signal); with leader election (the default), reconcile only
+        while holding the Lease, and return when it is lost (the Deployment restarts the pod)."""
+        stop = stop_flag or asyncio.Event()
+        if not self.cfg.leader_election:
+            await self._operate(stop, ready_flag)
+            return
+        async with kubeapi.Client(self._creds or credentials()) as api:
+            elector = leader.Elector(api, self.cfg.namespace, self.identity)
+            acquiring = asyncio.ensure_future(elector.acquire())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([acquiring, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not acquiring.done():
+                acquiring.cancel()
+                return
+            self.leading = True
+            inner = asyncio.Event()
+            operating = asyncio.ensure_future(self._operate(inner, ready_flag))
+            holding = asyncio.ensure_future(elector.hold())
+            await asyncio.wait([operating, holding, stopping], return_when=asyncio.FIRST_COMPLETED)
+            inner.set()
+            holding.cancel()
+            await asyncio.gather(operating, return_exceptions=True)
+            self.leading = False
+            if stopping.done():
+                await elector.release()
+            stopping.cancel()
+
+    async def _operate(self, stop: asyncio.Event, ready_flag: asyncio.Event | None) -> None:
         await self._kopf.operator(registry=self.registry, standalone=True, namespaces=[self.cfg.namespace],
-                            clusterwide=False, stop_flag=stop_flag, ready_flag=ready_flag)
+                                  clusterwide=False, stop_flag=stop, ready_flag=ready_flag)
 
 
 __all__ = ["Operator", "Reconciler", "credentials"]

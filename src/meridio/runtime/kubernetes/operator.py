@@ -20,8 +20,8 @@ from meridio.api import configmap, resources
 from meridio.api import problems as pb
 from meridio.common import settings as settingsmod
 
-__all__ = ["FIELD_MANAGER", "MANAGED_BY", "Condition", "Desired", "OperatorSettings", "condition_patch",
-           "configmap_object", "desired"]
+__all__ = ["FIELD_MANAGER", "MANAGED_BY", "WORKLOADS_OF", "Condition", "Desired", "OperatorSettings", "condition_patch",
+           "configmap_object", "desired", "readiness"]
 
 FIELD_MANAGER = "meridio-operator"
 MANAGED_BY = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
@@ -36,6 +36,15 @@ class OperatorSettings:
                                                     "directory (empty: no webhook)")
     webhook_host: str = settingsmod.setting("0.0.0.0", "address the webhook listens on")
     webhook_port: int = settingsmod.setting(9443, "port the webhook listens on")
+    webhook_certs: str = settingsmod.setting("operator", "who provides the webhook's certificate and caBundle: "
+                                                         "the operator (a Secret of its own) or external "
+                                                         "(cert-manager, a Secret of yours)",
+                                             choices=("operator", "external"))
+    leader_election: bool = settingsmod.setting(True, "reconcile only while holding the Lease meridio-operator "
+                                                      "(a standby replica takes over when the leader goes)")
+    image: str = settingsmod.setting("meridio:0.1.0", "the image of the workloads the operator creates")
+    webhook_url: str = settingsmod.setting("", "the URL the API server calls the webhook at, for an operator run "
+                                               "outside the cluster (empty: through the Service)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +103,46 @@ def configmap_object(cm: Mapping[str, Any], trench_uid: str, trench: str) -> dic
         "apiVersion": resources.API_VERSION, "kind": "Trench", "name": trench, "uid": trench_uid,
         "controller": True, "blockOwnerDeletion": True}]}}
     return out
+
+
+WORKLOADS_OF: dict[str, list[tuple[str, str]]] = {
+    "Trench": [("statefulsets", "nsp-{name}"), ("statefulsets", "ipam-{name}")],
+    "Attractor": [("deployments", "stateless-lb-frontend-{name}")],
+    "Conduit": [("daemonsets", "proxy-{name}")],
+}
+"""The workloads whose readiness a Meridio object's Ready condition reports (apps/v1 plural, name)."""
+
+
+def _ready_counts(plural: str, status: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[int, int]:
+    if plural == "daemonsets":
+        return int(status.get("numberReady") or 0), int(status.get("desiredNumberScheduled") or 0)
+    want = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    if plural == "deployments":
+        return int(status.get("availableReplicas") or 0), want
+    return int(status.get("readyReplicas") or 0), want
+
+
+def readiness(kind: str, name: str, configured: Condition,
+              workloads: Mapping[tuple[str, str], Mapping[str, Any] | None]) -> Condition:
+    """The Ready condition of a configured object with workloads: True only when every one of them is
+    ready, else why not (``workloads``: (plural, name) → the stored object, None if missing)."""
+    if configured.status != "True" or kind not in WORKLOADS_OF:
+        return configured
+    missing, waiting = [], []
+    for plural, template in WORKLOADS_OF[kind]:
+        wname = template.format(name=name)
+        obj = workloads.get((plural, wname))
+        if obj is None:
+            missing.append(wname)
+            continue
+        ready, want = _ready_counts(plural, obj.get("status") or {}, obj.get("spec") or {})
+        if want == 0 or ready < want:
+            waiting.append(f"{wname}: {ready}/{want} ready")
+    if missing:
+        return Condition("False", "WorkloadsMissing", "not created yet: " + ", ".join(missing))
+    if waiting:
+        return Condition("False", "WorkloadsNotReady", "; ".join(waiting))
+    return Condition("True", "Ready", configured.message)
 
 
 def condition_patch(current: Iterable[Mapping[str, Any]], new: Condition, generation: int,

@@ -15,10 +15,10 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from meridio.api import kubeapi, resources
 from meridio.api import problems as pb
-from meridio.api import resources
 from meridio.common import log as logmod
-from meridio.runtime.kubernetes import admission, crds, kubeapi
+from meridio.runtime.kubernetes import admission, crds
 
 if TYPE_CHECKING:
     from aiohttp import web

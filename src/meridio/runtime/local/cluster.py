@@ -21,6 +21,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping, Sequence
 
+from meridio.runtime import workloads
 from meridio.runtime.local import environment as envmod
 
 __all__ = ["Address", "Interface", "interface", "POD_BRIDGE", "POD_HOSTS", "POD_IF", "UNDERLAY_IF", "NSP_PORT",
@@ -34,7 +35,7 @@ UNDERLAY_IF = "ul0"
 """The node's interface on the underlay segment."""
 POD_HOSTS = range(2, 255)
 """Host indexes a pod may lease in its node's subnets (1 is the node)."""
-NSP_PORT, IPAM_PORT = 7778, 7777
+NSP_PORT, IPAM_PORT = workloads.NSP_PORT, workloads.IPAM_PORT
 """Meridio's service ports."""
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import ipaddress
 import os
 import pathlib
 import secrets
@@ -121,6 +122,22 @@ class Ca:
         return cls(key, cert)
 
     @classmethod
+    def from_pem(cls, key_pem: bytes, cert_pem: bytes) -> Ca:
+        """A CA kept elsewhere (the operator keeps its webhook CA in a Secret); TlsError if unusable."""
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError as exc:
+            raise tlsmod.TlsError(f"the CA is unreadable: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
+            raise tlsmod.TlsError("the CA's key is not an EC key of its certificate")
+        return cls(key, cert)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _private_bytes(self._key)
+
+    @classmethod
     def load_or_create(cls, directory: pathlib.Path, cluster: str, *, now: float) -> Ca:
         """The CA in ``directory`` (``ca.key`` 0600, ``ca.crt``), made there if it has none."""
         key_path, cert_path = directory / "ca.key", directory / "ca.crt"
@@ -152,6 +169,26 @@ class Ca:
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                       ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                               critical=False)
+                .sign(self._key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM), _private_bytes(key)
+
+    def issue_server(self, dns_names: list[str], ip_addresses: list[str], *, now: float, lifetime_s: float
+                     ) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM) of a plain TLS server (an admission webhook) for these names."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meridio"),
+                                         x509.NameAttribute(NameOID.COMMON_NAME, (dns_names or ip_addresses)[0])]))
+                .issuer_name(self.cert.subject).public_key(key.public_key())
+                .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1 or 1)
+                .not_valid_before(_utc(now - _BACKDATE_S)).not_valid_after(_utc(now + lifetime_s))
+                .add_extension(x509.SubjectAlternativeName(names), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
                                critical=False)
                 .sign(self._key, hashes.SHA256()))

@@ -40,6 +40,7 @@ from meridio.common import identity as identitymod
 from meridio.common import tls as tlsmod
 from meridio.kernel import netns as netnsmod
 from meridio.runtime import reconcile as rc
+from meridio.runtime import workloads
 from meridio.runtime.local import cluster, pki, scrape, topology
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming, StateLayout
@@ -223,9 +224,7 @@ class PodBuilder:
               pod_host: int | None = None) -> PodSpec:
         """The pod of ``w``; ``pod_host``: its leased host index in its node's pod subnet (no ``eth0``
         without one)."""
-        build = {rc.Kind.NSP: self._nsp, rc.Kind.IPAM: self._ipam, rc.Kind.FRONTEND_LB: self._fe_lb,
-                 rc.Kind.PROXY: self._proxy, rc.Kind.TARGET: self._target}[w.kind]
-        processes = tuple(build(w))
+        processes = tuple(self._containers(w))
         sysctls = topology.POD_SYSCTLS if w.kind in (rc.Kind.FRONTEND_LB, rc.Kind.PROXY) else {}
         certs = tuple(pki.CertSpec(self.tls_dir(w.name, p.component), self.identity(w, p.component))
                       for p in processes if self.tls and p.component in _COMPONENTS)
@@ -252,57 +251,65 @@ class PodBuilder:
     def _meridio(self, *args: str) -> tuple[str, ...]:
         return (self.python, "-m", "meridio.cli.main", *args)
 
-    def _nsp(self, w: rc.Workload) -> Iterator[ProcessSpec]:
-        t = w.trench
-        yield self._process(w, "nsp", self._meridio("run", "nsp"), {
-            "NSP_LISTEN_ADDRESS": "[::]", "NSP_PORT": str(cluster.NSP_PORT), "NSP_TRENCH_NAME": t,
-            "NSP_CONFIG_FILE": str(self.layout.configmap(t)), "NSP_DATASOURCE": str(self.layout.nsp_db(t)),
-            "NSP_LOG_LEVEL": "INFO"})
+    def _containers(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+        """The one model's containers (:mod:`meridio.runtime.workloads`) as processes of the pod."""
+        for c in workloads.containers(w, self):
+            yield self._process(w, c.name, self._meridio(*c.args), c.env_dict(),
+                                "target" if c.name == "example-target" else None,
+                                stop_timeout_s=5.0 if c.name == "example-target" else 10.0)
 
-    def _ipam(self, w: rc.Workload) -> Iterator[ProcessSpec]:
-        t = w.trench
-        yield self._process(w, "ipam", self._meridio("run", "ipam"), {
-            "IPAM_LISTEN_ADDRESS": "[::]", "IPAM_PORT": str(cluster.IPAM_PORT), "IPAM_TRENCH_NAME": t,
-            "IPAM_NSP_SERVICE": self.nsp_address(t), "IPAM_PREFIX_IPV4": str(self.env.ipam_ipv4),
-            "IPAM_PREFIX_IPV6": str(self.env.ipam_ipv6), "IPAM_IP_FAMILY": w.param("ip-family", "dualstack"),
-            "IPAM_DATASOURCE": str(self.layout.ipam_db(t)), "IPAM_NODES": ",".join(self.env.nodes),
-            "IPAM_LOG_LEVEL": "INFO"})
+    # ----------------------------------------------------------------- the one model's Site
 
-    def _fe_lb(self, w: rc.Workload) -> Iterator[ProcessSpec]:
-        t, pod_dir = w.trench, self.layout.pod_dir(w.name)
-        lb_socket = f"unix:{self.lb_socket(w.name)}"
-        if w.param("conduit"):
-            yield self._process(w, "lb", self._meridio("run", "lb"), {
-                "NSM_CONDUIT_NAME": w.param("conduit"), "NSM_TRENCH_NAME": t, "NSM_NAMESPACE": w.namespace,
-                "NSM_NSP_SERVICE": self.nsp_address(t), "NSM_SOCKET": lb_socket, "NSM_HOSTNAME": w.name,
-                "NSM_FASTPATH_BPFFS": str(self.lb_bpffs(w.name)), "NSM_LOG_LEVEL": "INFO"})
-        yield self._process(w, "frontend", self._meridio("run", "frontend"), {
-            "NFE_NSP_SERVICE": self.nsp_address(t), "NFE_TRENCH_NAME": t, "NFE_NAMESPACE": w.namespace,
-            "NFE_ATTRACTOR_NAME": w.param("attractor"), "NFE_EXTERNAL_INTERFACE": w.param("interface"),
-            "NFE_HOSTNAME": w.name, "NFE_LB_SOCKET": lb_socket, "NFE_ECMP": "true", "NFE_LOG_BIRD": "false",
-            "NFE_BIRD_RUN_DIR": str(pod_dir / "bird"), "NFE_BIRD_LOG_FILE": "",
-            "NFE_SECRETS_DIR": str(self.layout.root / "secrets" / w.namespace),
-            "NFE_BGP_CONNECT_RETRY_TIME": "1", "NFE_BGP_ERROR_WAIT_TIME": "1,2", "NFE_BGP_CONNECT_DELAY_TIME": "1",
-            "NFE_LOG_LEVEL": "INFO"})
+    def nsp_config_file(self, trench: str) -> str:
+        return str(self.layout.configmap(trench))
 
-    def _proxy(self, w: rc.Workload) -> Iterator[ProcessSpec]:
-        t, conduit = w.trench, w.param("conduit")
-        yield self._process(w, "proxy", self._meridio("run", "proxy"), {
-            "NSM_CONDUIT": conduit, "NSM_TRENCH": t, "NSM_HOST": w.node, "NSM_NAMESPACE": w.namespace,
-            "NSM_IPAM_SERVICE": self.ipam_address(t), "NSM_NSP_SERVICE": self.nsp_address(t),
-            "NSM_IP_FAMILY": w.param("ip-family", "dualstack"), "NSM_MTU": str(self.env.cluster.effective_conduit_mtu),
-            "NSM_LINK_SOCKET": str(self.layout.proxy_dir(t, conduit, w.node) / "link.sock"),
-            "NSM_POD_NETNS": str(pathlib.PurePosixPath(netnsmod.NETNS_DIR, self.naming.pod_ns("{pod}"))),
-            "NSM_LOG_LEVEL": "INFO"})
+    def nsp_datasource(self, trench: str) -> str:
+        return str(self.layout.nsp_db(trench))
 
-    def _target(self, w: rc.Workload) -> Iterator[ProcessSpec]:
+    def ipam_datasource(self, trench: str) -> str:
+        return str(self.layout.ipam_db(trench))
+
+    def ipam_prefixes(self) -> tuple[str, str]:
+        return str(self.env.ipam_ipv4), str(self.env.ipam_ipv6)
+
+    def ipam_nodes(self) -> str:
+        return ",".join(self.env.nodes)
+
+    def lb_socket_address(self, pod: str) -> str:
+        return f"unix:{self.lb_socket(pod)}"
+
+    def lb_bpffs_dir(self, pod: str) -> str:
+        return str(self.lb_bpffs(pod))
+
+    def bird_run_dir(self, pod: str) -> str:
+        return str(self.layout.pod_dir(pod) / "bird")
+
+    def secrets_dir(self, namespace: str) -> str:
+        return str(self.layout.root / "secrets" / namespace)
+
+    def conduit_mtu(self) -> str:
+        return str(self.env.cluster.effective_conduit_mtu)
+
+    def proxy_link_socket(self, trench: str, conduit: str, node: str) -> str:
+        return str(self.layout.proxy_dir(trench, conduit, node) / "link.sock")
+
+    def proxy_socket_template(self) -> str:
+        return self.layout.proxy_socket_template()
+
+    def pod_netns_template(self) -> str:
+        return str(pathlib.PurePosixPath(netnsmod.NETNS_DIR, self.naming.pod_ns("{pod}")))
+
+    def tapa_socket_address(self, pod: str) -> str:
+        return f"unix:{self.tapa_socket(pod)}"
+
+    def pod_name(self, w: rc.Workload) -> str:
+        return w.name
+
+    def node_name(self, w: rc.Workload) -> str:
+        return w.node
+
+    def target_ports(self, w: rc.Workload) -> tuple[str, str]:
         dep = self.env.deployment(w.param("deployment"))
         tcp = ",".join(map(str, dep.tcp_ports)) if dep else "4000,4001,4002"
         udp = ",".join(map(str, dep.udp_ports)) if dep else "4003,4004"
-        yield self._process(w, "example-target", self._meridio(
-            "example-target", "--name", w.name, "--tcp-ports", tcp, "--udp-ports", udp), {}, "target",
-            stop_timeout_s=5.0)
-        yield self._process(w, "tapa", self._meridio("run", "tapa"), {
-            "MERIDIO_NAME": w.name, "MERIDIO_NAMESPACE": w.namespace, "MERIDIO_NODE": w.node,
-            "MERIDIO_SOCKET": f"unix:{self.tapa_socket(w.name)}", "MERIDIO_NSP_SERVICE": self.nsp_template(),
-            "MERIDIO_PROXY_SOCKET": self.layout.proxy_socket_template(), "MERIDIO_LOG_LEVEL": "INFO"})
+        return tcp, udp

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from meridio.kernel import iproute
 from meridio.kernel import netns as netnsmod
+from meridio.runtime import workloads
 from meridio.runtime.local import cluster as clustermod
 from meridio.runtime.local import environment as envmod
 from meridio.runtime.local.layout import Naming, port_name
@@ -66,13 +67,8 @@ ROUTER_SYSCTLS = {
 }
 """Gateways spread flows over the FE replicas by 5-tuple (L4 multipath hash), as a real router would."""
 
-POD_SYSCTLS = {
-    "net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
-    "net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1",
-    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
-    "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
-}
-"""Meridio's ``sysctl-init`` init container of the FE/LB and proxy pods."""
+POD_SYSCTLS = dict(workloads.SYSCTLS)
+"""Meridio's ``sysctl-init`` init container of the FE/LB and proxy pods (the one model's)."""
 
 
 NODE_SYSCTLS = {

@@ -158,13 +158,14 @@ class Client:
     async def delete(self, path: str, **params: str) -> Any:
         return await self.request("DELETE", path, params=params or None)
 
-    async def watch(self, path: str, resource_version: str, *, timeout_s: int = 300) -> AsyncIterator[tuple[str, Any]]:
+    async def watch(self, path: str, resource_version: str, *, timeout_s: int = 300,
+                    params: Mapping[str, str] | None = None) -> AsyncIterator[tuple[str, Any]]:
         """Events after ``resource_version`` until the server ends the watch (``timeout_s``); a 410 (the
         version is too old) raises :class:`ApiError` with status 410."""
         assert self._session is not None, "use the client as an async context manager"
-        params = {"watch": "true", "resourceVersion": resource_version, "timeoutSeconds": str(timeout_s),
-                  "allowWatchBookmarks": "true"}
-        async with self._session.get(self.creds.server + path, params=params, headers=self._headers(),
+        query = {**(params or {}), "watch": "true", "resourceVersion": resource_version,
+                 "timeoutSeconds": str(timeout_s), "allowWatchBookmarks": "true"}
+        async with self._session.get(self.creds.server + path, params=query, headers=self._headers(),
                                      timeout=self._aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30)) as resp:
             if resp.status >= 400:
                 raise _error(resp.status, await _read_bounded(resp.content))
