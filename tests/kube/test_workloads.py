@@ -95,11 +95,12 @@ def test_an_update_changes_only_the_objects_it_concerns_and_a_delete_removes_the
              f"{apps}/statefulsets/nsp-trench-a", f"{apps}/daemonsets/proxy-conduit-a-1"]
     for path in names:
         wait_until(lambda p=path: get(kube, p), 60, message=path)
-    before = {p: get(kube, p)["metadata"]["resourceVersion"] for p in names}
+    # generation counts spec changes only (controllers writing status bump resourceVersion, not it)
+    before = {p: get(kube, p)["metadata"]["generation"] for p in names}
     path = f"/apis/{resources.GROUP}/v1/namespaces/{ns}/attractors/attractor-a-2"
     kube.admin.request("PATCH", path, {"spec": {"replicas": 3}}, content_type="application/merge-patch+json")
     wait_until(lambda: get(kube, names[1])["spec"]["replicas"] == 3, 60, message="replicas 3")
-    after = {p: get(kube, p)["metadata"]["resourceVersion"] for p in names}
+    after = {p: get(kube, p)["metadata"]["generation"] for p in names}
     assert [p for p in names if after[p] != before[p]] == [names[1]]
     kube.admin.delete(path)
     wait_until(lambda: get(kube, names[1]) is None, 60, message="the Deployment garbage-collected")
