@@ -198,7 +198,7 @@ class GuardedListener:
                 return
             self._writers.add(up_writer)
             try:
-                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+                await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
             finally:
                 self._writers.discard(up_writer)
                 up_writer.close()
@@ -209,7 +209,7 @@ class GuardedListener:
                 await writer.wait_closed()
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Copy until EOF, then half-close the other side (HTTP/2 peers then close on their own)."""
     try:
         while data := await reader.read(_RELAY_CHUNK):

@@ -17,11 +17,10 @@ import contextlib
 import pathlib
 
 from meridio.common import log as logmod
-from meridio.kernel import netns
+from meridio.kernel import localsock, netns
 
 __all__ = ["PortForward"]
 
-_CHUNK = 64 * 1024
 _CONNECT_TIMEOUT_S = 3.0
 
 
@@ -73,18 +72,7 @@ class PortForward:
         sock.setblocking(False)
         up_reader, up_writer = await asyncio.open_connection(sock=sock)
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(localsock.pump(reader, up_writer), localsock.pump(up_reader, writer))
         finally:
             for w in (writer, up_writer):
                 w.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
