@@ -19,7 +19,8 @@ from meridio.api import problems as pb
 from meridio.api import resources, validation
 from meridio.common import bounds
 
-__all__ = ["ADMISSION_VERSION", "Review", "path_for", "review", "webhook_name"]
+__all__ = ["ADMISSION_VERSION", "Review", "judge", "parse_request", "path_for", "refusal", "review", "uid_of",
+           "webhook_name"]
 
 ADMISSION_VERSION = "admission.k8s.io/v1"
 _MAX_CAUSES = 50
@@ -84,11 +85,25 @@ def _invalid(kind: str, name: str, found: Sequence[pb.Problem]) -> dict[str, Any
     name = name[:_MAX_NAME]
     return {
         "status": "Failure", "code": 422, "reason": "Invalid",
-        "message": f'{kind}.{resources.GROUP} "{name[:_MAX_NAME]}" is invalid: {joined}',
+        "message": f'{kind}.{resources.GROUP} "{name}" is invalid: {joined}',
         "details": {"name": name, "group": resources.GROUP, "kind": kind,
                     "causes": [{"reason": "FieldValueInvalid", "message": p.message, "field": p.field}
                                for p in found[:_MAX_CAUSES]]},
     }
+
+
+def uid_of(body: Any) -> str:
+    """The request's uid as far as it can be read (for answering even a malformed review)."""
+    if isinstance(body, Mapping) and isinstance(body.get("request"), Mapping):
+        raw = body["request"].get("uid")
+        if isinstance(raw, str) and len(raw) <= 128:
+            return raw
+    return ""
+
+
+def refusal(uid: str, code: int, reason: str, message: str) -> dict[str, Any]:
+    """An AdmissionReview refusing with a ``metav1.Status`` of ``code`` (400 malformed, 503 unavailable)."""
+    return _response(uid, False, {"status": "Failure", "code": code, "reason": reason, "message": message})
 
 
 def review(body: Any, existing: Sequence[resources.Resource]) -> dict[str, Any]:
@@ -96,12 +111,12 @@ def review(body: Any, existing: Sequence[resources.Resource]) -> dict[str, Any]:
     try:
         req = parse_request(body)
     except ValueError as exc:
-        uid = ""
-        if isinstance(body, Mapping) and isinstance(body.get("request"), Mapping):
-            raw = body["request"].get("uid")
-            uid = raw if isinstance(raw, str) and len(raw) <= 128 else ""
-        return _response(uid, False, {"status": "Failure", "code": 400, "reason": "BadRequest",
-                                      "message": f"malformed admission review: {exc}"})
+        return refusal(uid_of(body), 400, "BadRequest", f"malformed admission review: {exc}")
+    return judge(req, existing)
+
+
+def judge(req: Review, existing: Sequence[resources.Resource]) -> dict[str, Any]:
+    """The verdict on a parsed request."""
     if req.operation not in ("CREATE", "UPDATE"):
         return _response(req.uid, True)  # Meridio has no rule for DELETE
     kind = str(req.obj.get("kind", ""))

@@ -10,11 +10,14 @@ empty status, ours has ``conditions`` (``Ready``, and why not) and ``observedGen
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 from typing import Any
 
-from meridio.api import resources, schema
+from meridio.api import kubeapi, resources, schema
+from meridio.api import problems as pb
 
-__all__ = ["PLURALS", "crd", "crds", "status_schema"]
+__all__ = ["PLURALS", "Stored", "crd", "crds", "list_stored", "status_schema"]
 
 PLURALS = {"Trench": "trenches", "Conduit": "conduits", "Stream": "streams", "Flow": "flows", "Vip": "vips",
            "Attractor": "attractors", "Gateway": "gateways"}
@@ -109,3 +112,31 @@ def crd(kind: str) -> dict[str, Any]:
 def crds() -> list[dict[str, Any]]:
     """Every Meridio CRD, in the order Meridio lists its kinds."""
     return [crd(kind) for kind in resources.MERIDIO_KINDS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """A namespace's Meridio objects as the API server holds them."""
+
+    objects: list[resources.Resource]
+    """Those that read as Meridio objects (one stored before a rule existed is left out, not fatal)."""
+    raw: dict[tuple[str, str], Any]
+    """(kind, name) → the stored object as returned (uid, generation, status), readable or not."""
+
+
+async def list_stored(api: kubeapi.Client, namespace: str) -> Stored:
+    """One list per kind: what the operator reconciles from and the webhook judges against."""
+    objs: list[resources.Resource] = []
+    raw: dict[tuple[str, str], Any] = {}
+    for kind, plural in PLURALS.items():
+        listed = await api.get(f"/apis/{resources.GROUP}/v1/namespaces/{namespace}/{plural}")
+        for item in listed.get("items", []):
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", resources.API_VERSION)
+            raw[(kind, item["metadata"]["name"])] = item
+            try:
+                objs.append(resources.parse_object(item))
+            except pb.ProblemsError as exc:
+                logging.getLogger("meridio.operator").warning("object %s/%s unreadable: %s", kind,
+                                                              item["metadata"]["name"], exc)
+    return Stored(objs, raw)

@@ -26,7 +26,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from meridio.api import kubeapi, resources
-from meridio.api import problems as pb
 from meridio.runtime.kubernetes import crds, leader, manifests, webhook, webhookcerts
 from meridio.runtime.kubernetes import operator as core
 from meridio.runtime.kubernetes import workloads as kubeworkloads
@@ -49,15 +48,16 @@ class _Namespace:
     dirty: bool = False
 
 
-_API_BASES = {"StatefulSet": "/apis/apps/v1", "Deployment": "/apis/apps/v1", "DaemonSet": "/apis/apps/v1",
-              "PodDisruptionBudget": "/apis/policy/v1", "Service": "/api/v1"}
+_COLLECTIONS = {"StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+                "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+                "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets",
+                "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+                "Service": "/api/v1/namespaces/{ns}/services"}
 
 
 def _object_path(obj: dict[str, Any]) -> str:
-    plural = {"StatefulSet": "statefulsets", "Deployment": "deployments", "DaemonSet": "daemonsets",
-              "PodDisruptionBudget": "poddisruptionbudgets", "Service": "services"}[obj["kind"]]
     md = obj["metadata"]
-    return f"{_API_BASES[obj['kind']]}/namespaces/{md['namespace']}/{plural}/{md['name']}"
+    return f"{_COLLECTIONS[obj['kind']].format(ns=md['namespace'])}/{md['name']}"
 
 
 class Reconciler:
@@ -109,24 +109,10 @@ class Reconciler:
                 out[(plural, item["metadata"]["name"])] = item
         return out
 
-    async def _objects(self, namespace: str) -> tuple[list[resources.Resource], dict[tuple[str, str], Any]]:
-        objs: list[resources.Resource] = []
-        raw: dict[tuple[str, str], Any] = {}
-        for kind, plural in crds.PLURALS.items():
-            listed = await self.api.get(f"/apis/{resources.GROUP}/v1/namespaces/{namespace}/{plural}")
-            for item in listed.get("items", []):
-                item.setdefault("kind", kind)
-                item.setdefault("apiVersion", resources.API_VERSION)
-                raw[(kind, item["metadata"]["name"])] = item
-                try:
-                    objs.append(resources.parse_object(item))
-                except pb.ProblemsError as exc:
-                    _log.warning("object %s/%s unreadable: %s", kind, item["metadata"]["name"], exc)
-        return objs, raw
-
     async def reconcile(self, namespace: str) -> None:
         self.runs += 1
-        objs, raw = await self._objects(namespace)
+        stored = await crds.list_stored(self.api, namespace)
+        objs, raw = stored.objects, stored.raw
         want = core.desired(objs, namespace)
         for trench, cm in want.configmaps.items():
             owner = raw[("Trench", trench)]
@@ -163,10 +149,10 @@ class Reconciler:
                     continue
                 _log.info("configmap %s rewritten", cm["metadata"]["name"])
         await self._apply_workloads(namespace, objs, raw)
-        stored = await self._workloads(namespace)
+        workloads = await self._workloads(namespace)
         now = datetime.datetime.now(datetime.UTC)
         for (kind, name), configured in want.conditions.items():
-            condition = core.readiness(kind, name, configured, stored)
+            condition = core.readiness(kind, name, configured, workloads)
             item = raw.get((kind, name))
             if item is None:
                 continue

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from meridio.api import kubeapi, resources
-from meridio.api import problems as pb
 from meridio.common import log as logmod
 from meridio.runtime.kubernetes import admission, crds
 
@@ -35,17 +34,7 @@ Lister = Callable[[str], Awaitable[Sequence[resources.Resource]]]
 
 def api_lister(api: kubeapi.Client) -> Lister:
     async def existing(namespace: str) -> list[resources.Resource]:
-        out: list[resources.Resource] = []
-        for kind, plural in crds.PLURALS.items():
-            listed = await api.get(f"/apis/{resources.GROUP}/v1/namespaces/{namespace}/{plural}")
-            for item in listed.get("items", []):
-                item.setdefault("kind", kind)
-                item.setdefault("apiVersion", resources.API_VERSION)
-                try:
-                    out.append(resources.parse_object(item))
-                except pb.ProblemsError:
-                    continue  # stored before a rule existed: not a reason to refuse others
-        return out
+        return (await crds.list_stored(api, namespace)).objects
     return existing
 
 
@@ -129,22 +118,21 @@ class WebhookServer:
             raw = await asyncio.wait_for(request.read(), _READ_TIMEOUT_S)
             body: Any = json.loads(raw)
         except (TimeoutError, ValueError, web.HTTPRequestEntityTooLarge) as exc:
-            answer = admission.review(None, ())
-            answer["response"]["status"]["message"] = f"malformed admission review: {type(exc).__name__}"
-            return web.json_response(answer)
-        namespace = ""
-        if isinstance(body, dict) and isinstance(body.get("request"), dict):
-            namespace = str(body["request"].get("namespace") or "")
+            return web.json_response(admission.refusal("", 400, "BadRequest",
+                                                       f"malformed admission review: {type(exc).__name__}"))
         try:
-            existing = await self._lister(namespace) if namespace else []
+            req = admission.parse_request(body)
+        except ValueError as exc:
+            return web.json_response(admission.refusal(admission.uid_of(body), 400, "BadRequest",
+                                                       f"malformed admission review: {exc}"))
+        try:
+            existing = await self._lister(req.namespace) if req.namespace else []
         except kubeapi.ApiError as exc:
-            self._log.warning("webhookListFailed", namespace=namespace, error=str(exc))
-            uid = body["request"].get("uid", "") if isinstance(body, dict) and isinstance(body.get("request"), dict) else ""
-            return web.json_response({"apiVersion": admission.ADMISSION_VERSION, "kind": "AdmissionReview",
-                                      "response": {"uid": uid, "allowed": False, "status": {
-                                          "code": 503, "message": f"cannot read the namespace's objects: {exc}"}}})
-        answer = admission.review(body, existing)
+            self._log.warning("webhookListFailed", namespace=req.namespace, error=str(exc))
+            return web.json_response(admission.refusal(req.uid, 503, "ServiceUnavailable",
+                                                       f"cannot read the namespace's objects: {exc}"))
+        answer = admission.judge(req, existing)
         response = answer["response"]
-        self._log.info("admission", kind=request.path.rsplit("-", 1)[-1], namespace=namespace,
+        self._log.info("admission", kind=request.path.rsplit("-", 1)[-1], namespace=req.namespace,
                        allowed=response["allowed"], why=response.get("status", {}).get("message", "")[:200])
         return web.json_response(answer)
