@@ -118,3 +118,18 @@ def test_the_example_target_runs_the_local_target_pods_containers_with_the_tapa_
     local = pods.PodBuilder(envmod.load_default(), StateLayout(pathlib.Path("/tmp/s")), Naming("x"))
     w = rc.Workload("t-0", rc.Kind.TARGET, "node-1")
     assert [k for k, _ in wl.containers(w, local)[1].env] == [k for k in env if not k.startswith("MERIDIO_POD_")]
+
+
+def test_an_attractor_scaled_to_zero_keeps_its_deployment_at_zero_replicas() -> None:
+    """Its Deployment is scaled, not deleted (and comes back when scaled up): the template does not come
+    from the pods the local runtime would run, of which there are none."""
+    objs = e2e()
+    attractor = next(o for o in objs if isinstance(o, resources.Attractor) and o.name == "attractor-a-2")
+    doc = resources.to_dict(attractor)
+    doc["spec"]["replicas"] = 0
+    changed = [resources.parse_object(doc) if o is attractor else o for o in objs]
+    by_name = {o["metadata"]["name"]: o for o in rendered(changed)}
+    fe = by_name["stateless-lb-frontend-attractor-a-2"]
+    assert fe["spec"]["replicas"] == 0
+    assert fe["spec"]["template"] == {o["metadata"]["name"]: o for o in rendered()}[
+        "stateless-lb-frontend-attractor-a-2"]["spec"]["template"]

@@ -37,7 +37,10 @@ __all__ = [
     "ipam_pod_name",
     "nsp_pod_name",
     "plan",
+    "attractor_template",
     "proxy_pod_name",
+    "proxy_template",
+    "trench_templates",
 ]
 
 
@@ -170,23 +173,15 @@ def _of(objs: Iterable[resources.Resource], trench: resources.Trench, kind: type
     return sorted(found, key=lambda o: o.name)
 
 
-def _trench_workloads(objs: Sequence[resources.Resource], trench: resources.Trench,
-                      nodes: Sequence[str]) -> list[Workload]:
-    t, ns = trench.name, trench.namespace
-    family = trench.spec.ip_family
-    out = [Workload(nsp_pod_name(t), Kind.NSP, nodes[0], trench=t, namespace=ns),
-           Workload(ipam_pod_name(t), Kind.IPAM, nodes[0], trench=t, namespace=ns, params=_params(ip_family=family))]
-    for attractor in _of(objs, trench, resources.Attractor):
-        out += _attractor_workloads(attractor, family, nodes, t, ns)
-    for conduit in _of(objs, trench, resources.Conduit):
-        for node in nodes:
-            out.append(Workload(proxy_pod_name(conduit.name, node), Kind.PROXY, node, trench=t, namespace=ns,
-                                params=_params(conduit=conduit.name, ip_family=family)))
-    return out
+def trench_templates(trench: resources.Trench) -> tuple[Workload, Workload]:
+    """The NSP and IPAM of ``trench`` (placed on no node yet)."""
+    t, ns, family = trench.name, trench.namespace, trench.spec.ip_family
+    return (Workload(nsp_pod_name(t), Kind.NSP, "", trench=t, namespace=ns),
+            Workload(ipam_pod_name(t), Kind.IPAM, "", trench=t, namespace=ns, params=_params(ip_family=family)))
 
 
-def _attractor_workloads(attractor: resources.Attractor, family: str, nodes: Sequence[str],
-                         trench: str, namespace: str) -> list[Workload]:
+def attractor_template(attractor: resources.Attractor, family: str) -> Workload:
+    """An FE+LB pod of ``attractor``: what every replica runs (replica 0's name, placed on no node yet)."""
     spec = attractor.spec
     itf = spec.interface
     nad = itf.network_attachments[0] if itf.network_attachments else None
@@ -195,14 +190,37 @@ def _attractor_workloads(attractor: resources.Attractor, family: str, nodes: Seq
         interface=(nad.interface if nad and nad.interface else itf.name), interface_type=itf.type,
         network_attachment=f"{nad.namespace}/{nad.name}" if nad else "",
         vlan_id="" if itf.nsm_vlan.vlan_id is None else itf.nsm_vlan.vlan_id)
+    return Workload(fe_pod_name(attractor.name, 0), Kind.FRONTEND_LB, "", trench=attractor.trench or "",
+                    namespace=attractor.namespace, params=params)
+
+
+def proxy_template(conduit: resources.Conduit, family: str) -> Workload:
+    """The proxy of ``conduit`` (one per node; placed on no node yet)."""
+    return Workload(f"proxy-{conduit.name}", Kind.PROXY, "", trench=conduit.trench or "",
+                    namespace=conduit.namespace, params=_params(conduit=conduit.name, ip_family=family))
+
+
+def _trench_workloads(objs: Sequence[resources.Resource], trench: resources.Trench,
+                      nodes: Sequence[str]) -> list[Workload]:
+    family = trench.spec.ip_family
+    out = [dataclasses.replace(w, node=nodes[0]) for w in trench_templates(trench)]
+    for attractor in _of(objs, trench, resources.Attractor):
+        out += _attractor_workloads(attractor, family, nodes)
+    for conduit in _of(objs, trench, resources.Conduit):
+        template = proxy_template(conduit, family)
+        out += [dataclasses.replace(template, name=proxy_pod_name(conduit.name, node), node=node) for node in nodes]
+    return out
+
+
+def _attractor_workloads(attractor: resources.Attractor, family: str, nodes: Sequence[str]) -> list[Workload]:
+    template = attractor_template(attractor, family)
+    replicas = 1 if attractor.spec.replicas is None else max(attractor.spec.replicas, 0)
     out = []
-    replicas = 1 if spec.replicas is None else max(spec.replicas, 0)
     for i in range(replicas):
         node = nodes[i] if i < len(nodes) else ""
         pending = "" if node else (f"0/{len(nodes)} nodes are available: one FE+LB pod per node "
                                    f"(attractor {attractor.name} wants {replicas} replicas)")
-        out.append(Workload(fe_pod_name(attractor.name, i), Kind.FRONTEND_LB, node, trench=trench, namespace=namespace,
-                            params=params, pending=pending))
+        out.append(dataclasses.replace(template, name=fe_pod_name(attractor.name, i), node=node, pending=pending))
     return out
 
 

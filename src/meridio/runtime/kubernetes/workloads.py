@@ -248,24 +248,26 @@ def objects(objs: Sequence[resources.Resource], namespace: str, uids: dict[tuple
         uid = uids.get(("Trench", t))
         if uid is None:
             continue
-        want = rc.desired([o for o in mine if o.trench == t or o is trench], nodes=["$node"])
-        by_kind = {w.kind: w for w in want.workloads}
+        nsp, ipam = rc.trench_templates(trench)
+        family = trench.spec.ip_family
         nsp_env = {"NSP_CONFIG_MAP_NAME": configmap.configmap_name(t), "NSP_NAMESPACE": f"$({_POD_NAMESPACE})"}
-        out += [_statefulset(f"nsp-{t}", f"nsp-service-{t}", by_kind[rc.Kind.NSP], site, image, trench, uid,
+        out += [_statefulset(f"nsp-{t}", f"nsp-service-{t}", nsp, site, image, trench, uid,
                              "/run/nsp/data", "nsp-data", nsp_env, rbac.NSP_SERVICE_ACCOUNT),
                 _service(f"nsp-service-{t}", f"nsp-{t}", wl.NSP_PORT, trench, uid),
-                _statefulset(f"ipam-{t}", f"ipam-service-{t}", by_kind[rc.Kind.IPAM], site, image, trench, uid,
+                _statefulset(f"ipam-{t}", f"ipam-service-{t}", ipam, site, image, trench, uid,
                              "/run/ipam/data", "ipam-data"),
                 _service(f"ipam-service-{t}", f"ipam-{t}", wl.IPAM_PORT, trench, uid)]
-        for w in want.workloads:
-            if w.kind is rc.Kind.FRONTEND_LB and w.name.endswith("-0"):
-                attractor = next(o for o in mine if isinstance(o, resources.Attractor) and o.name == w.param("attractor"))
-                if ("Attractor", attractor.name) in uids:
-                    out += _fe_lb(attractor, w, site, image, uids[("Attractor", attractor.name)])
-            elif w.kind is rc.Kind.PROXY:
-                conduit = next(o for o in mine if isinstance(o, resources.Conduit) and o.name == w.param("conduit"))
-                if ("Conduit", conduit.name) in uids:
-                    out.append(_proxy(conduit, w, site, image, uids[("Conduit", conduit.name)]))
+        of_trench = sorted((o for o in mine if o.trench == t), key=lambda o: o.name)
+        for o in of_trench:
+            owner_uid = uids.get((o.KIND, o.name))
+            if owner_uid is None:
+                continue
+            if isinstance(o, resources.Attractor):
+                out += _fe_lb(o, rc.attractor_template(o, family), site, image, owner_uid)
+        for o in of_trench:
+            owner_uid = uids.get((o.KIND, o.name))
+            if owner_uid is not None and isinstance(o, resources.Conduit):
+                out.append(_proxy(o, rc.proxy_template(o, family), site, image, owner_uid))
     return out
 
 
