@@ -82,12 +82,12 @@ def configuration(name: str, port: int, ca: bytes, selector: str) -> dict[str, A
 @pytest.fixture(scope="module")
 def hooked(installed: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, str]]:
     assert installed.admin is not None
-    cert, key = serving_cert(tmp_path_factory.mktemp("webhook"), "webhook")
-    running = Running(installed, cert, key)
+    serving = serving_cert(tmp_path_factory.mktemp("webhook"), "webhook")
+    running = Running(installed, serving.cert, serving.key)
     selector = uuid.uuid4().hex[:8]
     name = f"meridio-test-{selector}"
     installed.admin.create("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
-                           configuration(name, running.server.port, cert.read_bytes(), selector))
+                           configuration(name, running.server.port, serving.ca.read_bytes(), selector))
     try:
         yield installed, selector
     finally:

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import dataclasses
 import datetime
-import ipaddress
 import json
 import pathlib
 import shutil
@@ -29,10 +28,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from meridio.runtime.local import pki
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ADMIN_TOKEN_USER = "meridio-test-admin"
@@ -70,24 +69,25 @@ def _service_account_keys(directory: pathlib.Path) -> tuple[pathlib.Path, pathli
     return priv, pub
 
 
-def serving_cert(directory: pathlib.Path, stem: str = "serving") -> tuple[pathlib.Path, pathlib.Path]:
-    """A self-signed serving certificate for 127.0.0.1 that is its own CA (for the API server: known
-    before it starts, so clients verify it from the first call; for a webhook: its caBundle)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"meridio-test-{stem}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    crt, k = directory / f"{stem}.crt", directory / f"{stem}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
-    return crt, k
+@dataclasses.dataclass(frozen=True)
+class Serving:
+    cert: pathlib.Path
+    key: pathlib.Path
+    ca: pathlib.Path
+    """What clients trust (the API server's --client-ca is not this: it only serves with it)."""
+
+
+def serving_cert(directory: pathlib.Path, stem: str = "serving") -> Serving:
+    """A serving certificate for 127.0.0.1/localhost from a CA of its own, made with the product's CA code
+    (for the API server: known before it starts, so clients verify it from the first call; for a webhook:
+    the CA is its caBundle)."""
+    ca = pki.Ca.create(f"test {stem}", now=time.time())
+    cert, key = ca.issue_server(["localhost"], ["127.0.0.1"], now=time.time(), lifetime_s=2 * 86400)
+    out = Serving(directory / f"{stem}.crt", directory / f"{stem}.key", directory / f"{stem}-ca.crt")
+    out.cert.write_bytes(cert)
+    out.key.write_bytes(key)
+    out.ca.write_bytes(ca.cert_pem)
+    return out
 
 
 @dataclasses.dataclass
@@ -143,7 +143,8 @@ class ControlPlane:
         wd = self.workdir
         etcd_port, api_port = free_port(), free_port()
         sa_key, sa_pub = _service_account_keys(wd)
-        crt, key = serving_cert(wd)
+        serving = serving_cert(wd)
+        crt, key = serving.cert, serving.key
         token = uuid.uuid4().hex
         (wd / "tokens.csv").write_text(f"{token},{ADMIN_TOKEN_USER},{ADMIN_TOKEN_USER},system:masters\n")
         self._start("kine", [str(self.bindir / "kine"), "--listen-address", f"127.0.0.1:{etcd_port}",
@@ -159,7 +160,7 @@ class ControlPlane:
             "--service-cluster-ip-range=10.0.0.0/24", "--enable-priority-and-fairness=false",
             "--allow-privileged=true",  # as kubeadm and every CNI-running cluster set it: Meridio's init containers
         ])
-        self.admin = Client(f"https://127.0.0.1:{api_port}", token, str(crt))
+        self.admin = Client(f"https://127.0.0.1:{api_port}", token, str(serving.ca))
         self._wait_ready(timeout)
         if self.controller_manager:
             kubeconfig = self.kubeconfig(self.admin, wd / "admin.kubeconfig")

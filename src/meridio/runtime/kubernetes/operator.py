@@ -1,13 +1,15 @@
-"""The operator (kopf), first part: per Trench the ConfigMap ``meridio-configuration-<trench>`` the NSP
-reads, rewritten from every Meridio object of the trench, and a ``Ready`` condition on every object.
+"""The operator's pure core: per Trench the ConfigMap ``meridio-configuration-<trench>`` the NSP reads,
+rendered from every Meridio object of the trench, and a ``Ready`` condition on every object (with the
+readiness of its workloads, :func:`readiness`; the workloads themselves are
+:mod:`meridio.runtime.kubernetes.workloads`).
 
 Pure core: :func:`desired` (the namespace's objects → the ConfigMaps and each object's condition).
-Adapter: kopf event handlers for the seven kinds and for the operator's ConfigMaps, which re-read the
-namespace through :mod:`meridio.runtime.kubernetes.kubeapi` and write what differs, so a change of one
-object rewrites only its trench's ConfigMap, and a manual edit of a ConfigMap (a changed or an added
-key) is reverted.
-The ConfigMap is owned by its Trench (owner reference): deleting the Trench lets the garbage collector
-delete it. The operator watches only its own namespace (``kopf run --namespace``), as Meridio's does.
+Adapter (:mod:`meridio.runtime.kubernetes.handlers`): kopf event handlers for the seven kinds, the
+operator's ConfigMaps and its workloads, which re-read the namespace through :mod:`meridio.api.kubeapi`
+and write what differs, so a change of one object rewrites only its trench's ConfigMap, and a manual
+edit of a ConfigMap (a changed or an added key) is reverted. The ConfigMap is owned by its Trench
+(owner reference): deleting the Trench lets the garbage collector delete it. The operator watches only
+its own namespace, as Meridio's does.
 """
 from __future__ import annotations
 
