@@ -108,3 +108,15 @@ def test_an_update_changes_only_the_objects_it_concerns_and_a_delete_removes_the
                60, message="the PDB garbage-collected")
     assert get(kube, names[0]) is not None
 
+
+
+def test_a_workload_deleted_by_hand_comes_back(operated: tuple[ControlPlane, str, str]) -> None:  # noqa: F811
+    kube, ns, _ = operated
+    assert kube.admin is not None
+    apply_all(kube, ns, trench_a())
+    path = f"{APPS.format(ns=ns)}/deployments/stateless-lb-frontend-attractor-a-1"
+    first = wait_until(lambda: get(kube, path), 60, message="the FE+LB Deployment")
+    kube.admin.delete(path)
+    again = wait_until(lambda: (d := get(kube, path)) is not None and d["metadata"]["uid"] != first["metadata"]["uid"]
+                       and d, 60, message="the Deployment made again")
+    assert again["spec"]["template"]["spec"]["containers"] == first["spec"]["template"]["spec"]["containers"]

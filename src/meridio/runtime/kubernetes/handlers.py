@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import hashlib
-import json
 import logging
 import os
 import pathlib
@@ -64,7 +62,6 @@ class Reconciler:
     def __init__(self, api: kubeapi.Client, image: str = kubeworkloads.IMAGE_DEFAULT) -> None:
         self.api = api
         self.image = image
-        self._applied: dict[str, str] = {}
         self._namespaces: dict[str, _Namespace] = {}
         self.runs = 0
 
@@ -80,14 +77,12 @@ class Reconciler:
 
     async def _apply_workloads(self, namespace: str, objs: list[resources.Resource],
                                raw: dict[tuple[str, str], Any]) -> None:
-        """Server-side apply of every workload object; one whose body is what this operator applied last
-        is not sent again (an unchanged apply would be a no-op anyway: nothing else is touched)."""
+        """Server-side apply of every workload object, every round: an unchanged one is a no-op on the
+        server (no new generation, nothing touched), and one deleted or edited by hand comes back. (A
+        cache of what was applied last would skip exactly those.)"""
         uids = {key: item["metadata"]["uid"] for key, item in raw.items()}
         for obj in kubeworkloads.objects(objs, namespace, uids, image=self.image):
             path = _object_path(obj)
-            digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-            if self._applied.get(path) == digest:
-                continue
             try:
                 await self.api.apply(path, obj, core.FIELD_MANAGER)
             except kubeapi.ApiError as exc:
@@ -96,8 +91,7 @@ class Reconciler:
                 # refused (a cluster policy, a quota): the others go on; the next event tries again
                 _log.warning("%s %s refused: %s", obj["kind"], obj["metadata"]["name"], exc)
                 continue
-            self._applied[path] = digest
-            _log.info("%s %s applied", obj["kind"], obj["metadata"]["name"])
+            _log.debug("%s %s applied", obj["kind"], obj["metadata"]["name"])
 
     async def _workloads(self, namespace: str) -> dict[tuple[str, str], Any]:
         """The namespace's operator-made workloads as stored (with their status)."""
